@@ -1,0 +1,5 @@
+"""The `log` capability: plugins write structured log lines through the host."""
+
+from arcana_host.logs.capability import LogCapability
+
+__all__ = ["LogCapability"]

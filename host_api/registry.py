@@ -1,0 +1,79 @@
+"""The ordered composition of capabilities the kernel offers to plugins."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from arcana.errors import Problem
+from arcana.manifest import Manifest
+from arcana_host.capability import Capability, HostFunction
+from arcana_host.catalog import CATALOG, HOST_NAMESPACE
+from arcana_host.logs import LogCapability
+
+# Grants that are not host-function capabilities of their own but options of
+# one (e.g. `auth.issue` widens `auth`).
+KNOWN_GRANTS = frozenset(CATALOG.values()) | {"log"}
+
+
+class Capabilities:
+    """All capabilities, in order; built once per kernel."""
+
+    def __init__(self, capabilities: Sequence[Capability]) -> None:
+        self._capabilities = list(capabilities)
+        self._functions: dict[str, HostFunction] = {}
+        for cap in self._capabilities:
+            for fn in cap.host_functions():
+                self._functions[fn.name] = fn
+
+    @classmethod
+    def default(cls) -> Capabilities:
+        return cls([LogCapability()])
+
+    @property
+    def available(self) -> frozenset[str]:
+        return frozenset(cap.name for cap in self._capabilities)
+
+    def check_imports(self, name: str, imports: Sequence[tuple[str, str]],
+                      requested: frozenset[str], granted: frozenset[str]) -> list[Problem]:
+        """Least privilege before instantiation: every host import must be known and granted."""
+        problems = []
+        for module, func in imports:
+            if module == "extism:host/env":
+                continue
+            where = f"import {module}::{func}"
+            if module != HOST_NAMESPACE:
+                problems.append(Problem(where, f"namespace '{module}' is not offered to plugins (WASI and env imports are not available)",
+                                        f"build for wasm32-freestanding and import host functions from {HOST_NAMESPACE}"))
+                continue
+            cap = CATALOG.get(func)
+            if cap is None:
+                problems.append(Problem(where, "is not a host function of Arcana", "remove the import; see the host API in ARCHITECTURE.md 3.4"))
+            elif cap not in granted:
+                problems.append(Problem(where, f"needs capability '{cap}', which the operator has not granted to '{name}'",
+                                        f"grant it in the config (grants: {{{name}: [{cap}]}}) or remove the import"))
+            elif cap not in requested:
+                problems.append(Problem(where, f"needs capability '{cap}', which the manifest does not request",
+                                        f"add {cap} = true under [capabilities]"))
+            elif func not in self._functions:
+                problems.append(Problem(where, f"capability '{cap}' is not available in this kernel", "remove the import or upgrade Arcana"))
+        return problems
+
+    def check_grants(self, manifest: Manifest, granted: frozenset[str]) -> list[Problem]:
+        problems = []
+        for cap in sorted(manifest.requested_capabilities()):
+            if cap not in KNOWN_GRANTS:
+                problems.append(Problem(f"capabilities.{cap}", "unknown capability", f"use one of {', '.join(sorted(KNOWN_GRANTS))}"))
+            elif cap not in granted:
+                problems.append(Problem(f"capabilities.{cap}", f"requested but not granted to '{manifest.name}' by the operator",
+                                        f"grant it in the config (grants: {{{manifest.name}: [{cap}]}}) or drop the request"))
+        for cap in self._capabilities:
+            problems.extend(cap.configure(manifest))
+        return problems
+
+    def functions_for(self, granted: frozenset[str]) -> list[HostFunction]:
+        """Only the functions this plugin may call: the engine links nothing else."""
+        return [fn for fn in self._functions.values() if fn.capability in granted]
+
+    def close(self) -> None:
+        for cap in reversed(self._capabilities):
+            cap.close()

@@ -1,0 +1,56 @@
+"""`arcana plugin check` and `arcana plugin build`: what an author sees."""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from arcana.config import ArcanaConfig
+from arcana.engine.extism_engine import ExtismEngine
+from arcana.errors import PluginLoadError
+from arcana.loader import FileChanging, PluginLoader
+from arcana_host.registry import Capabilities
+
+
+def check_plugin(path: Path, config: ArcanaConfig) -> int:
+    """Print the manifest, routes and grants, or every problem; non-zero on problems."""
+    with ThreadPoolExecutor(1) as threads:
+        loader = PluginLoader(config, ExtismEngine(), Capabilities.default(), threads)
+        try:
+            plugin = loader.load(path)
+        except PluginLoadError as exc:
+            print(f"FAILED {exc}", file=sys.stderr)
+            return 1
+        except (OSError, FileChanging) as exc:
+            print(f"FAILED cannot read {path}: {exc}", file=sys.stderr)
+            return 1
+    m = plugin.manifest
+    granted = config.granted(m.name)
+    print(f"OK {m.name} {m.version}  ({path}, sha256 {plugin.sha256[:12]})")
+    print(f"  limits: memory {plugin.pool.limits.memory_mb} MB, timeout {plugin.pool.limits.timeout_ms} ms, "
+          f"concurrency {plugin.pool.limits.max_concurrency}")
+    for cap in sorted(m.requested_capabilities()):
+        print(f"  capability {cap}: {'granted' if cap in granted else 'refused'}")
+    for r in m.routes:
+        access = "public" if r.public else ("roles " + ",".join(r.roles) if r.roles else "authenticated")
+        print(f"  route {r.method} {r.path.raw} -> {r.handler} ({access}, abi {r.abi})")
+    for g in m.grpc:
+        print(f"  grpc {g.method} -> {g.handler}")
+    for j in m.jobs:
+        print(f"  job {j.type} -> {j.handler}")
+    for s in m.subscriptions:
+        print(f"  subscribe {s.topic} -> {s.handler}")
+    return 0
+
+
+def build_plugin(src: Path, output: Path | None) -> int:
+    from arcana_sdk.build import BuildError, build_plugin as build
+
+    try:
+        out = build(src, output)
+    except BuildError as exc:
+        print(f"build failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"built {out}")
+    return 0

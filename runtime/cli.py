@@ -1,0 +1,77 @@
+"""`arcana`: serve, check and build plugins. The only place that assembles edges."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+from pathlib import Path
+
+from arcana.config import ArcanaConfig, load_config
+from arcana.errors import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="arcana", description="Arcana: sandboxed WebAssembly plugins over REST and gRPC")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the plugin folder")
+    serve.add_argument("--config", type=Path, help="YAML config file (default: built-in defaults)")
+    serve.add_argument("--plugins", type=Path, help="plugin folder (default: the repository's plugins/)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--http-port", type=int, help="REST port (default 8080)")
+    serve.add_argument("--grpc-port", type=int, help="gRPC port (default 9090)")
+    plugin = commands.add_parser("plugin", help="plugin author tools").add_subparsers(dest="plugin_command", required=True)
+    check = plugin.add_parser("check", help="validate a plugin file as the server would")
+    check.add_argument("file", type=Path)
+    check.add_argument("--config", type=Path, help="config whose grants and limits apply")
+    build = plugin.add_parser("build", help="build a plugin folder and embed its manifest")
+    build.add_argument("dir", type=Path)
+    build.add_argument("-o", "--output", type=Path, help="output .wasm (default: DIR/<name>.wasm)")
+    return parser
+
+
+def _serve_config(args: argparse.Namespace) -> ArcanaConfig:
+    config = load_config(args.config)
+    server = dataclasses.replace(config.server, **{k: v for k, v in (
+        ("host", args.host), ("http_port", args.http_port), ("grpc_port", args.grpc_port)) if v is not None})
+    plugins = config.plugins
+    if args.plugins is not None:
+        plugins = dataclasses.replace(plugins, dir=str(args.plugins.resolve()))
+    return dataclasses.replace(config, server=server, plugins=plugins)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(_serve_config(args))
+        if args.plugin_command == "check":
+            from arcana.check import check_plugin
+            return check_plugin(args.file, load_config(args.config))
+        from arcana.check import build_plugin
+        return build_plugin(args.dir, args.output)
+    except ConfigError as exc:
+        print(f"arcana: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(config: ArcanaConfig) -> int:
+    from arcana.logs import setup_logging
+    from arcana.server import serve
+
+    setup_logging(config.logging)
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    try:
+        asyncio.run(serve(config))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The transport-agnostic core of a request: route, envelope, call, check.
+
+Edges parse their transport into an ``HttpRequest`` (later a gRPC call),
+call in here, and serialize what comes back; errors are ``ArcanaError`` and
+each edge maps them once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from arcana.envelopes import HttpRequest, HttpResponse, http_envelope, parse_http_output
+from arcana.errors import ArcanaError, MethodNotAllowed, NotFound
+from arcana.paths import Match
+from arcana.registry import RouteTarget, Snapshot
+from arcana_host.capability import CallContext
+
+logger = logging.getLogger("arcana.dispatch")
+
+
+def route_http(snapshot: Snapshot, method: str, path: str) -> Match[RouteTarget]:
+    found = snapshot.routes.match(method, path)
+    if found is None:
+        raise NotFound(f"no route for {path}")
+    if isinstance(found, frozenset):
+        allowed = ", ".join(sorted(found))
+        raise MethodNotAllowed(f"{method} is not allowed on {path}; allowed: {allowed}", found)
+    return found
+
+
+async def call_http(match: Match[RouteTarget], req: HttpRequest) -> HttpResponse:
+    plugin, route = match.target.plugin, match.target.route
+    context = CallContext(plugin.name, plugin.manifest.version, req.request_id, req.principal)
+    try:
+        if route.abi == "raw":
+            output = await plugin.pool.call(route.handler, req.body, context)
+            return HttpResponse(200, output, {"content-type": route.content_type})
+        envelope = http_envelope(req, route.path.raw, match.params)
+        output = await plugin.pool.call(route.handler, envelope, context)
+        return parse_http_output(plugin.name, output)
+    except ArcanaError as exc:
+        if exc.detail:
+            logger.warning("plugin output refused: %s", exc.detail,
+                           extra={"plugin": plugin.name, "plugin_version": plugin.manifest.version,
+                                  "request_id": req.request_id})
+        raise

@@ -1,0 +1,130 @@
+"""The Extism engine: core modules on the Extism ABI.
+
+Host functions are linked per plugin from its granted set only, through our
+own dispatch callback: the Extism Python SDK's default routes every call
+through a process-global registry that hands every plugin every function.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Sequence
+
+import extism
+from extism.extism import CompiledPlugin
+from extism_sys import ffi as _ffi, lib as _lib  # type: ignore[import-untyped]
+
+from arcana.engine import GuestFault, ModuleInfo, ModuleRejected
+from arcana.engine.inspect import ModuleInspector
+from arcana.errors import ArcanaError
+from arcana_host.capability import CallContext, HostFunction
+from arcana_host.catalog import HOST_NAMESPACE
+
+logger = logging.getLogger("arcana.engine")
+WASM_PAGE = 65536
+
+
+def _error_reply(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+def _run_host_function(fn: HostFunction, context: Any, request: bytes) -> bytes:
+    """Never raises: every failure becomes an error value for the guest."""
+    if not isinstance(context, CallContext):
+        return _error_reply("INTERNAL", "host function called outside a plugin call")
+    try:
+        payload = json.loads(request) if request else {}
+        if not isinstance(payload, dict):
+            return _error_reply("VALIDATION_FAILED", f"{fn.name} takes a JSON object")
+        return json.dumps(fn.handler(context, payload), separators=(",", ":")).encode()
+    except json.JSONDecodeError:
+        return _error_reply("VALIDATION_FAILED", f"{fn.name} was given invalid JSON")
+    except ArcanaError as exc:
+        return _error_reply(exc.code.value, exc.message)
+    except Exception:
+        logger.exception("host function %s failed", fn.name, extra={"plugin": context.plugin})
+        return _error_reply("INTERNAL", f"{fn.name} failed inside the host")
+
+
+@_ffi.callback("void(ExtismCurrentPlugin*, const ExtismVal*, ExtismSize, ExtismVal*, ExtismSize, void*)")
+def _dispatch(current: Any, inputs: Any, n_inputs: int, outputs: Any, n_outputs: int, user_data: Any) -> None:
+    fn: HostFunction = _ffi.from_handle(user_data)[0]
+    try:
+        ctx_handle = _lib.extism_current_plugin_host_context(current)
+        context = _ffi.from_handle(ctx_handle) if ctx_handle != _ffi.NULL else None
+        offset = inputs[0].v.i64
+        length = _lib.extism_current_plugin_memory_length(current, offset)
+        base = _lib.extism_current_plugin_memory(current)
+        request = bytes(_ffi.buffer(base + offset, length)) if length else b""
+        reply = _run_host_function(fn, context, request)
+        out = _lib.extism_current_plugin_memory_alloc(current, len(reply))
+        if out == 0:
+            outputs[0].v.i64 = 0
+            return
+        # The allocation may have grown memory, so re-read the base pointer.
+        _ffi.memmove(_lib.extism_current_plugin_memory(current) + out, reply, len(reply))
+        outputs[0].v.i64 = out
+    except Exception:  # a raise here would be printed and dropped by cffi
+        logger.exception("host call dispatch failed for %s", fn.name)
+        outputs[0].v.i64 = 0
+
+
+def _link(fn: HostFunction) -> extism.Function:
+    return extism.Function(HOST_NAMESPACE, fn.name, [extism.ValType.I64], [extism.ValType.I64], _dispatch, fn)
+
+
+def _fault(exc: extism.Error) -> GuestFault:
+    text = str(exc)
+    if text == "timeout":
+        return GuestFault("timeout", "the call ran past its time limit")
+    if text == "oom":
+        return GuestFault("oom", "the plugin ran out of its memory limit")
+    if "cancel" in text.lower():
+        return GuestFault("cancelled", "the call was cancelled")
+    return GuestFault("trap", text.splitlines()[0] if text else "the plugin trapped")
+
+
+class ExtismInstance:
+    def __init__(self, plugin: extism.Plugin) -> None:
+        self._plugin = plugin
+        self._cancel = plugin.cancel_handle()
+
+    def call(self, handler: str, data: bytes, context: CallContext) -> bytes:
+        try:
+            return bytes(self._plugin.call(handler, data, parse=None, host_context=context))
+        except extism.Error as exc:
+            raise _fault(exc) from exc
+
+    def cancel(self) -> None:
+        self._cancel.cancel()
+
+
+class ExtismCompiled:
+    def __init__(self, compiled: CompiledPlugin) -> None:
+        self._compiled = compiled
+
+    def instantiate(self) -> ExtismInstance:
+        try:
+            return ExtismInstance(extism.Plugin(self._compiled, functions=None))
+        except extism.Error as exc:
+            raise ModuleRejected(f"cannot instantiate: {exc}") from exc
+
+
+class ExtismEngine:
+    def __init__(self) -> None:
+        self._inspector = ModuleInspector()
+
+    def inspect(self, wasm: bytes) -> ModuleInfo:
+        return self._inspector.inspect(wasm)
+
+    def compile(self, wasm: bytes, functions: Sequence[HostFunction], *,
+                memory_mb: int, timeout_ms: int) -> ExtismCompiled:
+        manifest = {"wasm": [{"data": bytes(wasm)}],
+                    "memory": {"max_pages": max(1, memory_mb * 1024 * 1024 // WASM_PAGE)},
+                    "timeout_ms": timeout_ms}
+        try:
+            compiled = CompiledPlugin(manifest, wasi=False, functions=[_link(f) for f in functions])
+        except extism.Error as exc:
+            raise ModuleRejected(f"cannot compile: {str(exc).splitlines()[0]}") from exc
+        return ExtismCompiled(compiled)

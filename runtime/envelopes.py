@@ -1,0 +1,112 @@
+"""Envelopes: the one JSON shape a handler receives, and the one it returns.
+
+See ARCHITECTURE.md section 3.2. Building and checking them is independent of
+any transport, so the REST edge (and later gRPC, jobs, events) share it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from arcana.errors import ArcanaError, ErrorCode, PluginFailed, ValidationFailed
+
+_COMPACT = (",", ":")
+# Codes a plugin may return; anything else is a plugin bug, not a client error.
+PLUGIN_CODES = frozenset(c.value for c in ErrorCode)
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    request_id: str
+    traceparent: str = ""
+    principal: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def is_json_type(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def http_envelope(req: HttpRequest, route: str, params: dict[str, str]) -> bytes:
+    envelope: dict[str, Any] = {
+        "kind": "http", "method": req.method, "path": req.path, "route": route,
+        "params": params, "query": req.query, "headers": req.headers,
+        "principal": req.principal, "request_id": req.request_id, "traceparent": req.traceparent,
+    }
+    if req.body:
+        if is_json_type(req.headers.get("content-type", "")):
+            try:
+                envelope["body"] = json.loads(req.body)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ValidationFailed(f"request body is not valid JSON: {exc}") from exc
+        else:
+            envelope["body_base64"] = base64.b64encode(req.body).decode("ascii")
+    return json.dumps(envelope, separators=_COMPACT).encode()
+
+
+def parse_http_output(plugin: str, output: bytes) -> HttpResponse:
+    """Check a handler's output against the http response schema."""
+    data = _json_object(plugin, output)
+    if "error" in data:
+        raise plugin_error(plugin, data["error"])
+    unknown = set(data) - {"status", "headers", "body", "body_base64"}
+    if unknown:
+        raise _bad(plugin, f"unknown response fields {sorted(unknown)}")
+    status = data.get("status", 200)
+    if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+        raise _bad(plugin, f"status must be an integer 200-599, got {status!r}")
+    headers = data.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise _bad(plugin, "headers must be an object of strings")
+    headers = {k.lower(): v for k, v in headers.items()}
+    if "body_base64" in data:
+        try:
+            body = base64.b64decode(data["body_base64"], validate=True)
+        except (ValueError, TypeError) as exc:
+            raise _bad(plugin, "body_base64 is not valid base64") from exc
+        headers.setdefault("content-type", "application/octet-stream")
+    elif "body" in data:
+        body = json.dumps(data["body"], separators=_COMPACT).encode()
+        headers.setdefault("content-type", "application/json")
+    else:
+        body = b""
+    return HttpResponse(status, body, headers)
+
+
+def plugin_error(plugin: str, error: Any) -> ArcanaError:
+    """An error the plugin returned on purpose, kept in the public model."""
+    if not isinstance(error, dict) or not isinstance(error.get("code"), str):
+        return _bad(plugin, "error must be an object with a string code")
+    code, message = error["code"], error.get("message", "")
+    if code not in PLUGIN_CODES or not isinstance(message, str):
+        return _bad(plugin, f"unknown error code {code!r}")
+    return ArcanaError(message or code, code=ErrorCode(code))
+
+
+def _json_object(plugin: str, output: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(output)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _bad(plugin, "output is not JSON") from None
+    if not isinstance(data, dict):
+        raise _bad(plugin, "output must be a JSON object")
+    return data
+
+
+def _bad(plugin: str, why: str) -> PluginFailed:
+    return PluginFailed(f"plugin '{plugin}' returned a malformed response", detail=why)

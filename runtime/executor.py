@@ -1,0 +1,110 @@
+"""Runs plugin calls: one instance pool per plugin version, off the event loop.
+
+Each call borrows an idle instance (or makes one from the compiled module),
+runs on the kernel's bounded thread pool (Extism releases the GIL while the
+guest runs), and gives the instance back only if the call succeeded: a trap,
+timeout or out-of-memory discards it so no broken state is reused. A
+per-version semaphore is the bulkhead (``max_concurrency``); the guest's own
+time limit is enforced inside the engine, and a wall-clock guard above it
+covers host functions that block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from arcana.engine import CompiledModule, GuestFault, Instance, ModuleRejected
+from arcana.errors import PluginFailed, PluginTimeout, ServiceUnavailable
+from arcana_host.capability import CallContext
+
+logger = logging.getLogger("arcana.executor")
+# Extra wall-clock time, beyond the guest limit, before the guard gives up.
+GUARD_GRACE_S = 1.0
+
+
+@dataclass(frozen=True)
+class EffectiveLimits:
+    memory_mb: int
+    timeout_ms: int
+    max_concurrency: int
+
+
+class _Borrow:
+    """One call's hold on an instance, so the guard can cancel or disown it."""
+
+    __slots__ = ("instance", "abandoned")
+
+    def __init__(self) -> None:
+        self.instance: Instance | None = None
+        self.abandoned = False
+
+
+class InstancePool:
+    def __init__(self, plugin: str, version: str, compiled: CompiledModule,
+                 limits: EffectiveLimits, threads: ThreadPoolExecutor, warm: Instance | None = None) -> None:
+        self.plugin = plugin
+        self.version = version
+        self.limits = limits
+        self._compiled = compiled
+        self._threads = threads
+        self._idle: deque[Instance] = deque([warm] if warm else [])
+        self._slots = asyncio.Semaphore(limits.max_concurrency)
+        self._retired = False
+        self.in_flight = 0
+
+    async def call(self, handler: str, data: bytes, context: CallContext) -> bytes:
+        timeout_s = self.limits.timeout_ms / 1000
+        try:
+            await asyncio.wait_for(self._slots.acquire(), timeout_s)
+        except TimeoutError:
+            raise ServiceUnavailable(f"plugin '{self.plugin}' is at its concurrency limit "
+                                     f"({self.limits.max_concurrency}); try again") from None
+        self.in_flight += 1
+        borrow = _Borrow()
+        try:
+            loop = asyncio.get_running_loop()
+            job = loop.run_in_executor(self._threads, self._run, borrow, handler, data, context)
+            try:
+                return await asyncio.wait_for(job, timeout_s + GUARD_GRACE_S)
+            except TimeoutError:
+                borrow.abandoned = True
+                if borrow.instance is not None:
+                    borrow.instance.cancel()
+                raise self._fault(GuestFault("timeout", "the call did not return in time"), handler) from None
+            except GuestFault as fault:
+                raise self._fault(fault, handler) from None
+            except ModuleRejected as exc:
+                raise self._fault(GuestFault("trap", str(exc)), handler) from None
+        finally:
+            self.in_flight -= 1
+            self._slots.release()
+
+    def _run(self, borrow: _Borrow, handler: str, data: bytes, context: CallContext) -> bytes:
+        try:
+            instance = self._idle.pop()
+        except IndexError:
+            instance = self._compiled.instantiate()
+        borrow.instance = instance
+        output = instance.call(handler, data, context)  # a GuestFault drops the instance
+        if not borrow.abandoned and not self._retired and len(self._idle) < self.limits.max_concurrency:
+            self._idle.append(instance)
+        return output
+
+    def _fault(self, fault: GuestFault, handler: str) -> Exception:
+        logger.warning("plugin call failed: %s", fault.detail,
+                       extra={"plugin": self.plugin, "plugin_version": self.version,
+                              "handler": handler, "fault": fault.kind})
+        if fault.kind == "timeout":
+            return PluginTimeout(f"plugin '{self.plugin}' did not answer within {self.limits.timeout_ms} ms")
+        if fault.kind == "oom":
+            return PluginFailed(f"plugin '{self.plugin}' ran out of memory ({self.limits.memory_mb} MB limit)")
+        return PluginFailed(f"plugin '{self.plugin}' failed while handling the request")
+
+    def retire(self) -> None:
+        """Stop reusing instances; in-flight calls finish on the ones they hold."""
+        self._retired = True
+        self._idle.clear()

@@ -1,0 +1,103 @@
+"""The kernel: owns the registry and the machinery that fills it.
+
+One ``Kernel`` per process. Edges read ``kernel.registry.snapshot``; the
+watcher and the admin API call ``kernel.sync``. Loading runs on the thread
+pool, so compiling a big module never stalls requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from arcana.config import ArcanaConfig
+from arcana.engine import Engine
+from arcana.engine.extism_engine import ExtismEngine
+from arcana.errors import PluginLoadError, Problem
+from arcana.loader import FileChanging, PluginLoader, is_plugin_file, plugin_files
+from arcana.registry import LoadFailure, Registry
+from arcana_host.registry import Capabilities
+
+logger = logging.getLogger("arcana.kernel")
+
+
+class Kernel:
+    def __init__(self, config: ArcanaConfig, engine: Engine | None = None,
+                 capabilities: Capabilities | None = None) -> None:
+        self.config = config
+        self.plugins_dir = config.plugins_dir()
+        self.threads = ThreadPoolExecutor(config.executor.threads, thread_name_prefix="arcana-plugin")
+        self.capabilities = capabilities or Capabilities.default()
+        self.loader = PluginLoader(config, engine or ExtismEngine(), self.capabilities, self.threads)
+        self.registry = Registry()
+        self.ready = False
+        self._sync_lock = asyncio.Lock()
+
+    async def load_all(self) -> None:
+        """The first scan of the plugin folder; the kernel is ready after it."""
+        await self.sync(plugin_files(self.plugins_dir))
+        self.ready = True
+
+    async def sync(self, paths: list[Path]) -> None:
+        """Bring each given plugin file's state in line with the disk."""
+        async with self._sync_lock:
+            for path in paths:
+                await self._sync_one(path)
+
+    async def _sync_one(self, path: Path) -> None:
+        if not path.exists():
+            gone = self.registry.remove(path)
+            if gone is not None:
+                logger.info("plugin unloaded", extra={"plugin": gone.name, "plugin_version": gone.manifest.version,
+                                                      "source": str(path)})
+            return
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            plugin = await loop.run_in_executor(self.threads, self.loader.load, path)
+        except FileChanging:
+            logger.info("plugin file still being written; waiting for it to settle", extra={"source": str(path)})
+            return
+        except PluginLoadError as exc:
+            self._failed(path, exc.problems, exc.plugin)
+            return
+        except OSError as exc:
+            self._failed(path, [Problem("file", f"cannot read: {exc.strerror}")], None)
+            return
+        current = self.registry.snapshot.plugins.get(plugin.name)
+        if current is not None and current.sha256 == plugin.sha256 and current.source == path:
+            plugin.pool.retire()
+            return
+        problems = self.registry.install(plugin)
+        if problems:
+            plugin.pool.retire()
+            self._failed(path, problems, plugin.name)
+            return
+        logger.info("plugin loaded", extra={"plugin": plugin.name, "plugin_version": plugin.manifest.version,
+                                            "source": str(path), "ms": round((time.perf_counter() - started) * 1000, 2)})
+
+    def _failed(self, path: Path, problems: list[Problem], plugin: str | None) -> None:
+        self.registry.record_failure(LoadFailure(path, tuple(problems), plugin))
+        kept = self.registry.snapshot.plugins.get(plugin) if plugin else None
+        logger.error("plugin refused: %s", "; ".join(map(str, problems)),
+                     extra={"plugin": plugin, "source": str(path),
+                            "still_serving": kept.manifest.version if kept else None})
+
+    def sidecar_owner(self, path: Path) -> Path | None:
+        """A sidecar manifest's change reloads the module beside it."""
+        if path.suffix == ".toml":
+            wasm = path.with_suffix(".wasm")
+            return wasm if wasm.exists() or self._known(wasm) else None
+        return path if is_plugin_file(path) else None
+
+    def _known(self, path: Path) -> bool:
+        return any(p.source == path for p in self.registry.snapshot.plugins.values())
+
+    def close(self) -> None:
+        for plugin in self.registry.snapshot.plugins.values():
+            plugin.pool.retire()
+        self.capabilities.close()
+        self.threads.shutdown(wait=False, cancel_futures=True)

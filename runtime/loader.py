@@ -1,0 +1,159 @@
+"""Turns a plugin file into a validated, compiled, ready-to-serve plugin.
+
+Order matters: everything that can be checked without running guest code
+(manifest, limits, grants, imports, exports) is checked first and every
+problem is collected; only then is the module compiled and one instance made
+to prove it starts. Nothing here touches the registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from arcana.config import ArcanaConfig
+from arcana.engine import Engine, ModuleInfo, ModuleRejected
+from arcana.errors import PluginLoadError, Problem
+from arcana.executor import EffectiveLimits, InstancePool
+from arcana.manifest import Manifest, ManifestInvalid, parse_manifest
+from arcana.registry import LoadedPlugin
+from arcana.wasm_binary import MANIFEST_SECTION, WasmFormatError, custom_sections
+from arcana_host.registry import Capabilities
+
+HANDLER_SIGNATURE = ((), ("i32",))
+
+
+class FileChanging(Exception):
+    """The file changed while it was read: a writer is still at work."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Everything known about a plugin file before it is compiled."""
+
+    wasm: bytes
+    sha256: str
+    manifest: Manifest
+    limits: EffectiveLimits
+    capabilities: frozenset[str]
+    info: ModuleInfo
+
+
+def read_stable(path: Path) -> bytes:
+    """Read a file, refusing one that changes under us (half-written)."""
+    before = path.stat()
+    data = path.read_bytes()
+    after = path.stat()
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(data) != after.st_size:
+        raise FileChanging(str(path))
+    return data
+
+
+def sidecar_of(path: Path) -> Path:
+    return path.with_suffix(".toml")
+
+
+class PluginLoader:
+    def __init__(self, config: ArcanaConfig, engine: Engine, capabilities: Capabilities,
+                 threads: ThreadPoolExecutor) -> None:
+        self._config = config
+        self._engine = engine
+        self._capabilities = capabilities
+        self._threads = threads
+
+    def check(self, path: Path) -> Checked:
+        """Validate without compiling for the engine; raise PluginLoadError with every problem."""
+        wasm = read_stable(path)
+        manifest = self._manifest(path, wasm)
+        problems: list[Problem] = []
+        limits = self._limits(manifest, problems)
+        granted = self._config.granted(manifest.name)
+        problems += self._capabilities.check_grants(manifest, granted)
+        try:
+            info = self._engine.inspect(wasm)
+        except ModuleRejected as exc:
+            raise PluginLoadError(str(path), [Problem("module", str(exc), "rebuild the plugin")], manifest.name) from exc
+        problems += self._capabilities.check_imports(manifest.name, info.imports,
+                                                     manifest.requested_capabilities(), granted)
+        problems += self._exports(manifest, info)
+        if problems:
+            raise PluginLoadError(str(path), problems, manifest.name)
+        caps = manifest.requested_capabilities() & granted
+        return Checked(wasm, hashlib.sha256(wasm).hexdigest(), manifest, limits, caps, info)
+
+    def load(self, path: Path) -> LoadedPlugin:
+        checked = self.check(path)
+        m = checked.manifest
+        try:
+            compiled = self._engine.compile(checked.wasm, self._capabilities.functions_for(checked.capabilities),
+                                            memory_mb=checked.limits.memory_mb, timeout_ms=checked.limits.timeout_ms)
+            warm = compiled.instantiate()
+        except ModuleRejected as exc:
+            raise PluginLoadError(str(path), [Problem("module", str(exc), "rebuild the plugin")], m.name) from exc
+        pool = InstancePool(m.name, m.version, compiled, checked.limits, self._threads, warm)
+        return LoadedPlugin(m, path, checked.sha256, pool)
+
+    def _manifest(self, path: Path, wasm: bytes) -> Manifest:
+        sidecar = sidecar_of(path)
+        try:
+            if sidecar.exists():
+                text = sidecar.read_text(encoding="utf-8")
+            else:
+                embedded = custom_sections(wasm).get(MANIFEST_SECTION)
+                if embedded is None:
+                    raise PluginLoadError(str(path), [Problem(
+                        "manifest", "no manifest found",
+                        f"build with `arcana plugin build`, or put a sidecar {sidecar.name} beside it")])
+                text = embedded.decode("utf-8")
+            return parse_manifest(text)
+        except ManifestInvalid as exc:
+            raise PluginLoadError(str(path), exc.problems, exc.name) from exc
+        except WasmFormatError as exc:
+            raise PluginLoadError(str(path), [Problem("module", str(exc), "rebuild the plugin")]) from exc
+        except (UnicodeDecodeError, OSError) as exc:
+            raise PluginLoadError(str(path), [Problem("manifest", f"cannot read: {exc}")]) from exc
+
+    def _limits(self, manifest: Manifest, problems: list[Problem]) -> EffectiveLimits:
+        ex = self._config.executor
+        asked = manifest.limits
+        values = {}
+        for key, default, ceiling in (("memory_mb", ex.default_memory_mb, ex.max_memory_mb),
+                                      ("timeout_ms", ex.default_timeout_ms, ex.max_timeout_ms),
+                                      ("max_concurrency", ex.default_max_concurrency, ex.max_concurrency)):
+            value = getattr(asked, key) or default
+            if value > ceiling:
+                problems.append(Problem(f"limits.{key}", f"{value} is above the operator's maximum {ceiling}",
+                                        f"ask for at most {ceiling}, or raise executor.max_{key.removeprefix('max_')} in the config"))
+                value = ceiling
+            values[key] = value
+        return EffectiveLimits(**values)
+
+    def _exports(self, manifest: Manifest, info: ModuleInfo) -> list[Problem]:
+        problems = []
+        for handler in sorted(manifest.handlers()):
+            signature = info.exports.get(handler)
+            if signature is None:
+                problems.append(Problem(f"handler {handler}", "is not exported by the module",
+                                        f"export a function named '{handler}' or fix the manifest"))
+            elif signature != HANDLER_SIGNATURE:
+                problems.append(Problem(f"handler {handler}", f"has signature {signature}, expected () -> i32",
+                                        "export it with the Extism handler ABI"))
+        return problems
+
+
+def is_plugin_file(path: Path) -> bool:
+    return path.suffix == ".wasm" and not any(part in IGNORED_DIRS for part in path.parts)
+
+
+IGNORED_DIRS = frozenset({"node_modules", ".zig-cache", "zig-cache", "zig-out", ".git"})
+
+
+def plugin_files(root: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS and not d.startswith("."))
+        found += [Path(dirpath) / f for f in sorted(filenames) if f.endswith(".wasm")]
+    return found

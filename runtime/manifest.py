@@ -1,0 +1,279 @@
+"""The plugin manifest: TOML in, a frozen validated record out.
+
+Pure data: this module imports nothing from the engine, the edges or the
+capabilities. Validation collects every problem (field, message, fix) instead
+of stopping at the first, so that `arcana plugin check` can show them all.
+Checks that need the outside world (grants, exports, other plugins' routes)
+happen in the loader and the registry.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from arcana.errors import Problem
+from arcana.paths import PathTemplate, PathTemplateError
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
+HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+GRPC_METHOD_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*\.[A-Za-z_]\w*/[A-Za-z_]\w*$")
+RATE_RE = re.compile(r"^[1-9]\d*/(second|minute|hour|day)$")
+TOPIC_RE = re.compile(r"^[a-z0-9_*-]+(\.[a-z0-9_*-]+)*$")
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+RESERVED_PREFIXES = ("/health", "/ready", "/metrics", "/api/v1/auth", "/api/v1/admin")
+ABIS = frozenset({"json", "raw"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: int | None = None
+    timeout_ms: int | None = None
+    max_concurrency: int | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: PathTemplate
+    handler: str
+    roles: tuple[str, ...] = ()
+    public: bool = False
+    rate_limit: str | None = None
+    abi: str = "json"
+    content_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class GrpcMethod:
+    method: str
+    handler: str
+    roles: tuple[str, ...] = ()
+    public: bool = False
+    abi: str = "json"
+
+
+@dataclass(frozen=True)
+class Job:
+    type: str
+    handler: str
+
+
+@dataclass(frozen=True)
+class Subscription:
+    topic: str
+    handler: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    version: str
+    description: str = ""
+    capabilities: dict[str, bool | tuple[str, ...]] = field(default_factory=dict)
+    limits: Limits = Limits()
+    routes: tuple[Route, ...] = ()
+    grpc: tuple[GrpcMethod, ...] = ()
+    jobs: tuple[Job, ...] = ()
+    subscriptions: tuple[Subscription, ...] = ()
+
+    def requested_capabilities(self) -> frozenset[str]:
+        return frozenset(k for k, v in self.capabilities.items() if v)
+
+    def handlers(self) -> frozenset[str]:
+        entries: list[Any] = [*self.routes, *self.grpc, *self.jobs, *self.subscriptions]
+        return frozenset(e.handler for e in entries)
+
+
+class ManifestInvalid(Exception):
+    def __init__(self, problems: list[Problem], name: str | None = None) -> None:
+        super().__init__("; ".join(map(str, problems)))
+        self.problems = problems
+        self.name = name
+
+
+def parse_manifest(text: str) -> Manifest:
+    """Parse and validate manifest TOML; raise ManifestInvalid listing every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestInvalid([Problem("manifest", f"not valid TOML: {exc}", "fix the TOML syntax")]) from exc
+    v = _Validator()
+    manifest = v.manifest(data)
+    if v.problems or manifest is None:
+        raise ManifestInvalid(v.problems, v.name)
+    return manifest
+
+
+class _Validator:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.name: str | None = None
+
+    def add(self, fld: str, message: str, fix: str = "") -> None:
+        self.problems.append(Problem(fld, message, fix))
+
+    def table(self, data: Any, where: str, allowed: set[str], required: frozenset[str] = frozenset()) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            self.add(where, "must be a table", f"write it as [{where}]")
+            return {}
+        for key in sorted(set(data) - allowed):
+            self.add(f"{where}.{key}", "unknown field", f"remove it; allowed fields: {', '.join(sorted(allowed))}")
+        for key in sorted(required - set(data)):
+            self.add(f"{where}.{key}", "is required", f"add {key} = ...")
+        return data
+
+    def typed(self, data: dict[str, Any], where: str, key: str, kind: type, default: Any = None) -> Any:
+        value = data.get(key, default)
+        if key in data and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            self.add(f"{where}.{key}", f"must be {kind.__name__}, got {value!r}")
+            return default
+        return value
+
+    def manifest(self, data: dict[str, Any]) -> Manifest | None:
+        self.table(data, "manifest", {"plugin", "capabilities", "limits", "route", "grpc", "job", "subscribe"}, {"plugin"})
+        plugin = self.table(data.get("plugin", {}), "plugin", {"name", "version", "description"}, {"name", "version"})
+        name = self.typed(plugin, "plugin", "name", str, "")
+        if "name" in plugin and isinstance(name, str):
+            if NAME_RE.match(name):
+                self.name = name
+            else:
+                self.add("plugin.name", f"'{name}' is not a valid name", "use lowercase letters, digits and '-', starting with a letter")
+        version = self.typed(plugin, "plugin", "version", str, "")
+        if "version" in plugin and isinstance(version, str) and not SEMVER_RE.match(version):
+            self.add("plugin.version", f"'{version}' is not a semantic version", "use MAJOR.MINOR.PATCH, e.g. 1.0.0")
+        manifest = Manifest(
+            name=name or "",
+            version=version or "",
+            description=self.typed(plugin, "plugin", "description", str, ""),
+            capabilities=self.capabilities(data.get("capabilities", {})),
+            limits=self.limits(data.get("limits", {})),
+            routes=tuple(self.entries(data, "route", self.route)),
+            grpc=tuple(self.entries(data, "grpc", self.grpc)),
+            jobs=tuple(self.entries(data, "job", self.job)),
+            subscriptions=tuple(self.entries(data, "subscribe", self.subscription)),
+        )
+        self.duplicates(manifest)
+        return manifest
+
+    def capabilities(self, data: Any) -> dict[str, bool | tuple[str, ...]]:
+        caps: dict[str, bool | tuple[str, ...]] = {}
+        if not isinstance(data, dict):
+            self.add("capabilities", "must be a table", "write it as [capabilities]")
+            return caps
+        for key, value in data.items():
+            if isinstance(value, bool):
+                caps[key] = value
+            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+                caps[key] = tuple(value)
+            else:
+                self.add(f"capabilities.{key}", f"must be true/false or a list of strings, got {value!r}")
+        return caps
+
+    def limits(self, data: Any) -> Limits:
+        table = self.table(data, "limits", {"memory_mb", "timeout_ms", "max_concurrency"})
+        values = {}
+        for key in ("memory_mb", "timeout_ms", "max_concurrency"):
+            value = self.typed(table, "limits", key, int)
+            if value is not None and value <= 0:
+                self.add(f"limits.{key}", f"must be positive, got {value}")
+                value = None
+            values[key] = value
+        return Limits(**values)
+
+    def entries(self, data: dict[str, Any], key: str, build: Any) -> list[Any]:
+        items = data.get(key, [])
+        if not isinstance(items, list):
+            self.add(key, "must be an array of tables", f"write each entry as [[{key}]]")
+            return []
+        built = [build(item, f"{key}[{i}]") for i, item in enumerate(items)]
+        return [b for b in built if b is not None]
+
+    def handler(self, table: dict[str, Any], where: str) -> str:
+        handler = self.typed(table, where, "handler", str, "")
+        if handler and not HANDLER_RE.match(handler):
+            self.add(f"{where}.handler", f"'{handler}' is not a valid export name", "use letters, digits and '_'")
+        return handler or ""
+
+    def access(self, table: dict[str, Any], where: str) -> tuple[tuple[str, ...], bool]:
+        roles = table.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) and r for r in roles):
+            self.add(f"{where}.roles", f"must be a list of role names, got {roles!r}")
+            roles = []
+        public = self.typed(table, where, "public", bool, False)
+        if public and roles:
+            self.add(f"{where}.public", "a public entry cannot also require roles", "drop roles or public")
+        return tuple(roles), bool(public)
+
+    def abi(self, table: dict[str, Any], where: str) -> str:
+        abi = self.typed(table, where, "abi", str, "json")
+        if abi not in ABIS:
+            self.add(f"{where}.abi", f"unknown abi {abi!r}", "use \"json\" (envelopes) or \"raw\" (body bytes)")
+            return "json"
+        return str(abi)
+
+    def route(self, item: Any, where: str) -> Route | None:
+        allowed = {"method", "path", "handler", "roles", "public", "rate_limit", "abi", "content_type"}
+        table = self.table(item, where, allowed, {"method", "path", "handler"})
+        method = str(self.typed(table, where, "method", str, "")).upper()
+        if "method" in table and method not in HTTP_METHODS:
+            self.add(f"{where}.method", f"unknown HTTP method {table['method']!r}", f"use one of {', '.join(sorted(HTTP_METHODS))}")
+        raw_path = self.typed(table, where, "path", str, "")
+        path = None
+        if raw_path:
+            try:
+                path = PathTemplate.parse(raw_path)
+            except PathTemplateError as exc:
+                self.add(f"{where}.path", str(exc), "use /literal/{param} segments")
+            else:
+                for prefix in RESERVED_PREFIXES:
+                    if raw_path == prefix or raw_path.startswith(prefix + "/"):
+                        self.add(f"{where}.path", f"'{raw_path}' is under the reserved prefix {prefix}", "choose a path outside the kernel's prefixes")
+        rate = self.typed(table, where, "rate_limit", str)
+        if rate is not None and not RATE_RE.match(rate):
+            self.add(f"{where}.rate_limit", f"'{rate}' is not a rate", "write N/second|minute|hour|day, e.g. 100/minute")
+        roles, public = self.access(table, where)
+        handler, abi = self.handler(table, where), self.abi(table, where)
+        content_type = self.typed(table, where, "content_type", str, "application/octet-stream")
+        if path is None or not handler or method not in HTTP_METHODS:
+            return None
+        return Route(method, path, handler, roles, public, rate, abi, content_type)
+
+    def grpc(self, item: Any, where: str) -> GrpcMethod | None:
+        table = self.table(item, where, {"method", "handler", "roles", "public", "abi"}, {"method", "handler"})
+        method = self.typed(table, where, "method", str, "")
+        if method and not GRPC_METHOD_RE.match(method):
+            self.add(f"{where}.method", f"'{method}' is not a full gRPC method name", "write package.Service/Method")
+        roles, public = self.access(table, where)
+        handler, abi = self.handler(table, where), self.abi(table, where)
+        return GrpcMethod(method, handler, roles, public, abi) if method and handler else None
+
+    def job(self, item: Any, where: str) -> Job | None:
+        table = self.table(item, where, {"type", "handler"}, {"type", "handler"})
+        job_type = self.typed(table, where, "type", str, "")
+        if job_type and not TOPIC_RE.match(job_type):
+            self.add(f"{where}.type", f"'{job_type}' is not a valid job type", "use dotted lowercase words, e.g. notes.reindex")
+        handler = self.handler(table, where)
+        return Job(job_type, handler) if job_type and handler else None
+
+    def subscription(self, item: Any, where: str) -> Subscription | None:
+        table = self.table(item, where, {"topic", "handler"}, {"topic", "handler"})
+        topic = self.typed(table, where, "topic", str, "")
+        if topic and not TOPIC_RE.match(topic):
+            self.add(f"{where}.topic", f"'{topic}' is not a valid topic pattern", "use dotted lowercase words and *, e.g. user.*")
+        handler = self.handler(table, where)
+        return Subscription(topic, handler) if topic and handler else None
+
+    def duplicates(self, manifest: Manifest) -> None:
+        seen: set[tuple[str, str]] = set()
+        for i, r in enumerate(manifest.routes):
+            key = (r.method, r.path.shape)
+            if key in seen:
+                self.add(f"route[{i}]", f"{r.method} {r.path.raw} is declared twice", "keep one entry per method and path")
+            seen.add(key)
+        methods = [g.method for g in manifest.grpc]
+        for m in sorted({m for m in methods if methods.count(m) > 1}):
+            self.add("grpc", f"{m} is declared twice", "keep one entry per method")

@@ -1,0 +1,117 @@
+"""The kernel's registry: loaded plugins and the route table, swapped whole.
+
+Readers take ``registry.snapshot`` once per request and use only that
+immutable snapshot, so a reload never shows a half-built table; in-flight
+calls keep the plugin version they started on. Writers serialize on a lock
+(the watcher and the admin API may both reload).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+from arcana.errors import Problem
+from arcana.executor import InstancePool
+from arcana.manifest import Manifest, Route
+from arcana.paths import RouteTrie
+
+
+@dataclass(frozen=True)
+class LoadedPlugin:
+    manifest: Manifest
+    source: Path
+    sha256: str
+    pool: InstancePool
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+
+@dataclass(frozen=True)
+class RouteTarget:
+    plugin: LoadedPlugin
+    route: Route
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    source: Path
+    problems: tuple[Problem, ...]
+    plugin: str | None
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    plugins: Mapping[str, LoadedPlugin]
+    routes: RouteTrie[RouteTarget]
+
+    @classmethod
+    def build(cls, plugins: Mapping[str, LoadedPlugin]) -> tuple[Snapshot, dict[str, list[Problem]]]:
+        """A snapshot of ``plugins``, in load order; later plugins lose route conflicts."""
+        trie: RouteTrie[RouteTarget] = RouteTrie()
+        conflicts: dict[str, list[Problem]] = {}
+        for plugin in plugins.values():
+            for i, route in enumerate(plugin.manifest.routes):
+                taken = trie.add(route.method, route.path, RouteTarget(plugin, route))
+                if taken is not None:
+                    owner = taken[1].plugin.name
+                    conflicts.setdefault(plugin.name, []).append(Problem(
+                        f"route[{i}]", f"{route.method} {route.path.raw} is already served by plugin '{owner}' "
+                        f"as {taken[0].raw}", "choose another path, or unload the other plugin first"))
+        return cls(MappingProxyType(dict(plugins)), trie), conflicts
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._plugins: dict[str, LoadedPlugin] = {}
+        self._failures: dict[Path, LoadFailure] = {}
+        self.snapshot, _ = Snapshot.build({})
+
+    @property
+    def failures(self) -> Mapping[Path, LoadFailure]:
+        return MappingProxyType(dict(self._failures))
+
+    def install(self, plugin: LoadedPlugin) -> list[Problem]:
+        """Add or replace a plugin; on any conflict nothing changes and the problems return."""
+        with self._lock:
+            owner = self._plugins.get(plugin.name)
+            if owner is not None and owner.source != plugin.source:
+                return [Problem("plugin.name", f"'{plugin.name}' is already loaded from {owner.source}",
+                                "give this plugin another name or remove the other file")]
+            candidate = dict(self._plugins)
+            candidate.pop(plugin.name, None)
+            candidate[plugin.name] = plugin
+            snapshot, conflicts = Snapshot.build(candidate)
+            if plugin.name in conflicts:
+                return conflicts[plugin.name]
+            self._plugins = candidate
+            self.snapshot = snapshot
+            self._failures.pop(plugin.source, None)
+        if owner is not None:
+            owner.pool.retire()
+        return []
+
+    def remove(self, source: Path) -> LoadedPlugin | None:
+        with self._lock:
+            self._failures.pop(source, None)
+            gone = next((p for p in self._plugins.values() if p.source == source), None)
+            if gone is None:
+                return None
+            candidate = {n: p for n, p in self._plugins.items() if n != gone.name}
+            self.snapshot, _ = Snapshot.build(candidate)
+            self._plugins = candidate
+        gone.pool.retire()
+        return gone
+
+    def record_failure(self, failure: LoadFailure) -> None:
+        with self._lock:
+            self._failures[failure.source] = failure
