@@ -1,0 +1,74 @@
+"""The manifest: valid ones parse into frozen records; invalid ones list every problem (golden files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from arcana.manifest import ManifestInvalid, parse_manifest
+
+GOLDEN = Path(__file__).parent / "manifests"
+
+FULL = """
+[plugin]
+name = "notes"
+version = "1.2.0"
+
+[capabilities]
+store = true
+events = ["note.*"]
+
+[limits]
+memory_mb = 16
+timeout_ms = 500
+
+[[route]]
+method = "get"
+path = "/api/v1/notes/{id}"
+handler = "get_note"
+roles = ["user"]
+rate_limit = "100/minute"
+
+[[route]]
+method = "POST"
+path = "/api/v1/notes/raw"
+handler = "raw"
+public = true
+abi = "raw"
+content_type = "text/plain"
+
+[[grpc]]
+method = "notes.v1.NoteService/GetNote"
+handler = "get_note"
+
+[[job]]
+type = "notes.reindex"
+handler = "reindex"
+
+[[subscribe]]
+topic = "user.*"
+handler = "on_user_event"
+"""
+
+
+def test_full_manifest_parses_every_section() -> None:
+    m = parse_manifest(FULL)
+    assert (m.name, m.version) == ("notes", "1.2.0")
+    assert m.requested_capabilities() == {"store", "events"}
+    assert m.capabilities["events"] == ("note.*",)
+    assert (m.limits.memory_mb, m.limits.timeout_ms, m.limits.max_concurrency) == (16, 500, None)
+    get, raw = m.routes
+    assert get.method == "GET" and get.path.raw == "/api/v1/notes/{id}" and get.roles == ("user",)
+    assert raw.abi == "raw" and raw.public and raw.content_type == "text/plain"
+    assert m.grpc[0].method == "notes.v1.NoteService/GetNote"
+    assert m.jobs[0].type == "notes.reindex" and m.subscriptions[0].topic == "user.*"
+    assert m.handlers() == {"get_note", "raw", "reindex", "on_user_event"}
+
+
+@pytest.mark.parametrize("case", sorted(p.stem for p in GOLDEN.glob("*.toml")))
+def test_invalid_manifest_reports_each_problem_with_its_fix(case: str) -> None:
+    with pytest.raises(ManifestInvalid) as info:
+        parse_manifest((GOLDEN / f"{case}.toml").read_text())
+    expected = (GOLDEN / f"{case}.expected").read_text().strip().splitlines()
+    assert [str(p) for p in info.value.problems] == expected
