@@ -68,7 +68,8 @@ class Kernel:
             self._failed(path, [Problem("file", f"cannot read: {exc.strerror}")], None)
             return
         current = self.registry.snapshot.plugins.get(plugin.name)
-        if current is not None and current.sha256 == plugin.sha256 and current.source == path:
+        unchanged = current is not None and current.source == path and current.sha256 == plugin.sha256
+        if unchanged and current.manifest == plugin.manifest:
             plugin.pool.retire()
             return
         problems = self.registry.install(plugin)

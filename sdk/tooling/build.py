@@ -1,0 +1,235 @@
+"""Build a plugin source folder into one ``.wasm`` with its manifest embedded.
+
+The language is detected from the files present:
+
+==========================================  ==============
+files                                       language
+==========================================  ==============
+``package.json`` + ``assembly/index.ts``    AssemblyScript
+``src/main.zig``                            Zig
+``src/main.c``                              C
+==========================================  ==============
+
+The folder's ``plugin.toml`` is embedded byte-for-byte as the custom section
+``arcana.manifest``; only the kernel validates it, the build only needs it to
+be TOML. The same sources always give the same bytes, wherever the folder
+lives (CI rebuilds the committed examples and compares)::
+
+    from arcana_sdk.build import build_plugin
+    wasm_path = build_plugin(Path("plugins/hello"))   # plugins/hello/hello.wasm
+
+Every failure raises :class:`BuildError` naming the folder and carrying the
+failing tool's output.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+
+from .wasm_sections import MANIFEST_SECTION, append_custom_section, remove_custom_sections
+
+__all__ = ["BuildError", "Language", "build_plugin", "detect_language"]
+
+MANIFEST_FILE = "plugin.toml"
+SDK_ROOT = Path(__file__).resolve().parent.parent
+ZIG_SDK = SDK_ROOT / "zig" / "arcana.zig"
+C_SDK_DIR = SDK_ROOT / "c"
+AS_ABORT = "~lib/@arcana/sdk/assembly/index/arcanaAbort"
+TOOL_TIMEOUT_S = 600
+_SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class BuildError(Exception):
+    """A plugin folder could not be built.
+
+    ``src_dir`` is the plugin folder, ``tool`` the command that failed (if
+    any) and ``output`` what it printed on stderr (and stdout).
+    """
+
+    def __init__(self, src_dir: Path, message: str, *, tool: str | None = None, output: str = "") -> None:
+        self.src_dir = src_dir
+        self.tool = tool
+        self.output = output
+        text = f"cannot build plugin {src_dir}: {message}"
+        if output.strip():
+            text += f"\n--- {tool or 'tool'} output ---\n{output.strip()}"
+        super().__init__(text)
+
+
+class Language(enum.Enum):
+    """Guest languages the build knows."""
+
+    ASSEMBLYSCRIPT = "assemblyscript"
+    ZIG = "zig"
+    C = "c"
+
+
+def detect_language(src_dir: Path) -> Language:
+    """The plugin language of ``src_dir``, from the files it contains."""
+    if (src_dir / "package.json").is_file() and (src_dir / "assembly" / "index.ts").is_file():
+        return Language.ASSEMBLYSCRIPT
+    if (src_dir / "src" / "main.zig").is_file():
+        return Language.ZIG
+    if (src_dir / "src" / "main.c").is_file():
+        return Language.C
+    raise BuildError(
+        src_dir,
+        "no plugin sources found: expected package.json + assembly/index.ts (AssemblyScript), "
+        "src/main.zig (Zig) or src/main.c (C)",
+    )
+
+
+def build_plugin(src_dir: Path, out_path: Path | None = None) -> Path:
+    """Compile ``src_dir``, embed its ``plugin.toml`` and write the module.
+
+    The default output is ``<src_dir>/<plugin name>.wasm``. Returns the path
+    written.
+    """
+    src_dir = Path(src_dir).resolve()
+    if not src_dir.is_dir():
+        raise BuildError(src_dir, "not a directory")
+    manifest = _read_manifest(src_dir)
+    language = detect_language(src_dir)
+    with tempfile.TemporaryDirectory(prefix="arcana-build-") as tmp:
+        module = _COMPILERS[language](src_dir, Path(tmp))
+    module = remove_custom_sections(module, MANIFEST_SECTION)
+    module = append_custom_section(module, MANIFEST_SECTION, manifest)
+    target = Path(out_path) if out_path is not None else src_dir / f"{_plugin_file_name(src_dir, manifest)}.wasm"
+    _write_atomically(target, module)
+    return target
+
+
+def _read_manifest(src_dir: Path) -> bytes:
+    """The raw ``plugin.toml`` bytes, checked to be UTF-8 TOML."""
+    path = src_dir / MANIFEST_FILE
+    if not path.is_file():
+        raise BuildError(src_dir, f"{MANIFEST_FILE} is missing")
+    raw = path.read_bytes()
+    try:
+        tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BuildError(src_dir, f"{MANIFEST_FILE} is not UTF-8: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise BuildError(src_dir, f"{MANIFEST_FILE} is not valid TOML: {exc}") from exc
+    return raw
+
+
+def _plugin_file_name(src_dir: Path, manifest: bytes) -> str:
+    """``[plugin] name`` when it is a usable file name, else the folder name."""
+    plugin = tomllib.loads(manifest.decode("utf-8")).get("plugin")
+    name = plugin.get("name") if isinstance(plugin, dict) else None
+    if isinstance(name, str) and _SAFE_FILE_NAME.fullmatch(name):
+        return name
+    return src_dir.name
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, target)
+
+
+def _run(src_dir: Path, tool: str, cmd: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    """Run one tool (``tool`` names it in errors); a failure becomes a BuildError."""
+    try:
+        proc = subprocess.run(
+            list(cmd), cwd=cwd, env=env, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=False
+        )
+    except FileNotFoundError as exc:
+        raise BuildError(src_dir, f"tool not found: {cmd[0]}", tool=tool) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise BuildError(src_dir, f"{tool} timed out after {TOOL_TIMEOUT_S}s", tool=tool) from exc
+    if proc.returncode != 0:
+        output = "\n".join(part for part in (proc.stderr, proc.stdout) if part.strip())
+        raise BuildError(src_dir, f"{tool} failed with exit code {proc.returncode}", tool=tool, output=output)
+
+
+def _read_output(src_dir: Path, path: Path) -> bytes:
+    if not path.is_file():
+        raise BuildError(src_dir, f"the compiler reported success but wrote no {path.name}")
+    return path.read_bytes()
+
+
+def _zig_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ziglang", *args]
+
+
+def _compile_zig(src_dir: Path, tmp: Path) -> bytes:
+    """Zig: one root module plus the `arcana` SDK module, ReleaseSmall, stripped."""
+    out = tmp / "plugin.wasm"
+    cmd = _zig_command(
+        "build-exe",
+        "-target", "wasm32-freestanding",
+        "-O", "ReleaseSmall",
+        "-fno-entry",
+        "-rdynamic",
+        "-fstrip",
+        "--cache-dir", str(tmp / "zig-cache"),
+        "--dep", "arcana",
+        f"-Mroot={src_dir / 'src' / 'main.zig'}",
+        f"-Marcana={ZIG_SDK}",
+        f"-femit-bin={out}",
+    )  # fmt: skip
+    _run(src_dir, "zig build-exe", cmd, cwd=tmp)
+    return _read_output(src_dir, out)
+
+
+def _compile_c(src_dir: Path, tmp: Path) -> bytes:
+    """C: freestanding wasm32 via `zig cc`, exports from export_name attributes."""
+    out = tmp / "plugin.wasm"
+    cmd = _zig_command(
+        "cc",
+        "--target=wasm32-freestanding",
+        "-Os",
+        "-nostdlib",
+        "-Wl,--no-entry",
+        "-Wl,--strip-all",
+        f"-I{C_SDK_DIR}",
+        "-o", str(out),
+        str(src_dir / "src" / "main.c"),
+    )  # fmt: skip
+    env = {**os.environ, "ZIG_LOCAL_CACHE_DIR": str(tmp / "zig-cache")}
+    _run(src_dir, "zig cc", cmd, cwd=tmp, env=env)
+    return _read_output(src_dir, out)
+
+
+def _compile_assemblyscript(src_dir: Path, tmp: Path) -> bytes:
+    """AssemblyScript: npm ci/install when node_modules is missing, then asc."""
+    npm, node = shutil.which("npm"), shutil.which("node")
+    if npm is None or node is None:
+        raise BuildError(src_dir, "AssemblyScript plugins need node and npm on PATH")
+    if not (src_dir / "node_modules").is_dir():
+        install = "ci" if (src_dir / "package-lock.json").is_file() else "install"
+        _run(src_dir, f"npm {install}", [npm, install, "--no-audit", "--no-fund"], cwd=src_dir)
+    asc = src_dir / "node_modules" / "assemblyscript" / "bin" / "asc.js"
+    if not asc.is_file():
+        raise BuildError(src_dir, "assemblyscript is not installed: add it to devDependencies")
+    out = tmp / "plugin.wasm"
+    cmd = [
+        node, str(asc), "assembly/index.ts",
+        "--outFile", str(out),
+        "--optimizeLevel", "3",
+        "--shrinkLevel", "2",
+        "--noAssert",
+    ]  # fmt: skip
+    if (src_dir / "node_modules" / "@arcana" / "sdk").exists():
+        cmd += ["--use", f"abort={AS_ABORT}"]
+    _run(src_dir, "asc", cmd, cwd=src_dir)
+    return _read_output(src_dir, out)
+
+
+_COMPILERS = {
+    Language.ASSEMBLYSCRIPT: _compile_assemblyscript,
+    Language.ZIG: _compile_zig,
+    Language.C: _compile_c,
+}

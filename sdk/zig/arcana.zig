@@ -1,0 +1,281 @@
+//! Arcana guest SDK for Zig, written directly on the Extism kernel ABI.
+//!
+//! A handler is an exported `fn () i32`. It reads one JSON envelope from the
+//! Extism input, sets one JSON object as the output, and returns 0:
+//!
+//!     const std = @import("std");
+//!     const arcana = @import("arcana.zig");
+//!
+//!     export fn hello() i32 {
+//!         return arcana.run(helloImpl);
+//!     }
+//!
+//!     fn helloImpl(req: *arcana.Request) !i32 {
+//!         const name = req.param("name") orelse return arcana.fail(.VALIDATION_FAILED, "name missing");
+//!         return arcana.respond(200, .{ .message = name });
+//!     }
+//!
+//! Host functions live in the `extism:host/user` namespace and all share one
+//! shape: `(i64 offset of a JSON request) -> i64 offset of a JSON reply`.
+//! `hostCall("name", json)` calls any of them; a binding such as `log` below
+//! is a few lines on top of it. An import is only emitted when it is used, so
+//! a plugin imports exactly the host functions it calls (the kernel refuses
+//! imports whose capability was not granted).
+//!
+//! Memory comes from `std.heap.wasm_allocator` through a per-call arena;
+//! every handler call runs on a fresh instance or is short-lived, so the
+//! arena is simply freed at the end of `run`.
+
+const std = @import("std");
+
+/// Offset of a block in Extism kernel memory (an `i64` on the wire).
+pub const Offset = u64;
+
+/// The raw Extism kernel ABI (`extism:host/env`). Exposed for advanced use.
+pub const env = struct {
+    pub extern "extism:host/env" fn input_length() u64;
+    pub extern "extism:host/env" fn input_load_u8(offset: u64) u8;
+    pub extern "extism:host/env" fn input_load_u64(offset: u64) u64;
+    pub extern "extism:host/env" fn alloc(size: u64) Offset;
+    pub extern "extism:host/env" fn free(offset: Offset) void;
+    pub extern "extism:host/env" fn length(offset: Offset) u64;
+    pub extern "extism:host/env" fn load_u8(offset: Offset) u8;
+    pub extern "extism:host/env" fn load_u64(offset: Offset) u64;
+    pub extern "extism:host/env" fn store_u8(offset: Offset, value: u8) void;
+    pub extern "extism:host/env" fn store_u64(offset: Offset, value: u64) void;
+    pub extern "extism:host/env" fn output_set(offset: Offset, len: u64) void;
+    pub extern "extism:host/env" fn error_set(offset: Offset) void;
+};
+
+/// Signature shared by every Arcana host function.
+pub const HostFn = fn (Offset) callconv(.c) Offset;
+
+/// Allocator backed by wasm linear memory.
+pub const allocator: std.mem.Allocator = std.heap.wasm_allocator;
+
+/// Error codes of the Arcana error model (ARCHITECTURE 3.3).
+pub const Code = enum {
+    VALIDATION_FAILED,
+    UNAUTHORIZED,
+    FORBIDDEN,
+    NOT_FOUND,
+    CONFLICT,
+    PAYLOAD_TOO_LARGE,
+    RATE_LIMITED,
+    SERVICE_UNAVAILABLE,
+    INTERNAL,
+};
+
+/// Log levels accepted by the `log` host function.
+pub const Level = enum { debug, info, warn, @"error" };
+
+// ---------------------------------------------------------------- memory
+
+/// Copy `bytes` into a fresh Extism memory block and return its offset.
+pub fn storeBlock(bytes: []const u8) Offset {
+    const off = env.alloc(bytes.len);
+    var i: usize = 0;
+    while (i + 8 <= bytes.len) : (i += 8) {
+        env.store_u64(off + i, std.mem.readInt(u64, bytes[i..][0..8], .little));
+    }
+    while (i < bytes.len) : (i += 1) env.store_u8(off + i, bytes[i]);
+    return off;
+}
+
+/// Copy the Extism memory block at `off` into guest memory (caller owns it).
+pub fn loadBlock(alloc_: std.mem.Allocator, off: Offset) ![]u8 {
+    const len: usize = @intCast(env.length(off));
+    const buf = try alloc_.alloc(u8, len);
+    var i: usize = 0;
+    while (i + 8 <= len) : (i += 8) {
+        std.mem.writeInt(u64, buf[i..][0..8], env.load_u64(off + i), .little);
+    }
+    while (i < len) : (i += 1) buf[i] = env.load_u8(off + i);
+    return buf;
+}
+
+/// The raw input bytes of this call (the JSON envelope, or the body for raw routes).
+pub fn input(alloc_: std.mem.Allocator) ![]u8 {
+    const len: usize = @intCast(env.input_length());
+    const buf = try alloc_.alloc(u8, len);
+    var i: usize = 0;
+    while (i + 8 <= len) : (i += 8) {
+        std.mem.writeInt(u64, buf[i..][0..8], env.input_load_u64(i), .little);
+    }
+    while (i < len) : (i += 1) buf[i] = env.input_load_u8(i);
+    return buf;
+}
+
+/// Set the raw output bytes of this call.
+pub fn output(bytes: []const u8) void {
+    env.output_set(storeBlock(bytes), bytes.len);
+}
+
+// ---------------------------------------------------------------- envelope
+
+/// The parsed request envelope. All slices live in the per-call arena.
+pub const Request = struct {
+    arena: std.mem.Allocator,
+    raw: []const u8,
+    root: std.json.ObjectMap,
+
+    fn str(self: *const Request, key: []const u8) []const u8 {
+        const v = self.root.get(key) orelse return "";
+        return if (v == .string) v.string else "";
+    }
+
+    fn mapGet(self: *const Request, map: []const u8, key: []const u8) ?std.json.Value {
+        const m = self.root.get(map) orelse return null;
+        if (m != .object) return null;
+        return m.object.get(key);
+    }
+
+    /// "http", "grpc", "job" or "event".
+    pub fn kind(self: *const Request) []const u8 {
+        return self.str("kind");
+    }
+    pub fn method(self: *const Request) []const u8 {
+        return self.str("method");
+    }
+    pub fn path(self: *const Request) []const u8 {
+        return self.str("path");
+    }
+    /// A path parameter such as `{name}`.
+    pub fn param(self: *const Request, name: []const u8) ?[]const u8 {
+        const v = self.mapGet("params", name) orelse return null;
+        return if (v == .string) v.string else null;
+    }
+    /// The first value of a query parameter.
+    pub fn query(self: *const Request, name: []const u8) ?[]const u8 {
+        const v = self.mapGet("query", name) orelse return null;
+        if (v == .string) return v.string;
+        if (v == .array and v.array.items.len > 0 and v.array.items[0] == .string) return v.array.items[0].string;
+        return null;
+    }
+    /// A request header (names are lower-case in the envelope).
+    pub fn header(self: *const Request, name: []const u8) ?[]const u8 {
+        const v = self.mapGet("headers", name) orelse return null;
+        return if (v == .string) v.string else null;
+    }
+    /// The JSON body, or null when absent or when the body was not JSON
+    /// (then `body_base64` is set instead).
+    pub fn body(self: *const Request) ?std.json.Value {
+        if (self.root.get("body_base64") != null) return null;
+        return self.root.get("body");
+    }
+    /// Any top-level envelope field (principal, job, event, message, ...).
+    pub fn field(self: *const Request, name: []const u8) ?std.json.Value {
+        return self.root.get(name);
+    }
+};
+
+/// Read and parse the envelope of this call.
+pub fn request(arena: std.mem.Allocator) !Request {
+    const raw = try input(arena);
+    const value = try std.json.parseFromSliceLeaky(std.json.Value, arena, raw, .{});
+    if (value != .object) return error.EnvelopeNotAnObject;
+    return .{ .arena = arena, .raw = raw, .root = value.object };
+}
+
+/// Run a handler body with a per-call arena and a parsed envelope.
+/// A Zig error escaping `f` becomes an INTERNAL error output.
+pub fn run(comptime f: fn (*Request) anyerror!i32) i32 {
+    var arena_state = std.heap.ArenaAllocator.init(allocator);
+    defer arena_state.deinit();
+    var req = request(arena_state.allocator()) catch return fail(.VALIDATION_FAILED, "request envelope is not a JSON object");
+    return f(&req) catch |err| failFmt(.INTERNAL, "handler error: {s}", .{@errorName(err)});
+}
+
+// ---------------------------------------------------------------- output
+
+/// Output `{"status": status, "body": body}`; `body` is any value std.json
+/// can stringify (structs, `std.json.Value`, slices, ...). Returns 0.
+pub fn respond(status: u16, body: anytype) i32 {
+    return respondWith(status, struct {}{}, body);
+}
+
+/// Like `respond`, with a headers struct such as `.{ .@"x-a" = "b" }`
+/// (or a `std.json.Value` object).
+pub fn respondWith(status: u16, headers: anytype, body: anytype) i32 {
+    const out = std.json.Stringify.valueAlloc(allocator, .{ .status = status, .headers = object(headers), .body = body }, .{}) catch
+        return fail(.INTERNAL, "out of memory");
+    defer allocator.free(out);
+    output(out);
+    return 0;
+}
+
+/// Output `{"status": status, "body": <body_json>}` where `body_json` is
+/// already-serialized JSON (it is inserted verbatim).
+pub fn respondJson(status: u16, body_json: []const u8) i32 {
+    var buf: [48]u8 = undefined;
+    const head = std.fmt.bufPrint(&buf, "{{\"status\":{d},\"headers\":{{}},\"body\":", .{status}) catch unreachable;
+    const out = std.mem.concat(allocator, u8, &.{ head, body_json, "}" }) catch return fail(.INTERNAL, "out of memory");
+    defer allocator.free(out);
+    output(out);
+    return 0;
+}
+
+/// Output `{"error": {"code": code, "message": message}}`. Returns 0: an
+/// error output is a normal, well-formed result.
+pub fn fail(code: Code, message: []const u8) i32 {
+    const out = std.json.Stringify.valueAlloc(allocator, .{ .@"error" = .{ .code = @tagName(code), .message = message } }, .{}) catch {
+        output("{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}");
+        return 0;
+    };
+    defer allocator.free(out);
+    output(out);
+    return 0;
+}
+
+/// `fail` with a formatted message.
+pub fn failFmt(code: Code, comptime fmt: []const u8, args: anytype) i32 {
+    const msg = std.fmt.allocPrint(allocator, fmt, args) catch return fail(code, fmt);
+    defer allocator.free(msg);
+    return fail(code, msg);
+}
+
+/// Type of `object(v)`: an empty tuple `.{}` becomes an empty struct.
+fn Object(comptime T: type) type {
+    const info = @typeInfo(T);
+    return if (info == .@"struct" and info.@"struct".is_tuple and info.@"struct".field_names.len == 0) struct {} else T;
+}
+
+/// Make `.{}` serialize as the JSON object `{}` (std.json writes an empty tuple as `[]`).
+fn object(v: anytype) Object(@TypeOf(v)) {
+    return if (Object(@TypeOf(v)) == @TypeOf(v)) v else .{};
+}
+
+// ---------------------------------------------------------------- host API
+
+/// Call host function `name` (namespace `extism:host/user`) with a JSON
+/// request; returns the JSON reply (owned by `alloc_`). Replies that report
+/// a failure have the shape `{"error": {"code": ..., "message": ...}}`.
+///
+///     const reply = try arcana.hostCall(arena, "kv_get", "{\"key\":\"k\"}");
+pub fn hostCall(alloc_: std.mem.Allocator, comptime name: []const u8, request_json: []const u8) ![]u8 {
+    const f = @extern(*const HostFn, .{ .name = name, .library_name = "extism:host/user" });
+    const req_off = storeBlock(request_json);
+    defer env.free(req_off);
+    const reply_off = f(req_off);
+    if (reply_off == 0) return alloc_.dupe(u8, "{}");
+    defer env.free(reply_off);
+    return loadBlock(alloc_, reply_off);
+}
+
+/// Call host function `name` with any std.json-serializable request value.
+pub fn hostCallValue(alloc_: std.mem.Allocator, comptime name: []const u8, req: anytype) ![]u8 {
+    const body = try std.json.Stringify.valueAlloc(alloc_, req, .{});
+    defer alloc_.free(body);
+    return hostCall(alloc_, name, body);
+}
+
+/// Write a log line through the host (`log` capability). Never fails.
+pub fn log(level: Level, message: []const u8) void {
+    logFields(level, message, .{});
+}
+
+/// `log` with structured fields, e.g. `.{ .user = "bob" }`.
+pub fn logFields(level: Level, message: []const u8, fields: anytype) void {
+    const reply = hostCallValue(allocator, "log", .{ .level = @tagName(level), .message = message, .fields = object(fields) }) catch return;
+    allocator.free(reply);
+}
