@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
-from arcana.errors import Problem
+from arcana.config import ArcanaConfig
+from arcana.errors import ConfigError, Problem
 from arcana.manifest import Manifest
 from arcana_host.capability import Capability, HostFunction
 from arcana_host.catalog import CATALOG, HOST_NAMESPACE
@@ -13,6 +14,12 @@ from arcana_host.logs import LogCapability
 # Grants that are not host-function capabilities of their own but options of
 # one (e.g. `auth.issue` widens `auth`).
 KNOWN_GRANTS = frozenset(CATALOG.values()) | {"log"}
+
+# The capabilities a kernel offers, in order: each factory reads its own
+# config section (``config.section(name, ItsConfig)``) and builds its state.
+FACTORIES: tuple[Callable[[ArcanaConfig], Capability], ...] = (
+    lambda config: LogCapability(),
+)
 
 
 class Capabilities:
@@ -26,8 +33,15 @@ class Capabilities:
                 self._functions[fn.name] = fn
 
     @classmethod
-    def default(cls) -> Capabilities:
-        return cls([LogCapability()])
+    def from_config(cls, config: ArcanaConfig) -> Capabilities:
+        capabilities = [factory(config) for factory in FACTORIES]
+        unclaimed = set(config.capabilities) - {cap.name for cap in capabilities}
+        if unclaimed:
+            for cap in capabilities:
+                cap.close()
+            raise ConfigError(f"unknown capability section(s) {sorted(unclaimed)} under 'capabilities' "
+                              f"(in {config.source}); known: {sorted(c.name for c in capabilities)}")
+        return cls(capabilities)
 
     @property
     def available(self) -> frozenset[str]:

@@ -16,7 +16,7 @@ from arcana_host.registry import Capabilities
 def check_plugin(path: Path, config: ArcanaConfig) -> int:
     """Print the manifest, routes and grants, or every problem; non-zero on problems."""
     with ThreadPoolExecutor(1) as threads:
-        loader = PluginLoader(config, ExtismEngine(), Capabilities.default(), threads)
+        loader = PluginLoader(config, ExtismEngine(), Capabilities.from_config(config), threads)
         try:
             plugin = loader.load(path)
         except PluginLoadError as exc:

@@ -15,12 +15,13 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 import yaml
 
 from arcana.errors import ConfigError
 
+T = TypeVar("T")
 ENV_PREFIX = "ARCANA_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,6 +83,16 @@ class ArcanaConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     # Capability grants: plugin name (or "*" for every plugin) -> capabilities.
     grants: dict[str, list[str]] = field(default_factory=lambda: {"*": ["log"]})
+    # One section per host capability, typed by the capability itself
+    # (see ``section``), so adding a capability never edits this file.
+    capabilities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Where the values came from, for error messages.
+    source: str = field(default="the defaults", compare=False)
+
+    def section(self, name: str, cls: type[T]) -> T:
+        """The capability section ``capabilities.<name>`` parsed into ``cls`` (a dataclass)."""
+        raw = self.capabilities.get(name, {})
+        return _build(cls, raw, f"capabilities.{name}.", {"capabilities": self.source})  # type: ignore[no-any-return]
 
     def plugins_dir(self) -> Path:
         path = Path(self.plugins.dir)
@@ -107,6 +118,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
                 raise ConfigError(f"{name}: section '{section}' is not a mapping in {origin.get(section)}")
             raw[section][key] = yaml.safe_load(value) if value else value
             origin.setdefault(section, f"environment ({name})")
+    raw["source"] = str(path) if path is not None else "the defaults"
     return _build(ArcanaConfig, raw, "", origin)
 
 
@@ -145,6 +157,8 @@ def _build(cls: type, raw: Any, prefix: str, origin: dict[str, str]) -> Any:
 
 def _coerce(hint: Any, value: Any, key: str, origin: dict[str, str]) -> Any:
     where = origin.get(key.split(".")[0], "the config")
+    if hint is Any:
+        return value
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key + ".", origin)
     base = typing.get_origin(hint)
@@ -169,6 +183,8 @@ def _coerce(hint: Any, value: Any, key: str, origin: dict[str, str]) -> Any:
 
 # Re-exported for tests that compare config/default.yaml with the defaults.
 def defaults_as_dict() -> dict[str, Any]:
-    return dataclasses.asdict(ArcanaConfig())
+    values = dataclasses.asdict(ArcanaConfig())
+    del values["source"]
+    return values
 
 

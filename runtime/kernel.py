@@ -30,7 +30,7 @@ class Kernel:
         self.config = config
         self.plugins_dir = config.plugins_dir()
         self.threads = ThreadPoolExecutor(config.executor.threads, thread_name_prefix="arcana-plugin")
-        self.capabilities = capabilities or Capabilities.default()
+        self.capabilities = capabilities or Capabilities.from_config(config)
         self.loader = PluginLoader(config, engine or ExtismEngine(), self.capabilities, self.threads)
         self.registry = Registry()
         self.ready = False
