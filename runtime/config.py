@@ -27,6 +27,25 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """Serve TLS when cert_file and key_file are set; with client_ca_file, require client certificates."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    client_ca_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+    def __post_init__(self) -> None:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ConfigError("TLS needs both cert_file and key_file")
+        if self.client_ca_file and not self.cert_file:
+            raise ConfigError("TLS client_ca_file needs cert_file and key_file too")
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     http_port: int = 8080
@@ -34,6 +53,7 @@ class ServerConfig:
     max_body_bytes: int = 1_048_576
     # Seconds to let in-flight requests finish on shutdown.
     shutdown_grace_s: float = 5.0
+    grpc_tls: TlsConfig = field(default_factory=TlsConfig)
 
     def __post_init__(self) -> None:
         for key in ("http_port", "grpc_port"):
@@ -76,13 +96,42 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class DatabaseConfig:
+    """The kernel's one database: the store's tables and (later) identity's.
+
+    A SQLAlchemy URL: a SQLite file by default (a relative path is resolved
+    against the repository root, like ``plugins.dir``), PostgreSQL at scale
+    (``postgresql+psycopg://user@host/db``; pass a password through the
+    environment, ``ARCANA_DATABASE__URL``, never in a committed file).
+    """
+
+    url: str = "sqlite:///.data/arcana.db"
+    echo: bool = False
+    # Upgrade a SQLite schema when a plugin first needs it; PostgreSQL is
+    # upgraded once per deployment with `arcana migrate`.
+    auto_migrate: bool = True
+    pool_size: int = 10
+    max_overflow: int = 10
+    pool_timeout_s: float = 10.0
+    # How long SQLite waits for a competing writer before giving up.
+    busy_timeout_ms: int = 5000
+
+    def __post_init__(self) -> None:
+        scheme = self.url.partition(":")[0].partition("+")[0]
+        if scheme not in ("sqlite", "postgresql") or "://" not in self.url:
+            raise ConfigError(f"config key 'database.url' must be a sqlite:/// or postgresql+psycopg:// URL, "
+                              f"got {self.url.partition('://')[0]!r}")
+
+
+@dataclass(frozen=True)
 class ArcanaConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
     # Capability grants: plugin name (or "*" for every plugin) -> capabilities.
-    grants: dict[str, list[str]] = field(default_factory=lambda: {"*": ["log"]})
+    grants: dict[str, list[str]] = field(default_factory=lambda: {"*": ["log"], "notes": ["store"]})
     # One section per host capability, typed by the capability itself
     # (see ``section``), so adding a capability never edits this file.
     capabilities: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 
-from arcana.envelopes import HttpRequest, HttpResponse, http_envelope, parse_http_output
-from arcana.errors import ArcanaError, MethodNotAllowed, NotFound
+from arcana.descriptors import DescriptorError
+from arcana.envelopes import (HttpRequest, HttpResponse, grpc_envelope, http_envelope, parse_grpc_output,
+                              parse_http_output)
+from arcana.errors import ArcanaError, MethodNotAllowed, NotFound, PluginFailed, ValidationFailed
 from arcana.paths import Match
-from arcana.registry import RouteTarget, Snapshot
+from arcana.registry import RouteTarget, RpcTarget, Snapshot
 from arcana_host.capability import CallContext
 
 logger = logging.getLogger("arcana.dispatch")
@@ -43,4 +45,30 @@ async def call_http(match: Match[RouteTarget], req: HttpRequest) -> HttpResponse
             logger.warning("plugin output refused: %s", exc.detail,
                            extra={"plugin": plugin.name, "plugin_version": plugin.manifest.version,
                                   "request_id": req.request_id})
+        raise
+
+
+async def call_grpc(target: RpcTarget, data: bytes, metadata: dict[str, str],
+                    request_id: str, traceparent: str) -> bytes:
+    """Wire bytes in, wire bytes out: the plugin sees only proto3 JSON envelopes."""
+    plugin, method = target.plugin, target.method
+    context = CallContext(plugin.name, plugin.manifest.version, request_id, None)
+    try:
+        if target.entry.abi == "raw":
+            return await plugin.pool.call(target.entry.handler, data, context)
+        try:
+            message = method.decode(data)
+        except Exception as exc:  # protobuf raises DecodeError and, for bad UTF-8, others
+            raise ValidationFailed(f"request is not a valid {method.input_type.DESCRIPTOR.full_name}") from exc
+        envelope = grpc_envelope(method.full_name, message, metadata, request_id, traceparent)
+        output = await plugin.pool.call(target.entry.handler, envelope, context)
+        try:
+            return method.encode(parse_grpc_output(plugin.name, output))
+        except DescriptorError as exc:
+            raise PluginFailed(f"plugin '{plugin.name}' returned a malformed response", detail=str(exc)) from exc
+    except ArcanaError as exc:
+        if exc.detail:
+            logger.warning("plugin output refused: %s", exc.detail,
+                           extra={"plugin": plugin.name, "plugin_version": plugin.manifest.version,
+                                  "request_id": request_id})
         raise

@@ -88,6 +88,23 @@ def parse_http_output(plugin: str, output: bytes) -> HttpResponse:
     return HttpResponse(status, body, headers)
 
 
+def grpc_envelope(method: str, message: dict[str, Any], metadata: dict[str, str], request_id: str,
+                  traceparent: str, principal: dict[str, Any] | None = None) -> bytes:
+    envelope = {"kind": "grpc", "method": method, "message": message, "metadata": metadata,
+                "principal": principal, "request_id": request_id, "traceparent": traceparent}
+    return json.dumps(envelope, separators=_COMPACT).encode()
+
+
+def parse_grpc_output(plugin: str, output: bytes) -> Any:
+    """The handler's reply message (proto3 JSON), or its error raised."""
+    data = _json_object(plugin, output)
+    if "error" in data:
+        raise plugin_error(plugin, data["error"])
+    if set(data) != {"message"} or not isinstance(data["message"], dict):
+        raise _bad(plugin, "a gRPC reply must be {\"message\": {...}}")
+    return data["message"]
+
+
 def plugin_error(plugin: str, error: Any) -> ArcanaError:
     """An error the plugin returned on purpose, kept in the public model."""
     if not isinstance(error, dict) or not isinstance(error.get("code"), str):

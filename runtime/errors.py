@@ -11,6 +11,7 @@ one table (``arcana.edge.rest.HTTP_STATUS``, later the gRPC twin)::
     ├── NotFound                 NOT_FOUND           clients
     ├── MethodNotAllowed         METHOD_NOT_ALLOWED  clients
     ├── Conflict                 CONFLICT            clients
+    │   └── VersionConflict      CONFLICT            clients (gRPC: ABORTED)
     ├── PayloadTooLarge          PAYLOAD_TOO_LARGE   clients
     ├── RateLimited              RATE_LIMITED        clients
     ├── PluginTimeout            PLUGIN_TIMEOUT      clients (instance discarded)
@@ -86,6 +87,10 @@ class MethodNotAllowed(ArcanaError):
 
 class Conflict(ArcanaError):
     code = ErrorCode.CONFLICT
+
+
+class VersionConflict(Conflict):
+    """A stale expected version: CONFLICT on REST, ABORTED on gRPC."""
 
 
 class PayloadTooLarge(ArcanaError):

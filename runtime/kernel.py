@@ -12,13 +12,14 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Awaitable, Callable
 
 from arcana.config import ArcanaConfig
 from arcana.engine import Engine
 from arcana.engine.extism_engine import ExtismEngine
 from arcana.errors import PluginLoadError, Problem
 from arcana.loader import FileChanging, PluginLoader, is_plugin_file, plugin_files
-from arcana.registry import LoadFailure, Registry
+from arcana.registry import LoadFailure, Registry, Snapshot
 from arcana_host.registry import Capabilities
 
 logger = logging.getLogger("arcana.kernel")
@@ -35,6 +36,11 @@ class Kernel:
         self.registry = Registry()
         self.ready = False
         self._sync_lock = asyncio.Lock()
+        self._listeners: list[Callable[[Snapshot], Awaitable[None]]] = []
+
+    def on_change(self, listener: Callable[[Snapshot], Awaitable[None]]) -> None:
+        """Call ``listener`` with the new snapshot after every sync (edges keep derived state current)."""
+        self._listeners.append(listener)
 
     async def load_all(self) -> None:
         """The first scan of the plugin folder; the kernel is ready after it."""
@@ -46,6 +52,8 @@ class Kernel:
         async with self._sync_lock:
             for path in paths:
                 await self._sync_one(path)
+            for listener in self._listeners:
+                await listener(self.registry.snapshot)
 
     async def _sync_one(self, path: Path) -> None:
         if not path.exists():
@@ -89,7 +97,7 @@ class Kernel:
 
     def sidecar_owner(self, path: Path) -> Path | None:
         """A sidecar manifest's change reloads the module beside it."""
-        if path.suffix == ".toml":
+        if path.suffix in (".toml", ".pb"):
             wasm = path.with_suffix(".wasm")
             return wasm if wasm.exists() or self._known(wasm) else None
         return path if is_plugin_file(path) else None

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arcana.config import ArcanaConfig
+from arcana.descriptors import DescriptorError, DescriptorSet, RpcMethod
 from arcana.engine import Engine, ModuleInfo, ModuleRejected
 from arcana.errors import PluginLoadError, Problem
 from arcana.executor import EffectiveLimits, InstancePool
 from arcana.manifest import Manifest, ManifestInvalid, parse_manifest
 from arcana.registry import LoadedPlugin
-from arcana.wasm_binary import MANIFEST_SECTION, WasmFormatError, custom_sections
+from arcana.wasm_binary import DESCRIPTORS_SECTION, MANIFEST_SECTION, WasmFormatError, custom_sections
 from arcana_host.registry import Capabilities
 
 HANDLER_SIGNATURE = ((), ("i32",))
@@ -40,6 +41,8 @@ class Checked:
     limits: EffectiveLimits
     capabilities: frozenset[str]
     info: ModuleInfo
+    descriptors: DescriptorSet | None
+    rpc: dict[str, RpcMethod]
 
 
 def read_stable(path: Path) -> bytes:
@@ -79,10 +82,11 @@ class PluginLoader:
         problems += self._capabilities.check_imports(manifest.name, info.imports,
                                                      manifest.requested_capabilities(), granted)
         problems += self._exports(manifest, info)
+        descriptors, rpc = self._rpc(path, wasm, manifest, problems)
         if problems:
             raise PluginLoadError(str(path), problems, manifest.name)
         caps = manifest.requested_capabilities() & granted
-        return Checked(wasm, hashlib.sha256(wasm).hexdigest(), manifest, limits, caps, info)
+        return Checked(wasm, hashlib.sha256(wasm).hexdigest(), manifest, limits, caps, info, descriptors, rpc)
 
     def load(self, path: Path) -> LoadedPlugin:
         checked = self.check(path)
@@ -94,7 +98,30 @@ class PluginLoader:
         except ModuleRejected as exc:
             raise PluginLoadError(str(path), [Problem("module", str(exc), "rebuild the plugin")], m.name) from exc
         pool = InstancePool(m.name, m.version, compiled, checked.limits, self._threads, warm)
-        return LoadedPlugin(m, path, checked.sha256, pool)
+        return LoadedPlugin(m, path, checked.sha256, pool, descriptors=checked.descriptors, rpc=checked.rpc)
+
+    def _rpc(self, path: Path, wasm: bytes, manifest: Manifest,
+             problems: list[Problem]) -> tuple[DescriptorSet | None, dict[str, RpcMethod]]:
+        """Descriptors (sidecar NAME.pb wins over the embedded section) and each [[grpc]] method in them."""
+        sidecar = path.with_suffix(".pb")
+        raw = sidecar.read_bytes() if sidecar.exists() else custom_sections(wasm).get(DESCRIPTORS_SECTION)
+        if raw is None:
+            if manifest.grpc:
+                problems.append(Problem("grpc", "methods are declared but the module carries no protobuf descriptors",
+                                        f"build with `arcana plugin build` (with a proto/ folder) or add a sidecar {sidecar.name}"))
+            return None, {}
+        try:
+            descriptors = DescriptorSet.parse(raw)
+        except DescriptorError as exc:
+            problems.append(Problem("descriptors", str(exc), "rebuild the descriptor set with protoc --include_imports"))
+            return None, {}
+        rpc = {}
+        for i, entry in enumerate(manifest.grpc):
+            try:
+                rpc[entry.method] = descriptors.method(entry.method)
+            except DescriptorError as exc:
+                problems.append(Problem(f"grpc[{i}].method", str(exc), "declare a unary method that the .proto files define"))
+        return descriptors, rpc
 
     def _manifest(self, path: Path, wasm: bytes) -> Manifest:
         sidecar = sidecar_of(path)

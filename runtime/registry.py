@@ -15,9 +15,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
+from arcana.descriptors import DescriptorSet, RpcMethod
 from arcana.errors import Problem
 from arcana.executor import InstancePool
-from arcana.manifest import Manifest, Route
+from arcana.manifest import GrpcMethod, Manifest, Route
 from arcana.paths import RouteTrie
 
 
@@ -28,6 +29,8 @@ class LoadedPlugin:
     sha256: str
     pool: InstancePool
     loaded_at: float = field(default_factory=time.time)
+    descriptors: DescriptorSet | None = None
+    rpc: Mapping[str, RpcMethod] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -38,6 +41,13 @@ class LoadedPlugin:
 class RouteTarget:
     plugin: LoadedPlugin
     route: Route
+
+
+@dataclass(frozen=True)
+class RpcTarget:
+    plugin: LoadedPlugin
+    entry: GrpcMethod
+    method: RpcMethod
 
 
 @dataclass(frozen=True)
@@ -52,13 +62,24 @@ class LoadFailure:
 class Snapshot:
     plugins: Mapping[str, LoadedPlugin]
     routes: RouteTrie[RouteTarget]
+    # "/pkg.Service/Method" (the gRPC wire path) -> target.
+    rpc: Mapping[str, RpcTarget]
 
     @classmethod
     def build(cls, plugins: Mapping[str, LoadedPlugin]) -> tuple[Snapshot, dict[str, list[Problem]]]:
         """A snapshot of ``plugins``, in load order; later plugins lose route conflicts."""
         trie: RouteTrie[RouteTarget] = RouteTrie()
+        rpc: dict[str, RpcTarget] = {}
         conflicts: dict[str, list[Problem]] = {}
         for plugin in plugins.values():
+            for i, entry in enumerate(plugin.manifest.grpc):
+                wire = "/" + entry.method
+                if wire in rpc:
+                    conflicts.setdefault(plugin.name, []).append(Problem(
+                        f"grpc[{i}].method", f"{entry.method} is already served by plugin '{rpc[wire].plugin.name}'",
+                        "rename the service or package, or unload the other plugin first"))
+                else:
+                    rpc[wire] = RpcTarget(plugin, entry, plugin.rpc[entry.method])
             for i, route in enumerate(plugin.manifest.routes):
                 taken = trie.add(route.method, route.path, RouteTarget(plugin, route))
                 if taken is not None:
@@ -66,7 +87,7 @@ class Snapshot:
                     conflicts.setdefault(plugin.name, []).append(Problem(
                         f"route[{i}]", f"{route.method} {route.path.raw} is already served by plugin '{owner}' "
                         f"as {taken[0].raw}", "choose another path, or unload the other plugin first"))
-        return cls(MappingProxyType(dict(plugins)), trie), conflicts
+        return cls(MappingProxyType(dict(plugins)), trie, MappingProxyType(rpc)), conflicts
 
 
 class Registry:

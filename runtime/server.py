@@ -15,6 +15,7 @@ import signal
 import uvicorn
 
 from arcana.config import ArcanaConfig
+from arcana.edge.grpc import start_grpc_server
 from arcana.edge.rest import create_rest_app
 from arcana.kernel import Kernel
 from arcana.watcher import watch_plugins
@@ -36,11 +37,13 @@ async def serve(config: ArcanaConfig) -> None:
     # Uvicorn installs its own signal handlers inside serve(); ours decide.
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     watcher = None
+    grpc_server = await start_grpc_server(kernel)
     try:
         serving = asyncio.create_task(server.serve())
         await kernel.load_all()
         logger.info("arcana ready", extra={"plugins": sorted(kernel.registry.snapshot.plugins),
                                            "http_port": config.server.http_port,
+                                           "grpc_port": config.server.grpc_port,
                                            "plugins_dir": str(kernel.plugins_dir)})
         if config.plugins.watch:
             watcher = asyncio.create_task(watch_plugins(kernel, stop))
@@ -50,6 +53,7 @@ async def serve(config: ArcanaConfig) -> None:
         await serving
     finally:
         stop.set()
+        await grpc_server.stop(config.server.shutdown_grace_s)
         if watcher is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher

@@ -15,7 +15,7 @@ logger = logging.getLogger("arcana.watcher")
 
 
 def _relevant(change: Change, path: str) -> bool:
-    return path.endswith((".wasm", ".toml")) and not any(part in IGNORED_DIRS for part in Path(path).parts)
+    return path.endswith((".wasm", ".toml", ".pb")) and not any(part in IGNORED_DIRS for part in Path(path).parts)
 
 
 async def watch_plugins(kernel: Kernel, stop: asyncio.Event) -> None:

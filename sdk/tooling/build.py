@@ -35,7 +35,7 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
-from .wasm_sections import MANIFEST_SECTION, append_custom_section, remove_custom_sections
+from .wasm_sections import DESCRIPTORS_SECTION, MANIFEST_SECTION, append_custom_section, remove_custom_sections
 
 __all__ = ["BuildError", "Language", "build_plugin", "detect_language"]
 
@@ -101,7 +101,12 @@ def build_plugin(src_dir: Path, out_path: Path | None = None) -> Path:
     language = detect_language(src_dir)
     with tempfile.TemporaryDirectory(prefix="arcana-build-") as tmp:
         module = _COMPILERS[language](src_dir, Path(tmp))
+        descriptors = _compile_protos(src_dir, Path(tmp))
     module = remove_custom_sections(module, MANIFEST_SECTION)
+    module = remove_custom_sections(module, DESCRIPTORS_SECTION)
+    if descriptors is not None:
+        module = append_custom_section(module, DESCRIPTORS_SECTION, descriptors)
+    # The manifest goes last: a truncated file always loses it, so a half-copied module is refused.
     module = append_custom_section(module, MANIFEST_SECTION, manifest)
     target = Path(out_path) if out_path is not None else src_dir / f"{_plugin_file_name(src_dir, manifest)}.wasm"
     _write_atomically(target, module)
@@ -158,6 +163,22 @@ def _read_output(src_dir: Path, path: Path) -> bytes:
     if not path.is_file():
         raise BuildError(src_dir, f"the compiler reported success but wrote no {path.name}")
     return path.read_bytes()
+
+
+def _compile_protos(src_dir: Path, tmp: Path) -> bytes | None:
+    """``proto/**/*.proto`` -> one FileDescriptorSet (imports included), or None without protos."""
+    proto_dir = src_dir / "proto"
+    files = sorted(str(p.relative_to(proto_dir)) for p in proto_dir.rglob("*.proto")) if proto_dir.is_dir() else []
+    if not files:
+        return None
+    import grpc_tools
+
+    well_known = Path(grpc_tools.__file__).parent / "_proto"
+    out = tmp / "descriptors.pb"
+    cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{proto_dir}", f"-I{well_known}",
+           "--include_imports", f"--descriptor_set_out={out}", *files]
+    _run(src_dir, "protoc", cmd, cwd=proto_dir)
+    return _read_output(src_dir, out)
 
 
 def _zig_command(*args: str) -> list[str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "MANIFEST_SECTION",
+    "DESCRIPTORS_SECTION",
     "CustomSection",
     "WasmFormatError",
     "append_custom_section",
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 MANIFEST_SECTION = "arcana.manifest"
+DESCRIPTORS_SECTION = "arcana.descriptors"
 _HEADER = b"\x00asm\x01\x00\x00\x00"
 _CUSTOM_ID = 0
 

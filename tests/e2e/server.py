@@ -24,6 +24,8 @@ class ArcanaServer:
     def __init__(self, plugins: Path, workdir: Path, config: dict | None = None) -> None:
         self.plugins = plugins
         self.port = free_port()
+        self.grpc_port = free_port()
+        self.grpc_address = f"127.0.0.1:{self.grpc_port}"
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"server-{self.port}.log"
         self.config_path = workdir / f"config-{self.port}.yaml"
@@ -35,7 +37,7 @@ class ArcanaServer:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "arcana.cli", "serve", "--config", str(self.config_path),
-             "--plugins", str(self.plugins), "--http-port", str(self.port), "--grpc-port", str(free_port())],
+             "--plugins", str(self.plugins), "--http-port", str(self.port), "--grpc-port", str(self.grpc_port)],
             stdout=self._log, stderr=subprocess.STDOUT, env=env)
         if wait_ready:
             self.wait_ready()

@@ -1,10 +1,18 @@
-// hello: GET /api/v1/hello/{name} -> 200 {"message": "Hello, <name>!"}
-import { request, respond, fail, log, Code, JsonObject } from "@arcana/sdk";
+// hello: GET /api/v1/hello/{name} -> 200 {"message": "Hello, <name>!"},
+// and its gRPC twin greeter.v1.Greeter/SayHello {name} -> {message}.
+import { request, respond, reply, fail, log, Code, JsonObject } from "@arcana/sdk";
 
 export function hello(): i32 {
   const req = request();
-  const name = req.param("name");
-  if (name == null || name.length == 0) return fail(Code.VALIDATION_FAILED, "path parameter 'name' is required");
+  let name: string | null = null;
+  if (req.kind == "grpc") {
+    const message = req.message();
+    if (message != null) name = message.getString("name");
+  } else {
+    name = req.param("name");
+  }
+  if (name == null || name.length == 0) return fail(Code.VALIDATION_FAILED, "a non-empty 'name' is required");
   log("debug", "saying hello");
-  return respond(200, new JsonObject().str("message", "Hello, " + name + "!").toString());
+  const greeting = new JsonObject().str("message", "Hello, " + name + "!").toString();
+  return req.kind == "grpc" ? reply(greeting) : respond(200, greeting);
 }

@@ -138,6 +138,13 @@ export class Request {
   }
   /** The base64 body of a non-JSON request, else null. */
   get bodyBase64(): string | null { return this.root.getString("body_base64"); }
+  /** The gRPC request message as proto3 JSON (kind "grpc"); null otherwise. */
+  message(): JsonValue | null {
+    const v = this.root.get("message");
+    return v == null || !v.isObject() ? null : v;
+  }
+  /** gRPC request metadata (lower-case keys). */
+  get metadata(): Map<string, string> { return this.stringMap("metadata"); }
   /** The authenticated principal ({"sub", "roles"}), or null. */
   get principal(): JsonValue | null {
     const v = this.root.get("principal");
@@ -166,6 +173,12 @@ export function respond(status: i32, bodyJson: string, headers: Map<string, stri
   }
   const out = new JsonObject().int("status", status).raw("headers", h.toString()).raw("body", bodyJson);
   outputString(out.toString());
+  return 0;
+}
+
+/** Output a gRPC reply {"message": ...}; `messageJson` is proto3 JSON text of the output type. Returns 0. */
+export function reply(messageJson: string): i32 {
+  outputString(new JsonObject().raw("message", messageJson).toString());
   return 0;
 }
 
