@@ -215,6 +215,16 @@ pub fn respondJson(status: u16, body_json: []const u8) i32 {
     return 0;
 }
 
+/// Output a gRPC reply `{"message": message}`; `message` is any value
+/// std.json can stringify, in the proto3 JSON shape of the output type.
+pub fn reply(message: anytype) i32 {
+    const out = std.json.Stringify.valueAlloc(allocator, .{ .message = message }, .{}) catch
+        return fail(.INTERNAL, "out of memory");
+    defer allocator.free(out);
+    output(out);
+    return 0;
+}
+
 /// Output `{"error": {"code": code, "message": message}}`. Returns 0: an
 /// error output is a normal, well-formed result.
 pub fn fail(code: Code, message: []const u8) i32 {
@@ -276,6 +286,6 @@ pub fn log(level: Level, message: []const u8) void {
 
 /// `log` with structured fields, e.g. `.{ .user = "bob" }`.
 pub fn logFields(level: Level, message: []const u8, fields: anytype) void {
-    const reply = hostCallValue(allocator, "log", .{ .level = @tagName(level), .message = message, .fields = object(fields) }) catch return;
-    allocator.free(reply);
+    const answer = hostCallValue(allocator, "log", .{ .level = @tagName(level), .message = message, .fields = object(fields) }) catch return;
+    allocator.free(answer);
 }

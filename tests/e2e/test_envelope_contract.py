@@ -1,0 +1,64 @@
+"""What a handler receives, pinned from outside: the envelope of section 3.2 over REST and gRPC."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import grpc
+import httpx
+import pytest
+
+from conftest import install
+from e2e.server import ArcanaServer
+
+TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.fixture
+def server(tmp_path: Path, fixture_wasm: dict[str, Path], start_server: Callable[..., ArcanaServer]) -> ArcanaServer:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    install(fixture_wasm["inspect"], folder, "inspect")
+    return start_server(folder)
+
+
+def test_rest_envelope_carries_route_params_query_headers_and_body(server: ArcanaServer) -> None:
+    r = httpx.post(f"{server.url}/api/v1/test/inspect/a%20b?q=1&q=2&x=", json={"n": [1, {"k": None}]},
+                   headers={"x-request-id": "rid-1", "traceparent": TRACE, "X-Custom": "Yes"})
+    env = r.json()
+    assert env["kind"] == "http" and env["method"] == "POST"
+    assert env["path"] == "/api/v1/test/inspect/a b" and env["route"] == "/api/v1/test/inspect/{id}"
+    assert env["params"] == {"id": "a b"} and env["query"] == {"q": ["1", "2"], "x": [""]}
+    assert env["headers"]["x-custom"] == "Yes" and env["headers"]["content-type"] == "application/json"
+    assert env["body"] == {"n": [1, {"k": None}]} and "body_base64" not in env
+    assert (env["request_id"], env["traceparent"], env["principal"]) == ("rid-1", TRACE, None)
+
+
+def test_rest_binary_body_arrives_base64(server: ArcanaServer) -> None:
+    env = httpx.post(f"{server.url}/api/v1/test/inspect/1", content=b"\x00\xffbin",
+                     headers={"content-type": "image/png"}).json()
+    assert env["body_base64"] == "AP9iaW4=" and "body" not in env
+
+
+def test_grpc_envelope_carries_proto3_json_and_metadata(server: ArcanaServer) -> None:
+    # Probe{text="hé", big=2^53+1, tags=["a","b"]}, encoded by hand to stay independent of generated code.
+    text = "hé".encode()
+    probe = b"\x0a" + bytes([len(text)]) + text + b"\x10\x81\x80\x80\x80\x80\x80\x80\x10" + b"\x1a\x01a\x1a\x01b"
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        call = channel.unary_unary("/inspect.v1.Inspect/Envelope", request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        raw = call(probe, metadata=[("traceparent", TRACE), ("x-request-id", "g-1"), ("x-team", "blue")])
+    # Seen{json=...}: field 1, length-delimited.
+    assert raw[0] == 0x0A
+    length, shift, i = 0, 0, 1
+    while True:
+        length |= (raw[i] & 0x7F) << shift
+        shift, i = shift + 7, i + 1
+        if not raw[i - 1] & 0x80:
+            break
+    env = json.loads(raw[i:i + length])
+    assert env["kind"] == "grpc" and env["method"] == "inspect.v1.Inspect/Envelope"
+    assert env["message"] == {"text": "hé", "big": str(2**53 + 1), "tags": ["a", "b"]}
+    assert env["metadata"]["x-team"] == "blue" and env["metadata"]["traceparent"] == TRACE
+    assert (env["request_id"], env["traceparent"]) == ("g-1", TRACE)
