@@ -64,7 +64,8 @@ def _plugin_behavior(target: RpcTarget) -> Callable[[bytes, grpc.aio.ServicerCon
     async def behavior(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         metadata = _metadata(context)
         rid = _request_id(metadata)
-        await context.send_initial_metadata((("x-request-id", rid),))
+        # Trailing, not initial, metadata: it rides on the status frame instead of costing one more.
+        context.set_trailing_metadata((("x-request-id", rid),))
         try:
             return await call_grpc(target, request, metadata, rid, metadata.get("traceparent", ""))
         except ArcanaError as exc:

@@ -70,7 +70,7 @@ def test_generated_stub_calls_the_plugin_twin_of_the_rest_route(served: ArcanaSe
     with grpc.insecure_channel(served.grpc_address) as channel:
         reply, call = stubs.GreeterStub(channel).SayHello.with_call(pb.HelloRequest(name='Ada "L"'), metadata=[("x-request-id", "rid-7")])
     assert reply.message == 'Hello, Ada "L"!'
-    assert dict(call.initial_metadata())["x-request-id"] == "rid-7"
+    assert dict(call.trailing_metadata())["x-request-id"] == "rid-7"
     assert httpx.get(f"{served.url}/api/v1/hello/Ada").json() == {"message": "Hello, Ada!"}
 
 
