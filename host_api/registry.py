@@ -10,6 +10,7 @@ from arcana.manifest import Manifest
 from arcana_host.capability import Capability, HostFunction
 from arcana_host.catalog import CATALOG, HOST_NAMESPACE
 from arcana_host.logs import LogCapability
+from arcana_host.store import StoreCapability
 
 # Grants that are not host-function capabilities of their own but options of
 # one (e.g. `auth.issue` widens `auth`).
@@ -19,6 +20,7 @@ KNOWN_GRANTS = frozenset(CATALOG.values()) | {"log"}
 # config section (``config.section(name, ItsConfig)``) and builds its state.
 FACTORIES: tuple[Callable[[ArcanaConfig], Capability], ...] = (
     lambda config: LogCapability(),
+    StoreCapability.from_config,
 )
 
 

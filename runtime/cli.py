@@ -21,6 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--http-port", type=int, help="REST port (default 8080)")
     serve.add_argument("--grpc-port", type=int, help="gRPC port (default 9090)")
+    migrate = commands.add_parser("migrate", help="create or upgrade the database schema (database.url)")
+    migrate.add_argument("--config", type=Path, help="YAML config file (default: built-in defaults)")
     plugin = commands.add_parser("plugin", help="plugin author tools").add_subparsers(dest="plugin_command", required=True)
     check = plugin.add_parser("check", help="validate a plugin file as the server would")
     check.add_argument("file", type=Path)
@@ -46,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(_serve_config(args))
+        if args.command == "migrate":
+            return _migrate(load_config(args.config))
         if args.plugin_command == "check":
             from arcana.check import check_plugin
             return check_plugin(args.file, load_config(args.config))
@@ -54,6 +58,26 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"arcana: configuration error: {exc}", file=sys.stderr)
         return 2
+
+
+def _migrate(config: ArcanaConfig) -> int:
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from arcana.database import create_db_engine, migrate
+
+    engine = create_db_engine(config.database)
+    try:
+        before, after = migrate(engine)
+    except (SQLAlchemyError, CommandError) as exc:  # one clear line for the operator
+        print(f"arcana: migration failed for {engine.url.render_as_string(hide_password=True)}: {exc}",
+              file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(f"database {engine.url.render_as_string(hide_password=True)}: "
+          f"{'already at' if before == after else f'upgraded from {before} to'} revision {after}")
+    return 0
 
 
 def _serve(config: ArcanaConfig) -> int:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from database_fixtures import _postgres, fresh_postgres_url, postgres_url  # noqa: F401  (PostgreSQL schemas)
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "plugins"
 # Built fixtures are cached by a hash of their sources and of the SDK, so a

@@ -1,0 +1,64 @@
+"""The store's backend protocol: what any database behind the store must do.
+
+Every method is scoped by ``plugin``, the calling plugin's name: a backend
+must never read or write another plugin's rows. Inputs arrive validated
+(names, paths, sizes); values still go to the database as bound parameters
+only. Errors are the public model: ``NotFound``, ``Conflict`` (stale
+version, or a create of an existing id), ``ValidationFailed``, and
+``ServiceUnavailable`` when the database cannot be reached. Methods are
+called from many threads at once.
+
+A backend in a few lines (a dict, for a test double)::
+
+    class DictBackend:
+        def __init__(self) -> None:
+            self.docs: dict[tuple[str, str, str], Document] = {}
+
+        def get(self, plugin: str, collection: str, id: str) -> Document:
+            try:
+                return self.docs[plugin, collection, id]
+            except KeyError:
+                raise NotFound(f"no document '{id}' in '{collection}'") from None
+        ...
+
+``arcana_host.store.sql_backend.SqlStoreBackend`` is the real one; the
+contract suite in ``tests/host_api/store`` runs against each backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+from arcana_host.store.types import DeleteOp, Document, KvEntry, Page, PutOp, Query
+
+
+class StoreBackend(Protocol):
+    def get(self, plugin: str, collection: str, id: str) -> Document:
+        """The document, or ``NotFound``."""
+
+    def put(self, plugin: str, op: PutOp) -> Document:
+        """Create or replace (see ``PutOp``); a new id is generated when ``op.id`` is None."""
+
+    def delete(self, plugin: str, op: DeleteOp) -> None:
+        """Remove a document; ``NotFound`` if absent, ``Conflict`` on a stale expected version."""
+
+    def query(self, plugin: str, query: Query) -> Page:
+        """One page of the documents matching every condition, and the total count."""
+
+    def batch(self, plugin: str, ops: Sequence[PutOp | DeleteOp]) -> list[Document | None]:
+        """Apply all operations in one transaction, or none: the first failure is raised."""
+
+    def kv_get(self, plugin: str, key: str) -> KvEntry:
+        """The live value of a key (an expired key is not found)."""
+
+    def kv_set(self, plugin: str, key: str, value: Any, ttl_s: float | None) -> None:
+        """Set a key, replacing any value and TTL; ``ttl_s`` None keeps it forever."""
+
+    def kv_delete(self, plugin: str, key: str) -> bool:
+        """Remove a key; whether it existed."""
+
+    def kv_incr(self, plugin: str, key: str, by: int) -> int:
+        """Add ``by`` to an integer key atomically (a missing key counts as 0); the new value."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the kernel's database (run by ``arcana migrate``; see ``arcana.database``)."""

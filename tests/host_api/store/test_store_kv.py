@@ -1,0 +1,74 @@
+"""Contract: the key-value space (get, set with TTL, delete, atomic incr) on every backend."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from arcana.errors import ValidationFailed
+from arcana_host.store.backend import StoreBackend
+from arcana_host.store.schema import kv
+from arcana_host.store.sql_backend import SqlStoreBackend
+from arcana_host.store.sql_kv import PURGE_EVERY
+
+
+@pytest.mark.parametrize("value", [1, -(2**63), 2**63 - 1, 2**64, 1.5, "text", "", None, True, [1, "a"], {"a": {"b": []}}])
+def test_set_and_get_any_json_value(backend: StoreBackend, value: object) -> None:
+    backend.kv_set("p", "k", value, None)
+    entry = backend.kv_get("p", "k")
+    assert entry.found and entry.value == value and type(entry.value) is type(value)
+
+
+def test_missing_key_and_delete(backend: StoreBackend) -> None:
+    assert not backend.kv_get("p", "k").found
+    assert backend.kv_delete("p", "k") is False
+    backend.kv_set("p", "k", "v", None)
+    assert backend.kv_delete("p", "k") is True and not backend.kv_get("p", "k").found
+
+
+def test_ttl_expires_and_set_replaces_the_ttl(backend: StoreBackend) -> None:
+    backend.kv_set("p", "short", "v", 0.05)
+    backend.kv_set("p", "long", "v", 60)
+    backend.kv_set("p", "kept", "v", 0.05)
+    backend.kv_set("p", "kept", "v2", None)
+    assert backend.kv_get("p", "short").found
+    time.sleep(0.08)
+    assert not backend.kv_get("p", "short").found and backend.kv_get("p", "long").found
+    assert backend.kv_get("p", "kept").value == "v2"
+    assert backend.kv_delete("p", "short") is False
+
+
+def test_incr_counts_from_zero_and_by_any_step(backend: StoreBackend) -> None:
+    assert backend.kv_incr("p", "c", 1) == 1
+    assert backend.kv_incr("p", "c", 41) == 42
+    assert backend.kv_incr("p", "c", -50) == -8
+    backend.kv_set("p", "c", 100, None)
+    assert backend.kv_incr("p", "c", 1) == 101 and backend.kv_get("p", "c").value == 101
+
+
+def test_incr_of_an_expired_key_starts_again_without_the_ttl(backend: StoreBackend) -> None:
+    backend.kv_set("p", "c", 7, 0.03)
+    time.sleep(0.05)
+    assert backend.kv_incr("p", "c", 2) == 2
+    time.sleep(0.05)
+    assert backend.kv_get("p", "c").value == 2
+
+
+@pytest.mark.parametrize("value", ["7", 1.5, {"n": 1}, True, 2**64])
+def test_incr_refuses_a_non_integer_and_leaves_it(backend: StoreBackend, value: object) -> None:
+    backend.kv_set("p", "c", value, None)
+    with pytest.raises(ValidationFailed, match="not an integer"):
+        backend.kv_incr("p", "c", 1)
+    assert backend.kv_get("p", "c").value == value
+
+
+def test_expired_keys_are_purged_by_later_sets(backend: SqlStoreBackend) -> None:
+    backend.kv_set("p", "gone", 1, 0.001)
+    time.sleep(0.01)
+    for i in range(PURGE_EVERY):
+        backend.kv_set("p", f"k{i % 3}", i, None)
+    with backend._engine.connect() as conn:
+        keys = {r.key for r in conn.execute(sa.select(kv.c.key).where(kv.c.plugin == "p"))}
+    assert keys == {"k0", "k1", "k2"}
