@@ -23,6 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--grpc-port", type=int, help="gRPC port (default 9090)")
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema (database.url)")
     migrate.add_argument("--config", type=Path, help="YAML config file (default: built-in defaults)")
+    user = commands.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
+    create = user.add_parser("create", help="create a user; the password is read from a prompt or stdin, never an argument")
+    create.add_argument("--email", required=True)
+    create.add_argument("--role", action="append", default=[], help="a role (repeat for several), e.g. admin")
+    create.add_argument("--config", type=Path, help="YAML config file (default: built-in defaults)")
     plugin = commands.add_parser("plugin", help="plugin author tools").add_subparsers(dest="plugin_command", required=True)
     check = plugin.add_parser("check", help="validate a plugin file as the server would")
     check.add_argument("file", type=Path)
@@ -50,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(_serve_config(args))
         if args.command == "migrate":
             return _migrate(load_config(args.config))
+        if args.command == "user":
+            return _create_user(load_config(args.config), args.email, args.role)
         if args.plugin_command == "check":
             from arcana.check import check_plugin
             return check_plugin(args.file, load_config(args.config))
@@ -58,6 +65,37 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"arcana: configuration error: {exc}", file=sys.stderr)
         return 2
+
+
+def _create_user(config: ArcanaConfig, email: str, roles: list[str]) -> int:
+    import getpass
+
+    from arcana.auth.service import AuthService
+    from arcana.database import Database
+    from arcana.errors import ArcanaError
+    from arcana.events import KernelEvents
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("arcana: the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    database = Database(config.database)
+    try:
+        not_ready = database.prepare()
+        if not_ready:
+            print(f"arcana: {not_ready}; run `arcana migrate`", file=sys.stderr)
+            return 1
+        user = AuthService(config, database, KernelEvents()).create_user(email, password, roles)
+    except ArcanaError as exc:
+        print(f"arcana: cannot create user: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        database.close()
+    print(f"created user {user.email} ({user.id}) with roles {', '.join(user.roles) or '(none)'}")
+    return 0
 
 
 def _migrate(config: ArcanaConfig) -> int:

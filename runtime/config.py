@@ -54,6 +54,7 @@ class ServerConfig:
     # Seconds to let in-flight requests finish on shutdown.
     shutdown_grace_s: float = 5.0
     grpc_tls: TlsConfig = field(default_factory=TlsConfig)
+    http_tls: TlsConfig = field(default_factory=TlsConfig)
 
     def __post_init__(self) -> None:
         for key in ("http_port", "grpc_port"):
@@ -124,12 +125,57 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True)
+class JwtKeyConfig:
+    """One signing key for RS256/EdDSA; several keys with distinct kids allow rotation."""
+
+    kid: str = ""
+    private_key_file: str = ""  # PEM; only the active key needs it
+    public_key_file: str = ""   # PEM
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    # Dev mode accepts a missing HS256 secret by generating an ephemeral one
+    # (tokens then die with the process); production refuses to start.
+    dev: bool = True
+    algorithm: str = "HS256"
+    # The HS256 secret is read from this environment variable, never from a file.
+    secret_env: str = "ARCANA_JWT_SECRET"
+    keys: list[JwtKeyConfig] = field(default_factory=list)
+    active_kid: str = ""
+    issuer: str = "arcana"
+    audience: str = "arcana"
+    access_ttl_s: int = 900
+    refresh_ttl_s: int = 1_209_600
+    # Argon2id parameters (OWASP's minimum by default); hashes are upgraded on login when these change.
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19_456
+    argon2_parallelism: int = 1
+    # Failed logins allowed per window, per account and per client address.
+    login_failures_per_account: int = 5
+    login_failures_per_address: int = 20
+    login_window_s: int = 300
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ("HS256", "RS256", "EdDSA"):
+            raise ConfigError(f"config key 'auth.algorithm' must be HS256|RS256|EdDSA, got {self.algorithm!r}")
+        if self.algorithm != "HS256" and not self.keys:
+            raise ConfigError(f"config key 'auth.keys' must list at least one key for {self.algorithm}")
+        kids = [k.kid for k in self.keys]
+        if len(set(kids)) != len(kids) or any(not k for k in kids):
+            raise ConfigError("config key 'auth.keys': every key needs a distinct, non-empty kid")
+        if self.keys and self.active_kid not in kids:
+            raise ConfigError(f"config key 'auth.active_kid' must name one of the keys {kids}")
+
+
+@dataclass(frozen=True)
 class ArcanaConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     # Capability grants: plugin name (or "*" for every plugin) -> capabilities.
     grants: dict[str, list[str]] = field(default_factory=lambda: {"*": ["log"], "notes": ["store"]})
     # One section per host capability, typed by the capability itself

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+from arcana.auth.service import require_role
+from arcana.auth.tokens import Principal
 from arcana.descriptors import DescriptorError
 from arcana.envelopes import (HttpRequest, HttpResponse, grpc_envelope, http_envelope, parse_grpc_output,
                               parse_http_output)
@@ -30,8 +32,15 @@ def route_http(snapshot: Snapshot, method: str, path: str) -> Match[RouteTarget]
     return found
 
 
-async def call_http(match: Match[RouteTarget], req: HttpRequest) -> HttpResponse:
+def authorize(public: bool, roles: tuple[str, ...], principal: Principal | None) -> None:
+    """RBAC from the manifest, before the plugin runs: 401 without a principal, 403 without a role."""
+    if not public:
+        require_role(principal, roles)
+
+
+async def call_http(match: Match[RouteTarget], req: HttpRequest, principal: Principal | None = None) -> HttpResponse:
     plugin, route = match.target.plugin, match.target.route
+    authorize(route.public, route.roles, principal)
     context = CallContext(plugin.name, plugin.manifest.version, req.request_id, req.principal)
     try:
         if route.abi == "raw":
@@ -49,10 +58,12 @@ async def call_http(match: Match[RouteTarget], req: HttpRequest) -> HttpResponse
 
 
 async def call_grpc(target: RpcTarget, data: bytes, metadata: dict[str, str],
-                    request_id: str, traceparent: str) -> bytes:
+                    request_id: str, traceparent: str, principal: Principal | None = None) -> bytes:
     """Wire bytes in, wire bytes out: the plugin sees only proto3 JSON envelopes."""
     plugin, method = target.plugin, target.method
-    context = CallContext(plugin.name, plugin.manifest.version, request_id, None)
+    authorize(target.entry.public, target.entry.roles, principal)
+    who = principal.as_json() if principal else None
+    context = CallContext(plugin.name, plugin.manifest.version, request_id, who)
     try:
         if target.entry.abi == "raw":
             return await plugin.pool.call(target.entry.handler, data, context)
@@ -60,7 +71,7 @@ async def call_grpc(target: RpcTarget, data: bytes, metadata: dict[str, str],
             message = method.decode(data)
         except Exception as exc:  # protobuf raises DecodeError and, for bad UTF-8, others
             raise ValidationFailed(f"request is not a valid {method.input_type.DESCRIPTOR.full_name}") from exc
-        envelope = grpc_envelope(method.full_name, message, metadata, request_id, traceparent)
+        envelope = grpc_envelope(method.full_name, message, metadata, request_id, traceparent, who)
         output = await plugin.pool.call(target.entry.handler, envelope, context)
         try:
             return method.encode(parse_grpc_output(plugin.name, output))

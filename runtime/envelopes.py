@@ -27,6 +27,7 @@ class HttpRequest:
     body: bytes
     request_id: str
     traceparent: str = ""
+    # The verified principal, {"sub", "roles"}, or None for anonymous calls.
     principal: dict[str, Any] | None = None
 
 

@@ -14,10 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from arcana.auth.service import AuthService
 from arcana.config import ArcanaConfig
+from arcana.database import Database
 from arcana.engine import Engine
 from arcana.engine.extism_engine import ExtismEngine
-from arcana.errors import PluginLoadError, Problem
+from arcana.errors import ConfigError, PluginLoadError, Problem
+from arcana.events import KernelEvents
 from arcana.loader import FileChanging, PluginLoader, is_plugin_file, plugin_files
 from arcana.registry import LoadFailure, Registry, Snapshot
 from arcana_host.registry import Capabilities
@@ -31,6 +34,13 @@ class Kernel:
         self.config = config
         self.plugins_dir = config.plugins_dir()
         self.threads = ThreadPoolExecutor(config.executor.threads, thread_name_prefix="arcana-plugin")
+        self.events = KernelEvents()
+        self.database = Database(config.database)
+        not_ready = self.database.prepare()
+        if not_ready:
+            self.database.close()
+            raise ConfigError(f"database: {not_ready}; run `arcana migrate`")
+        self.auth = AuthService(config, self.database, self.events)
         self.capabilities = capabilities or Capabilities.from_config(config)
         self.loader = PluginLoader(config, engine or ExtismEngine(), self.capabilities, self.threads)
         self.registry = Registry()
@@ -109,4 +119,5 @@ class Kernel:
         for plugin in self.registry.snapshot.plugins.values():
             plugin.pool.retire()
         self.capabilities.close()
+        self.database.close()
         self.threads.shutdown(wait=False, cancel_futures=True)

@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
+from typing import Any
 
 import uvicorn
 
-from arcana.config import ArcanaConfig
+from arcana.config import ArcanaConfig, TlsConfig
 from arcana.edge.grpc import start_grpc_server
 from arcana.edge.rest import create_rest_app
 from arcana.kernel import Kernel
@@ -23,13 +25,23 @@ from arcana.watcher import watch_plugins
 logger = logging.getLogger("arcana.server")
 
 
+def _tls_options(tls: TlsConfig) -> dict[str, Any]:
+    """HTTPS when configured; with a client CA, a client certificate signed by it is required."""
+    if not tls.enabled:
+        return {}
+    options: dict[str, Any] = {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
+    if tls.client_ca_file:
+        options |= {"ssl_ca_certs": tls.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return options
+
+
 async def serve(config: ArcanaConfig) -> None:
     kernel = Kernel(config)
     app = create_rest_app(kernel)
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.server.host, port=config.server.http_port, log_config=None,
         access_log=False, lifespan="on", timeout_graceful_shutdown=int(config.server.shutdown_grace_s),
-        server_header=False))
+        server_header=False, **_tls_options(config.server.http_tls)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint
+from quart import Blueprint, request
 
+from arcana.auth.service import require_role
+
+from arcana.edge.users import register_user_admin
 from arcana.kernel import Kernel
 from arcana.registry import LoadedPlugin
 
@@ -39,8 +42,13 @@ def plugins_listing(kernel: Kernel) -> dict[str, Any]:
 def admin_blueprint(kernel: Kernel) -> Blueprint:
     bp = Blueprint("admin", __name__, url_prefix="/api/v1/admin")
 
+    @bp.before_request
+    async def admins_only() -> None:
+        require_role(kernel.auth.authenticate(request.headers.get("authorization", "")), ("admin",))
+
     @bp.get("/plugins")
     async def plugins() -> Any:
         return plugins_listing(kernel)
 
+    register_user_admin(bp, kernel)
     return bp

@@ -35,4 +35,7 @@ def error_headers(exc: ArcanaError) -> dict[str, str]:
     headers = {"content-type": "application/json"}
     if isinstance(exc, MethodNotAllowed):
         headers["allow"] = ", ".join(sorted(exc.allowed))
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["retry-after"] = str(int(retry_after))
     return headers

@@ -8,6 +8,7 @@ raw bytes here and transcoded by the dispatch core.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import uuid
@@ -19,6 +20,7 @@ from grpc_health.v1 import health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection_pb2_grpc
 
+from arcana.auth.service import require_role
 from arcana.config import REPO_ROOT, TlsConfig
 from arcana.descriptors import DescriptorSet, RpcMethod, compile_proto_dir
 from arcana.dispatch import call_grpc
@@ -30,7 +32,8 @@ from arcana.kernel import Kernel
 from arcana.registry import RpcTarget
 
 logger = logging.getLogger("arcana.grpc")
-KernelMethod = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+# A kernel method gets the request message and the caller's metadata.
+KernelMethod = Callable[[dict[str, Any], dict[str, str]], Awaitable[dict[str, Any]]]
 
 
 def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
@@ -57,17 +60,19 @@ class PluginMethods(grpc.GenericRpcHandler):
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         target = self._kernel.registry.snapshot.rpc.get(details.method)  # type: ignore[attr-defined]
-        return None if target is None else grpc.unary_unary_rpc_method_handler(_plugin_behavior(target))
+        return None if target is None else grpc.unary_unary_rpc_method_handler(_plugin_behavior(self._kernel, target))
 
 
-def _plugin_behavior(target: RpcTarget) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]:
+def _plugin_behavior(kernel: Kernel, target: RpcTarget) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]:
     async def behavior(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         metadata = _metadata(context)
         rid = _request_id(metadata)
+        authorization = metadata.pop("authorization", "")
         # Trailing, not initial, metadata: it rides on the status frame instead of costing one more.
         context.set_trailing_metadata((("x-request-id", rid),))
         try:
-            return await call_grpc(target, request, metadata, rid, metadata.get("traceparent", ""))
+            principal = kernel.auth.authenticate(authorization)
+            return await call_grpc(target, request, metadata, rid, metadata.get("traceparent", ""), principal)
         except ArcanaError as exc:
             await _abort(context, exc)
         except Exception:
@@ -96,7 +101,9 @@ class KernelMethods(grpc.GenericRpcHandler):
                     message = method.decode(request)
                 except Exception as exc:
                     raise ValidationFailed(f"request is not a valid {method.input_type.DESCRIPTOR.full_name}") from exc
-                return method.encode(await impl(message))
+                metadata = _metadata(context)
+                metadata[":peer"] = (context.peer() or "grpc").rsplit(":", 1)[0]  # the address, not the port
+                return method.encode(await impl(message, metadata))
             except ArcanaError as exc:
                 await _abort(context, exc)
             raise AssertionError("unreachable: abort raises")
@@ -109,7 +116,24 @@ def kernel_descriptors(proto_dir: Path = REPO_ROOT / "proto") -> DescriptorSet:
 
 
 def _kernel_methods(kernel: Kernel, protos: DescriptorSet) -> dict[str, tuple[RpcMethod, KernelMethod]]:
-    async def list_plugins(_: dict[str, Any]) -> dict[str, Any]:
+    auth = kernel.auth
+
+    def peer_address(metadata: dict[str, str]) -> str:
+        return metadata.get(":peer", "grpc")
+
+    async def login(m: dict[str, Any], metadata: dict[str, str]) -> dict[str, Any]:
+        pair = await asyncio.to_thread(auth.login, m.get("email", ""), m.get("password", ""), peer_address(metadata))
+        return _camel(pair.as_json())
+
+    async def refresh(m: dict[str, Any], _: dict[str, str]) -> dict[str, Any]:
+        return _camel((await asyncio.to_thread(auth.refresh, m.get("refreshToken", ""))).as_json())
+
+    async def logout(m: dict[str, Any], _: dict[str, str]) -> dict[str, Any]:
+        await asyncio.to_thread(auth.logout, m.get("refreshToken", ""))
+        return {}
+
+    async def list_plugins(_: dict[str, Any], metadata: dict[str, str]) -> dict[str, Any]:
+        require_role(auth.authenticate(metadata.get("authorization", "")), ("admin",))
         listing = plugins_listing(kernel)
         return {"plugins": [{"name": p["name"], "version": p["version"], "state": p["state"], "source": p["source"],
                              "routes": [{k: r[k] for k in ("method", "path", "handler")} for r in p["routes"]],
@@ -118,8 +142,16 @@ def _kernel_methods(kernel: Kernel, protos: DescriptorSet) -> dict[str, tuple[Rp
                 "failures": [{"name": f["name"] or "", "source": f["source"], "errors": f["errors"],
                               "stillServing": f["still_serving"]} for f in listing["failures"]]}
 
-    impls: dict[str, KernelMethod] = {"arcana.admin.v1.AdminService/ListPlugins": list_plugins}
+    impls: dict[str, KernelMethod] = {"arcana.admin.v1.AdminService/ListPlugins": list_plugins,
+                                      "arcana.auth.v1.AuthService/Login": login,
+                                      "arcana.auth.v1.AuthService/Refresh": refresh,
+                                      "arcana.auth.v1.AuthService/Logout": logout}
     return {"/" + name: (protos.method(name), impl) for name, impl in impls.items()}
+
+
+def _camel(data: dict[str, Any]) -> dict[str, Any]:
+    """snake_case keys -> proto3 JSON lowerCamelCase."""
+    return {k.split("_")[0] + "".join(p.title() for p in k.split("_")[1:]): v for k, v in data.items()}
 
 
 def _credentials(tls: TlsConfig) -> grpc.ServerCredentials:

@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from arcana.dispatch import call_http, route_http
 from arcana.edge.admin import admin_blueprint
+from arcana.edge.auth_rest import auth_blueprint
 from arcana.edge.errors import HTTP_STATUS, error_body, error_headers
 from arcana.envelopes import HttpRequest
 from arcana.errors import ArcanaError, ErrorCode, PayloadTooLarge
@@ -34,6 +35,8 @@ def request_id() -> str:
 
 def _error(exc: ArcanaError, rid: str) -> Response:
     headers = error_headers(exc)
+    if exc.code in (ErrorCode.UNAUTHORIZED, ErrorCode.TOKEN_EXPIRED, ErrorCode.INVALID_CREDENTIALS):
+        headers["www-authenticate"] = "Bearer"
     headers["x-request-id"] = rid
     return Response(error_body(exc.code, exc.message, rid), HTTP_STATUS[exc.code], headers)
 
@@ -43,6 +46,7 @@ def create_rest_app(kernel: Kernel) -> Quart:
     app.config["MAX_CONTENT_LENGTH"] = kernel.config.server.max_body_bytes
     max_body = kernel.config.server.max_body_bytes
     app.register_blueprint(admin_blueprint(kernel))
+    app.register_blueprint(auth_blueprint(kernel))
 
     @app.get("/health")
     async def health() -> Any:
@@ -60,15 +64,18 @@ def create_rest_app(kernel: Kernel) -> Quart:
         rid = request_id()
         raw_path = request.scope.get("raw_path", b"").split(b"?", 1)[0].decode("latin-1") or request.path
         match = route_http(kernel.registry.snapshot, request.method, raw_path)
+        principal = kernel.auth.authenticate(request.headers.get("authorization", ""))
         if (request.content_length or 0) > max_body:
             raise PayloadTooLarge(f"request body is larger than {max_body} bytes")
         req = HttpRequest(
             method=request.method, path=request.path,
             query={k: request.args.getlist(k) for k in request.args},
-            headers={k.lower(): v for k, v in request.headers.items()},
+            # The verified principal replaces the credential: plugins never see tokens.
+            headers={k.lower(): v for k, v in request.headers.items() if k.lower() != "authorization"},
             body=await request.get_data(cache=False),
-            request_id=rid, traceparent=request.headers.get("traceparent", ""))
-        out = await call_http(match, req)
+            request_id=rid, traceparent=request.headers.get("traceparent", ""),
+            principal=principal.as_json() if principal else None)
+        out = await call_http(match, req, principal)
         out.headers["x-request-id"] = rid
         return Response(out.body, out.status, out.headers)
 

@@ -11,7 +11,25 @@ import time
 from pathlib import Path
 
 import httpx
+import jwt
 import yaml
+
+# The HS256 secret every test server signs with, so tests can mint tokens as an
+# independent issuer would (and forge bad ones).
+TEST_SECRET = "arcana-test-secret-0123456789-abcdefghijklmnop"
+AUDIENCE = ISSUER = "arcana"
+
+
+def mint(sub: str = "u-test", roles: list[str] | None = None, secret: str = TEST_SECRET, ttl: int = 300,
+         **claims: object) -> str:
+    now = int(time.time())
+    payload = {"sub": sub, "roles": roles or [], "iat": now, "exp": now + ttl, "jti": f"j-{now}-{sub}",
+               "iss": ISSUER, "aud": AUDIENCE, **claims}
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def admin_headers() -> dict[str, str]:
+    return {"authorization": f"Bearer {mint('admin-test', ['admin'])}"}
 
 
 def free_port() -> int:
@@ -29,11 +47,15 @@ class ArcanaServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"server-{self.port}.log"
         self.config_path = workdir / f"config-{self.port}.yaml"
-        self.config_path.write_text(yaml.safe_dump(config or {}))
+        config = dict(config or {})
+        # Each server gets a database of its own unless the test chooses one.
+        config.setdefault("database", {"url": f"sqlite:///{workdir / f'arcana-{self.port}.db'}"})
+        self.config_path.write_text(yaml.safe_dump(config))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait_ready: bool = True) -> ArcanaServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ARCANA_")}
+        env["ARCANA_JWT_SECRET"] = TEST_SECRET
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "arcana.cli", "serve", "--config", str(self.config_path),

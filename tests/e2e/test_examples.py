@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from conftest import ROOT
-from e2e.server import ArcanaServer
+from e2e.server import ArcanaServer, admin_headers
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_request_id_is_propagated_or_generated(server: ArcanaServer) -> None:
 def test_health_ready_and_admin_listing(server: ArcanaServer) -> None:
     assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
     assert httpx.get(f"{server.url}/ready").json()["status"] == "ready"
-    listing = httpx.get(f"{server.url}/api/v1/admin/plugins").json()
+    listing = httpx.get(f"{server.url}/api/v1/admin/plugins", headers=admin_headers()).json()
     names = {p["name"]: p for p in listing["plugins"]}
     assert set(names) == {"hello", "echo"} and listing["failures"] == []
     assert names["hello"]["routes"] == [{"method": "GET", "path": "/api/v1/hello/{name}", "handler": "hello", "public": True}]

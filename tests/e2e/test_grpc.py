@@ -23,7 +23,7 @@ from arcana.descriptors import compile_proto_dir
 from arcana_sdk.wasm_sections import append_custom_section
 from conftest import ROOT, install
 from e2e.grpc_support import generate_stubs, make_pki
-from e2e.server import ArcanaServer
+from e2e.server import ArcanaServer, admin_headers
 
 GREETER_PROTO = ROOT / "plugins" / "hello" / "proto" / "greeter.proto"
 HOSTILE = {"trap": "Trap", "loop": "Loop", "garbage": "Garbage", "badshape": "BadShape"}
@@ -119,7 +119,7 @@ def test_plugin_errors_reply_types_and_unknown_methods(served: ArcanaServer) -> 
 
 
 def test_streaming_methods_are_refused_at_load_with_a_reason(served: ArcanaServer) -> None:
-    failures = httpx.get(f"{served.url}/api/v1/admin/plugins").json()["failures"]
+    failures = httpx.get(f"{served.url}/api/v1/admin/plugins", headers=admin_headers()).json()["failures"]
     streamer = next(f for f in failures if f["name"] == "streamer")
     assert any("streaming method; only unary methods are served" in e for e in streamer["errors"])
 
@@ -145,7 +145,10 @@ def test_health_overall_and_per_plugin_service(served: ArcanaServer) -> None:
 def test_kernel_admin_service_lists_plugins(served: ArcanaServer, tmp_path: Path) -> None:
     pb, stubs = generate_stubs(ROOT / "proto" / "arcana" / "admin" / "v1" / "admin.proto", tmp_path / "admin")
     with grpc.insecure_channel(served.grpc_address) as channel:
-        reply = stubs.AdminServiceStub(channel).ListPlugins(pb.ListPluginsRequest())
+        with pytest.raises(grpc.RpcError) as info:
+            stubs.AdminServiceStub(channel).ListPlugins(pb.ListPluginsRequest())
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        reply = stubs.AdminServiceStub(channel).ListPlugins(pb.ListPluginsRequest(), metadata=list(admin_headers().items()))
     hello = next(p for p in reply.plugins if p.name == "hello")
     assert list(hello.grpc_methods) == ["greeter.v1.Greeter/SayHello"] and hello.routes[0].path == "/api/v1/hello/{name}"
     assert any(f.name == "streamer" for f in reply.failures)
@@ -185,7 +188,7 @@ def test_hot_reload_during_a_stream_of_grpc_calls_fails_none(tmp_path: Path, gre
             (folder / ".next").write_bytes(module)
             (folder / ".next").replace(folder / "hello.wasm")
             deadline = time.monotonic() + 15
-            while httpx.get(f"{server.url}/api/v1/admin/plugins").json()["plugins"][0]["sha256"] != hashlib.sha256(module).hexdigest():
+            while httpx.get(f"{server.url}/api/v1/admin/plugins", headers=admin_headers()).json()["plugins"][0]["sha256"] != hashlib.sha256(module).hexdigest():
                 assert time.monotonic() < deadline, server.logs()[-2000:]
                 time.sleep(0.01)
     finally:

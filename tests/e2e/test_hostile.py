@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from conftest import ROOT, install
-from e2e.server import ArcanaServer
+from e2e.server import ArcanaServer, admin_headers
 
 HOSTILE = ["trap", "loop", "membomb", "garbage", "badshape", "forbidden", "broken_manifest", "rawecho"]
 # The loop plugin again, under a sidecar manifest with a longer limit, so a
@@ -93,7 +93,7 @@ def test_a_long_running_plugin_does_not_block_other_requests(server: ArcanaServe
 
 
 def test_forbidden_import_and_broken_manifest_are_refused_at_load(server: ArcanaServer) -> None:
-    listing = httpx.get(f"{server.url}/api/v1/admin/plugins").json()
+    listing = httpx.get(f"{server.url}/api/v1/admin/plugins", headers=admin_headers()).json()
     serving = {p["name"] for p in listing["plugins"]}
     assert "forbidden" not in serving and httpx.get(f"{server.url}/api/v1/test/forbidden").status_code == 404
     failures = {Path(f["source"]).stem: f for f in listing["failures"]}

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from conftest import build_variant, install
-from e2e.server import ArcanaServer
+from e2e.server import ArcanaServer, admin_headers
 
 VERSION_URL = "/api/v1/test/version"
 
@@ -111,7 +111,7 @@ def test_a_broken_new_version_leaves_the_old_one_serving(folder: Path, versions:
     tmp.replace(target)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        listing = httpx.get(f"{server.url}/api/v1/admin/plugins").json()
+        listing = httpx.get(f"{server.url}/api/v1/admin/plugins", headers=admin_headers()).json()
         if listing["failures"]:
             break
         time.sleep(0.02)
@@ -120,7 +120,7 @@ def test_a_broken_new_version_leaves_the_old_one_serving(folder: Path, versions:
     assert httpx.get(server.url + VERSION_URL).json() == {"version": "v1"}
     install(versions["v2"], folder, "versioned")
     wait_for(server, "v2")
-    assert httpx.get(f"{server.url}/api/v1/admin/plugins").json()["failures"] == []
+    assert httpx.get(f"{server.url}/api/v1/admin/plugins", headers=admin_headers()).json()["failures"] == []
 
 
 def test_a_refused_version_with_a_readable_manifest_shows_as_last_error(folder: Path, versions: dict[str, Path],
@@ -134,7 +134,7 @@ def test_a_refused_version_with_a_readable_manifest_shows_as_last_error(folder: 
     deadline = time.monotonic() + 15
     plugin: dict = {}
     while time.monotonic() < deadline:
-        plugin = httpx.get(f"{server.url}/api/v1/admin/plugins").json()["plugins"][0]
+        plugin = httpx.get(f"{server.url}/api/v1/admin/plugins", headers=admin_headers()).json()["plugins"][0]
         if plugin["last_error"]:
             break
         time.sleep(0.02)

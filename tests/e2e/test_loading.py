@@ -11,7 +11,7 @@ from typing import Callable
 import httpx
 
 from conftest import ROOT, install
-from e2e.server import ArcanaServer
+from e2e.server import ArcanaServer, admin_headers
 
 SIDECAR = """[plugin]
 name = "{name}"
@@ -25,7 +25,7 @@ public = true
 
 
 def _failures(server: ArcanaServer) -> dict[str, list[str]]:
-    listing = httpx.get(f"{server.url}/api/v1/admin/plugins").json()
+    listing = httpx.get(f"{server.url}/api/v1/admin/plugins", headers=admin_headers()).json()
     return {Path(f["source"]).name: f["errors"] for f in listing["failures"]}
 
 
@@ -43,7 +43,7 @@ def test_a_route_owned_by_another_plugin_is_refused_and_the_owner_keeps_it(
         time.sleep(0.02)
     errors = _failures(server)["thief.wasm"]
     assert any("already served by plugin 'versioned'" in e for e in errors)
-    listing = httpx.get(f"{server.url}/api/v1/admin/plugins").json()
+    listing = httpx.get(f"{server.url}/api/v1/admin/plugins", headers=admin_headers()).json()
     assert [p["name"] for p in listing["plugins"]] == ["versioned"]
     assert httpx.get(f"{server.url}/api/v1/test/version").json() == {"version": "v1"}
 

@@ -1,0 +1,1 @@
+"""Identity and auth, owned by the kernel: passwords, tokens, users, refresh families."""
