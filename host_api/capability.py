@@ -51,6 +51,13 @@ class HostFunction:
     handler: HostHandler
 
 
+@dataclass(frozen=True)
+class HostServices:
+    """Kernel services a capability may be built on (absent in tools such as `arcana plugin check`)."""
+
+    identity: Any = None
+
+
 class Capability(Protocol):
     name: str
 

@@ -7,7 +7,8 @@ from typing import Callable, Sequence
 from arcana.config import ArcanaConfig
 from arcana.errors import ConfigError, Problem
 from arcana.manifest import Manifest
-from arcana_host.capability import Capability, HostFunction
+from arcana_host.capability import Capability, HostFunction, HostServices
+from arcana_host.identity import IdentityCapability
 from arcana_host.catalog import CATALOG, HOST_NAMESPACE
 from arcana_host.logs import LogCapability
 from arcana_host.store import StoreCapability
@@ -18,9 +19,10 @@ KNOWN_GRANTS = frozenset(CATALOG.values()) | {"log"}
 
 # The capabilities a kernel offers, in order: each factory reads its own
 # config section (``config.section(name, ItsConfig)``) and builds its state.
-FACTORIES: tuple[Callable[[ArcanaConfig], Capability], ...] = (
-    lambda config: LogCapability(),
-    StoreCapability.from_config,
+FACTORIES: tuple[Callable[[ArcanaConfig, HostServices], Capability], ...] = (
+    lambda config, services: LogCapability(),
+    lambda config, services: StoreCapability.from_config(config),
+    lambda config, services: IdentityCapability(services.identity),
 )
 
 
@@ -35,8 +37,8 @@ class Capabilities:
                 self._functions[fn.name] = fn
 
     @classmethod
-    def from_config(cls, config: ArcanaConfig) -> Capabilities:
-        capabilities = [factory(config) for factory in FACTORIES]
+    def from_config(cls, config: ArcanaConfig, services: HostServices | None = None) -> Capabilities:
+        capabilities = [factory(config, services or HostServices()) for factory in FACTORIES]
         unclaimed = set(config.capabilities) - {cap.name for cap in capabilities}
         if unclaimed:
             for cap in capabilities:

@@ -23,6 +23,7 @@ from arcana.errors import ConfigError, PluginLoadError, Problem
 from arcana.events import KernelEvents
 from arcana.loader import FileChanging, PluginLoader, is_plugin_file, plugin_files
 from arcana.registry import LoadFailure, Registry, Snapshot
+from arcana_host.capability import HostServices
 from arcana_host.registry import Capabilities
 
 logger = logging.getLogger("arcana.kernel")
@@ -41,7 +42,7 @@ class Kernel:
             self.database.close()
             raise ConfigError(f"database: {not_ready}; run `arcana migrate`")
         self.auth = AuthService(config, self.database, self.events)
-        self.capabilities = capabilities or Capabilities.from_config(config)
+        self.capabilities = capabilities or Capabilities.from_config(config, HostServices(identity=self.auth))
         self.loader = PluginLoader(config, engine or ExtismEngine(), self.capabilities, self.threads)
         self.registry = Registry()
         self.ready = False

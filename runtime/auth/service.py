@@ -100,6 +100,17 @@ class AuthService:
         access, ttl = self.tokens.issue(user.id, user.roles)
         return TokenPair(access, refresh_token, ttl)
 
+    # ---- the `auth` host capability's view (arcana_host.identity.Identity)
+
+    def hash_password(self, password: str) -> str:
+        return self.passwords.hash(password)
+
+    def verify_password(self, stored: str, password: str) -> bool:
+        return self.passwords.verify(stored, password)
+
+    def issue_token(self, sub: str, roles: list[str], ttl_s: int) -> tuple[str, int]:
+        return self.tokens.issue(sub, roles, ttl_s)
+
     def authenticate(self, authorization: str) -> Principal | None:
         """`Bearer <jwt>` -> principal; no header -> None; anything else -> Unauthorized."""
         if not authorization:

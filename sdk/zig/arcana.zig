@@ -237,6 +237,13 @@ pub fn fail(code: Code, message: []const u8) i32 {
     return 0;
 }
 
+/// Output `{"status": status}` with no body (e.g. 204 No Content). Returns 0.
+pub fn respondEmpty(status: u16) i32 {
+    var buf: [48]u8 = undefined;
+    output(std.fmt.bufPrint(&buf, "{{\"status\":{d},\"headers\":{{}}}}", .{status}) catch unreachable);
+    return 0;
+}
+
 /// `fail` with a formatted message.
 pub fn failFmt(code: Code, comptime fmt: []const u8, args: anytype) i32 {
     const msg = std.fmt.allocPrint(allocator, fmt, args) catch return fail(code, fmt);
@@ -251,7 +258,7 @@ fn Object(comptime T: type) type {
 }
 
 /// Make `.{}` serialize as the JSON object `{}` (std.json writes an empty tuple as `[]`).
-fn object(v: anytype) Object(@TypeOf(v)) {
+pub fn object(v: anytype) Object(@TypeOf(v)) {
     return if (Object(@TypeOf(v)) == @TypeOf(v)) v else .{};
 }
 
@@ -278,6 +285,47 @@ pub fn hostCallValue(alloc_: std.mem.Allocator, comptime name: []const u8, req: 
     defer alloc_.free(body);
     return hostCall(alloc_, name, body);
 }
+
+/// The error a host function answered with (`{"error": {"code", "message"}}`).
+pub const HostError = struct {
+    code: Code,
+    message: []const u8,
+};
+
+/// The outcome of a typed host call: its value, or the host's error. Errors
+/// are values to switch on; nothing traps.
+pub fn Result(comptime T: type) type {
+    return union(enum) { ok: T, err: HostError };
+}
+
+/// Output a host error as this handler's own error (same code and message). Returns 0.
+pub fn failWith(e: HostError) i32 {
+    return fail(e.code, e.message);
+}
+
+/// Call host function `name` with a request value and parse the reply
+/// object (allocated in `arena`); a reply `{"error": ...}`, an allocation
+/// failure or an unreadable reply all come back as `.err`.
+pub fn hostRequest(arena: std.mem.Allocator, comptime name: []const u8, req: anytype) Result(std.json.ObjectMap) {
+    const raw = hostCallValue(arena, name, req) catch return .{ .err = .{ .code = .INTERNAL, .message = "out of memory" } };
+    const value = std.json.parseFromSliceLeaky(std.json.Value, arena, raw, .{}) catch
+        return .{ .err = .{ .code = .INTERNAL, .message = "host reply is not JSON" } };
+    if (value != .object) return .{ .err = .{ .code = .INTERNAL, .message = "host reply is not a JSON object" } };
+    const err = value.object.get("error") orelse return .{ .ok = value.object };
+    if (err != .object) return .{ .err = .{ .code = .INTERNAL, .message = "host error is not an object" } };
+    const code = err.object.get("code") orelse std.json.Value{ .null = {} };
+    const message = err.object.get("message") orelse std.json.Value{ .null = {} };
+    return .{ .err = .{
+        .code = if (code == .string) std.meta.stringToEnum(Code, code.string) orelse .INTERNAL else .INTERNAL,
+        .message = if (message == .string) message.string else "",
+    } };
+}
+
+/// Documents (`store.get/put/delete/query/batch`) and key-value entries
+/// (`kv.get/set/delete/incr`) of the `store` capability: see store.zig.
+pub const store = @import("store.zig");
+
+pub const kv = store.kv;
 
 /// Write a log line through the host (`log` capability). Never fails.
 pub fn log(level: Level, message: []const u8) void {

@@ -28,6 +28,7 @@ from arcana_sdk.wasm_sections import (
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "plugins"
+EXAMPLE_NAMES = ("hello", "echo", "notes")
 FIXTURES = REPO / "tests" / "fixtures" / "plugins"
 EMPTY_MODULE = b"\x00asm\x01\x00\x00\x00"
 
@@ -103,10 +104,10 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def examples(build_dir: Path) -> dict[str, bytes]:
-    """plugins/hello and plugins/echo freshly built (in place, output elsewhere)."""
+    """plugins/hello, echo and notes freshly built (in place, output elsewhere)."""
     if shutil.which("npm") is None:
         pytest.skip("npm is needed to build the AssemblyScript example")
-    return {name: build_plugin(EXAMPLES / name, build_dir / f"{name}.wasm").read_bytes() for name in ("hello", "echo")}
+    return {name: build_plugin(EXAMPLES / name, build_dir / f"{name}.wasm").read_bytes() for name in EXAMPLE_NAMES}
 
 
 @pytest.fixture(scope="session")
@@ -117,14 +118,14 @@ def fixtures(build_dir: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.toolchain
-@pytest.mark.parametrize("name", ["hello", "echo"])
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
 def test_committed_examples_match_fresh_builds(examples: dict[str, bytes], name: str) -> None:
     committed = EXAMPLES / name / f"{name}.wasm"
     assert committed.read_bytes() == examples[name], f"{committed} is stale: run build_plugin(plugins/{name})"
 
 
 @pytest.mark.toolchain
-@pytest.mark.parametrize("name", ["hello", "echo"])
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
 def test_embedded_manifest_is_plugin_toml_verbatim(examples: dict[str, bytes], name: str) -> None:
     sections = custom_sections(examples[name])
     assert sections[-1].name == MANIFEST_SECTION

@@ -21,6 +21,7 @@ import { error_set, length } from "@extism/as-pdk/lib/env";
 import { JsonValue, JsonObject, parseJson, jsonString, lastJsonError } from "./json";
 
 export { JsonKind, JsonValue, JsonObject, parseJson, jsonString, lastJsonError } from "./json";
+export { store, kv, Result, HostError, Document, Page, QueryOptions, BatchOp, failWith } from "./store";
 
 /** Error codes of the Arcana error model. */
 export namespace Code {

@@ -1,0 +1,162 @@
+//! notes: CRUD on /api/v1/notes, kept in the store (collection "notes").
+//!
+//!   GET    /api/v1/notes?tag=&sort=created_at|updated_at|title&order=asc|desc&page=&size=
+//!   POST   /api/v1/notes            {"title", "body"?, "tags"?}        -> 201 + Location
+//!   GET    /api/v1/notes/{id}                                          -> 200 | 404
+//!   PUT    /api/v1/notes/{id}       {"title", "body"?, "tags"?, "version"} -> 200 | 404 | 409
+//!   DELETE /api/v1/notes/{id}?version=N                                -> 204 | 404 | 409
+const std = @import("std");
+const arcana = @import("arcana");
+
+const COLLECTION = "notes";
+const MAX_TITLE = 200;
+const MAX_BODY = 20_000;
+const MAX_TAGS = 20;
+const MAX_TAG = 40;
+
+/// What a client may set; everything else in a request body is ignored.
+const Note = struct {
+    title: []const u8,
+    body: []const u8 = "",
+    tags: []const []const u8 = &.{},
+};
+
+export fn list_notes() i32 {
+    return arcana.run(list);
+}
+export fn create_note() i32 {
+    return arcana.run(create);
+}
+export fn get_note() i32 {
+    return arcana.run(get);
+}
+export fn update_note() i32 {
+    return arcana.run(update);
+}
+export fn delete_note() i32 {
+    return arcana.run(remove);
+}
+
+fn list(req: *arcana.Request) !i32 {
+    const sort = req.query("sort") orelse "created_at";
+    if (!oneOf(sort, &.{ "created_at", "updated_at", "title" }))
+        return arcana.fail(.VALIDATION_FAILED, "sort must be created_at, updated_at or title");
+    const order = std.meta.stringToEnum(arcana.store.Order, req.query("order") orelse "desc") orelse
+        return arcana.fail(.VALIDATION_FAILED, "order must be asc or desc");
+    const options: arcana.store.QueryOptions = .{
+        .sort = sort, .order = order,
+        .page = number(req.query("page")) catch return arcana.fail(.VALIDATION_FAILED, "page must be a positive integer"),
+        .size = number(req.query("size")) catch return arcana.fail(.VALIDATION_FAILED, "size must be a positive integer"),
+    };
+    const result = if (req.query("tag")) |tag|
+        arcana.store.query(req.arena, COLLECTION, .{ .tags = .{ .@"$contains" = tag } }, options)
+    else
+        arcana.store.query(req.arena, COLLECTION, null, options);
+    return switch (result) {
+        .ok => |page| arcana.respond(200, page.value),
+        .err => |e| arcana.failWith(e),
+    };
+}
+
+fn create(req: *arcana.Request) !i32 {
+    const note = parseNote(req) catch |e| return invalid(e);
+    const doc = switch (arcana.store.put(req.arena, COLLECTION, null, note, null)) {
+        .ok => |d| d,
+        .err => |e| return arcana.failWith(e),
+    };
+    const location = try std.fmt.allocPrint(req.arena, "/api/v1/notes/{s}", .{doc.id()});
+    arcana.logFields(.info, "note created", .{ .id = doc.id() });
+    return arcana.respondWith(201, .{ .location = location }, doc.value);
+}
+
+fn get(req: *arcana.Request) !i32 {
+    return switch (arcana.store.get(req.arena, COLLECTION, req.param("id") orelse "")) {
+        .ok => |doc| arcana.respond(200, doc.value),
+        .err => |e| failFor(e),
+    };
+}
+
+/// The store refuses an id it could never hold (VALIDATION_FAILED): for a
+/// client asking for /notes/{that id}, there is simply no such note.
+fn failFor(e: arcana.HostError) i32 {
+    if (e.code == .VALIDATION_FAILED) return arcana.fail(.NOT_FOUND, "no such note");
+    return arcana.failWith(e);
+}
+
+fn update(req: *arcana.Request) !i32 {
+    const note = parseNote(req) catch |e| return invalid(e);
+    const version = expectedVersion(req) orelse
+        return arcana.fail(.VALIDATION_FAILED, "version is required (the version you read; or an If-Match header)");
+    return switch (arcana.store.put(req.arena, COLLECTION, req.param("id") orelse "", note, version)) {
+        .ok => |doc| arcana.respond(200, doc.value),
+        .err => |e| failFor(e),
+    };
+}
+
+fn remove(req: *arcana.Request) !i32 {
+    const version: ?i64 = if (req.query("version")) |v|
+        std.fmt.parseInt(i64, v, 10) catch return arcana.fail(.VALIDATION_FAILED, "version must be an integer")
+    else
+        expectedVersion(req);
+    return switch (arcana.store.delete(req.arena, COLLECTION, req.param("id") orelse "", version)) {
+        .ok => arcana.respondEmpty(204),
+        .err => |e| failFor(e),
+    };
+}
+
+const Invalid = error{ NoBody, NoTitle, BadTitle, BadBody, BadTags, OutOfMemory };
+
+fn invalid(e: Invalid) i32 {
+    return arcana.fail(.VALIDATION_FAILED, switch (e) {
+        error.NoBody => "a JSON object body is required",
+        error.NoTitle => "title is required",
+        error.BadTitle => "title must be a string of 1 to 200 bytes",
+        error.BadBody => "body must be a string of at most 20000 bytes",
+        error.BadTags => "tags must be a list of at most 20 strings of 1 to 40 bytes",
+        error.OutOfMemory => "out of memory",
+    });
+}
+
+fn parseNote(req: *arcana.Request) Invalid!Note {
+    const body = req.body() orelse return error.NoBody;
+    if (body != .object) return error.NoBody;
+    const title = body.object.get("title") orelse return error.NoTitle;
+    if (title != .string or title.string.len == 0 or title.string.len > MAX_TITLE) return error.BadTitle;
+    var note: Note = .{ .title = title.string };
+    if (body.object.get("body")) |text| {
+        if (text != .string or text.string.len > MAX_BODY) return error.BadBody;
+        note.body = text.string;
+    }
+    if (body.object.get("tags")) |tags| {
+        if (tags != .array or tags.array.items.len > MAX_TAGS) return error.BadTags;
+        const out = try req.arena.alloc([]const u8, tags.array.items.len);
+        for (tags.array.items, out) |tag, *slot| {
+            if (tag != .string or tag.string.len == 0 or tag.string.len > MAX_TAG) return error.BadTags;
+            slot.* = tag.string;
+        }
+        note.tags = out;
+    }
+    return note;
+}
+
+/// The version the client read: `"version"` in the body, or an `If-Match: "N"` header.
+fn expectedVersion(req: *arcana.Request) ?i64 {
+    if (req.body()) |body| {
+        if (body == .object) {
+            if (body.object.get("version")) |v| return if (v == .integer and v.integer > 0) v.integer else null;
+        }
+    }
+    const tag = req.header("if-match") orelse return null;
+    return std.fmt.parseInt(i64, std.mem.trim(u8, tag, "\" W/"), 10) catch null;
+}
+
+fn number(text: ?[]const u8) !?u32 {
+    const t = text orelse return null;
+    const n = try std.fmt.parseInt(u32, t, 10);
+    return if (n == 0) error.Zero else n;
+}
+
+fn oneOf(value: []const u8, comptime options: []const []const u8) bool {
+    for (options) |o| if (std.mem.eql(u8, value, o)) return true;
+    return false;
+}
