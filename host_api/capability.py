@@ -56,6 +56,8 @@ class HostServices:
     """Kernel services a capability may be built on (absent in tools such as `arcana plugin check`)."""
 
     identity: Any = None
+    # The kernel's ``arcana.database.Database`` (schema already prepared).
+    database: Any = None
 
 
 class Capability(Protocol):

@@ -21,7 +21,7 @@ KNOWN_GRANTS = frozenset(CATALOG.values()) | {"log"}
 # config section (``config.section(name, ItsConfig)``) and builds its state.
 FACTORIES: tuple[Callable[[ArcanaConfig, HostServices], Capability], ...] = (
     lambda config, services: LogCapability(),
-    lambda config, services: StoreCapability.from_config(config),
+    lambda config, services: StoreCapability.from_config(config, services.database),
     lambda config, services: IdentityCapability(services.identity),
 )
 

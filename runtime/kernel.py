@@ -42,7 +42,8 @@ class Kernel:
             self.database.close()
             raise ConfigError(f"database: {not_ready}; run `arcana migrate`")
         self.auth = AuthService(config, self.database, self.events)
-        self.capabilities = capabilities or Capabilities.from_config(config, HostServices(identity=self.auth))
+        services = HostServices(identity=self.auth, database=self.database)
+        self.capabilities = capabilities or Capabilities.from_config(config, services)
         self.loader = PluginLoader(config, engine or ExtismEngine(), self.capabilities, self.threads)
         self.registry = Registry()
         self.ready = False

@@ -38,15 +38,19 @@ from arcana_host.store.sql_backend import SqlStoreBackend
 class StoreCapability:
     name = "store"
 
-    def __init__(self, config: StoreConfig, backend: StoreBackend, database: Database | None = None) -> None:
+    def __init__(self, config: StoreConfig, backend: StoreBackend, database: Database | None = None,
+                 owns_database: bool = False) -> None:
         self.config = config
         self.backend = backend
         self._database = database
+        self._owns_database = owns_database
 
     @classmethod
-    def from_config(cls, config: ArcanaConfig) -> StoreCapability:
-        database = Database(config.database)
-        return cls(config.section("store", StoreConfig), SqlStoreBackend(database.engine), database)
+    def from_config(cls, config: ArcanaConfig, database: Database | None = None) -> StoreCapability:
+        """The store on the kernel's ``database``, or on one of its own (e.g. in `arcana plugin check`)."""
+        owned = database is None
+        database = database or Database(config.database)
+        return cls(config.section("store", StoreConfig), SqlStoreBackend(database.engine), database, owned)
 
     def host_functions(self) -> Sequence[HostFunction]:
         handlers = {"store_get": self.store_get, "store_put": self.store_put, "store_delete": self.store_delete,
@@ -66,7 +70,7 @@ class StoreCapability:
 
     def close(self) -> None:
         self.backend.close()
-        if self._database is not None:
+        if self._database is not None and self._owns_database:
             self._database.close()
 
     def store_get(self, ctx: CallContext, req: dict[str, Any]) -> dict[str, Any]:

@@ -7,10 +7,9 @@ filter or a sort means the same on SQLite and PostgreSQL:
 - ``text(path)``: the string at the path, compared byte-wise; NULL if not a string;
 - ``number(path)``: the number at the path; NULL if not a number;
 - ``truth(path)``: 1/0 for true/false; NULL if not a boolean;
-- ``rank(path)``: the sort order of JSON types: missing/null 0, boolean 1,
-  number 2, string 3, array/object 4.
-
-A sort orders by (rank, number or truth, text) then id; descending reverses all.
+- ``sort_keys(path)``: JSON types in the order missing/null, booleans
+  (false < true), numbers, strings (byte-wise), arrays and objects (unordered
+  among themselves), then by id; descending reverses all.
 """
 
 from __future__ import annotations
@@ -35,11 +34,12 @@ class JsonView(Protocol):
     def text(self, path: tuple[str, ...]) -> Expr: ...
     def number(self, path: tuple[str, ...]) -> Expr: ...
     def truth(self, path: tuple[str, ...]) -> Expr: ...
-    def rank(self, path: tuple[str, ...]) -> Expr: ...
     def is_null(self, path: tuple[str, ...]) -> Expr: ...
     def contains(self, path: tuple[str, ...], value: Any) -> Expr: ...
+    def sort_keys(self, path: tuple[str, ...]) -> list[Expr]: ...
 
 
+# Simple CASE forms (``CASE x WHEN ...``) read the JSON type once per row, not once per branch.
 class SqliteJson:
     """SQLite's JSON1 functions: ``json_type`` names the type, ``json_extract`` reads the value."""
 
@@ -54,23 +54,17 @@ class SqliteJson:
         return sa.func.json_extract(DOC, self._path(path))
 
     def text(self, path: tuple[str, ...]) -> Expr:
-        return sa.case((self._type(path) == "text", self._value(path)))
+        return sa.case({"text": self._value(path)}, value=self._type(path))
 
     def number(self, path: tuple[str, ...]) -> Expr:
-        return sa.case((self._type(path).in_(("integer", "real")), self._value(path)))
+        value = self._value(path)
+        return sa.case({"integer": value, "real": value}, value=self._type(path))
 
     def truth(self, path: tuple[str, ...]) -> Expr:
-        kind = self._type(path)
-        return sa.case((kind == "true", 1), (kind == "false", 0))
-
-    def rank(self, path: tuple[str, ...]) -> Expr:
-        kind = self._type(path)
-        return sa.case((kind.in_(("true", "false")), 1), (kind.in_(("integer", "real")), 2),
-                       (kind == "text", 3), (kind.in_(("array", "object")), 4), else_=0)
+        return sa.case({"true": 1, "false": 0}, value=self._type(path))
 
     def is_null(self, path: tuple[str, ...]) -> Expr:
-        kind = self._type(path)
-        return sa.or_(kind.is_(None), kind == "null")
+        return sa.func.coalesce(self._type(path), "null") == "null"
 
     def contains(self, path: tuple[str, ...], value: Any) -> Expr:
         each = sa.func.json_each(DOC, self._path(path)).table_valued("type", "value")
@@ -81,6 +75,13 @@ class SqliteJson:
         else:
             match = sa.and_(each.c.type.in_(("integer", "real")), each.c.value == value)
         return sa.exists(sa.select(sa.literal(1)).select_from(each).where(match))
+
+    def sort_keys(self, path: tuple[str, ...]) -> list[Expr]:
+        # json_extract already yields 0/1 for booleans, numbers, and strings that sort byte-wise.
+        kind = self._type(path)
+        rank = sa.case({"true": 1, "false": 1, "integer": 2, "real": 2, "text": 3, "array": 4, "object": 4},
+                       value=kind, else_=0)
+        return [rank, sa.case({"array": None, "object": None}, value=self._type(path), else_=self._value(path))]
 
 
 class PostgresJson:
@@ -100,26 +101,27 @@ class PostgresJson:
         return sa.func.jsonb_typeof(self._json(path), type_=sa.Text)
 
     def text(self, path: tuple[str, ...]) -> Expr:
-        return sa.collate(sa.case((self._type(path) == "string", self._raw_text(path))), "C")
+        return sa.collate(sa.case({"string": self._raw_text(path)}, value=self._type(path)), "C")
 
     def number(self, path: tuple[str, ...]) -> Expr:
-        return sa.case((self._type(path) == "number", sa.cast(self._raw_text(path), sa.Numeric)))
+        return sa.case({"number": sa.cast(self._raw_text(path), sa.Numeric)}, value=self._type(path))
 
     def truth(self, path: tuple[str, ...]) -> Expr:
-        return sa.case((self._type(path) == "boolean", sa.case((self._raw_text(path) == "true", 1), else_=0)))
-
-    def rank(self, path: tuple[str, ...]) -> Expr:
-        kind = self._type(path)
-        return sa.case((kind == "boolean", 1), (kind == "number", 2), (kind == "string", 3),
-                       (kind.in_(("array", "object")), 4), else_=0)
+        return sa.case({"boolean": sa.case({"true": 1}, value=self._raw_text(path), else_=0)}, value=self._type(path))
 
     def is_null(self, path: tuple[str, ...]) -> Expr:
-        kind = self._type(path)
-        return sa.or_(kind.is_(None), kind == "null")
+        return sa.func.coalesce(self._type(path), "null") == "null"
 
     def contains(self, path: tuple[str, ...], value: Any) -> Expr:
         needle = sa.cast(sa.literal(json.dumps(value)), postgresql.JSONB)
         return sa.func.coalesce(self._json(path).op("@>", return_type=sa.Boolean)(needle), sa.false())
+
+    def sort_keys(self, path: tuple[str, ...]) -> list[Expr]:
+        rank = sa.case({"boolean": 1, "number": 2, "string": 3, "array": 4, "object": 4},
+                       value=self._type(path), else_=0)
+        scalar = sa.case({"number": sa.cast(self._raw_text(path), sa.Numeric),
+                          "boolean": sa.case({"true": 1}, value=self._raw_text(path), else_=0)}, value=self._type(path))
+        return [rank, scalar, self.text(path)]
 
 
 def json_view(dialect: str) -> JsonView:
@@ -159,6 +161,6 @@ def order_by(view: JsonView, sort: tuple[str, ...], descending: bool) -> list[Ex
     if len(sort) == 1 and sort[0] in ("id", "version", "created_at", "updated_at"):
         keys: list[Expr] = [documents.c[sort[0]]]
     else:
-        keys = [view.rank(sort), sa.func.coalesce(view.number(sort), view.truth(sort)), view.text(sort)]
+        keys = view.sort_keys(sort)
     keys.append(documents.c.id)
     return [k.desc() if descending else k.asc() for k in keys]

@@ -29,7 +29,8 @@ documents = sa.Table(
     sa.Column("updated_at", _name(32), nullable=False),
     # The document body, without the four metadata fields above.
     sa.Column("doc", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
-    sa.Index("ix_store_documents_created", "plugin", "collection", "created_at"),
+    # The default order of store_query (created_at, then id) reads this index in order.
+    sa.Index("ix_store_documents_order", "plugin", "collection", "created_at", "id"),
 )
 
 kv = sa.Table(
