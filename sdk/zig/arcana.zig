@@ -325,6 +325,8 @@ pub fn hostRequest(arena: std.mem.Allocator, comptime name: []const u8, req: any
 /// (`kv.get/set/delete/incr`) of the `store` capability: see store.zig.
 pub const store = @import("store.zig");
 
+/// Password hashing, role checks and token minting of the `auth` capability: see auth.zig.
+pub const auth = @import("auth.zig");
 pub const kv = store.kv;
 
 /// Write a log line through the host (`log` capability). Never fails.

@@ -308,3 +308,42 @@ def test_rest_mtls_requires_a_client_certificate_from_the_ca(tmp_path: Path, fix
                 httpx.get(f"{server.url}/health", verify=context(stranger))
     finally:
         server.stop()
+
+
+def test_auth_host_functions_reach_plugins_through_the_sdk(tmp_path: Path, fixture_wasm: dict[str, Path],
+                                                           start_server: Callable[..., ArcanaServer]) -> None:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    shutil.copyfile(fixture_wasm["authz"], folder / "authz.wasm")
+    server = start_server(folder, {"grants": {"*": ["log"], "authz": ["auth", "auth.issue"]}})
+    base = f"{server.url}/api/v1/test/authz"
+    hashed = httpx.post(f"{base}/hash", json={"password": PASSWORD}).json()["hash"]
+    assert hashed.startswith("$argon2id$")
+    assert httpx.post(f"{base}/verify", json={"hash": hashed, "password": PASSWORD}).json() == {"valid": True}
+    assert httpx.post(f"{base}/verify", json={"hash": hashed, "password": "wrong"}).json() == {"valid": False}
+    assert httpx.get(f"{base}/admin", headers=bearer(mint("u", ["user"]))).json() == {"admin": False}
+    assert httpx.get(f"{base}/admin", headers=admin_headers()).json() == {"admin": True}
+    issued = httpx.post(f"{base}/issue", json={"sub": "minted"}, headers=admin_headers()).json()["token"]
+    claims = jwt.decode(issued, TEST_SECRET, algorithms=["HS256"], audience="arcana")
+    assert claims["sub"] == "minted" and claims["roles"] == ["reader"] and claims["exp"] - claims["iat"] == 60
+
+
+def test_auth_issue_needs_its_own_grant(tmp_path: Path, fixture_wasm: dict[str, Path],
+                                        start_server: Callable[..., ArcanaServer]) -> None:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    shutil.copyfile(fixture_wasm["authz"], folder / "authz.wasm")
+    server = start_server(folder, {"grants": {"*": ["log"], "authz": ["auth"]}})
+    failures = httpx.get(f"{server.url}/api/v1/admin/plugins", headers=admin_headers()).json()["failures"]
+    assert any("auth_issue_token: needs capability 'auth.issue'" in e for e in failures[0]["errors"])
+
+
+def test_assemblyscript_auth_bindings(tmp_path: Path, fixture_wasm: dict[str, Path],
+                                      start_server: Callable[..., ArcanaServer]) -> None:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    shutil.copyfile(fixture_wasm["authz_as"], folder / "authz-as.wasm")
+    server = start_server(folder, {"grants": {"*": ["log"], "authz-as": ["auth"]}})
+    r = httpx.post(f"{server.url}/api/v1/test/authz-as/hash", json={"password": PASSWORD}).json()
+    assert r["hash"].startswith("$argon2id$") and r["valid"] is True
+    assert httpx.get(f"{server.url}/api/v1/test/authz-as/admin", headers=admin_headers()).json() == {"admin": True}

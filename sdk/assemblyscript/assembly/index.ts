@@ -22,6 +22,7 @@ import { JsonValue, JsonObject, parseJson, jsonString, lastJsonError } from "./j
 
 export { JsonKind, JsonValue, JsonObject, parseJson, jsonString, lastJsonError } from "./json";
 export { store, kv, Result, HostError, Document, Page, QueryOptions, BatchOp, failWith } from "./store";
+export { auth } from "./auth";
 
 /** Error codes of the Arcana error model. */
 export namespace Code {
