@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 
 from arcana.database import map_db_errors, writer
-from arcana.errors import ArcanaError, Conflict, NotFound
+from arcana.errors import ArcanaError, Conflict, NotFound, VersionConflict
 from arcana_host.store import filters
 from arcana_host.store.schema import documents
 from arcana_host.store.sql_kv import SqlKv
@@ -129,7 +129,7 @@ class SqlStoreBackend:
         current = conn.execute(sa.select(documents.c.version).where(_key(plugin, collection, id))).scalar()
         if current is None:
             raise NotFound(f"no document '{id}' in collection '{collection}'")
-        raise Conflict(f"document '{id}' is at version {current}, not {expected}; read it again and retry")
+        raise VersionConflict(f"document '{id}' is at version {current}, not {expected}; read it again and retry")
 
     def kv_get(self, plugin: str, key: str) -> KvEntry:
         return self._kv.get(plugin, key)

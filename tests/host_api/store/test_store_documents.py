@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from arcana.errors import Conflict, NotFound
+from arcana.errors import Conflict, NotFound, VersionConflict
 from arcana_host.store.backend import StoreBackend
 from arcana_host.store.types import DeleteOp, PutOp
 
@@ -34,9 +34,9 @@ def test_upsert_bumps_the_version_and_keeps_created_at(backend: StoreBackend) ->
 def test_stale_expected_version_is_a_conflict_and_changes_nothing(backend: StoreBackend) -> None:
     backend.put("p", PutOp("notes", {"v": 1}, id="n1"))
     assert backend.put("p", PutOp("notes", {"v": 2}, id="n1", expected_version=1)).version == 2
-    with pytest.raises(Conflict, match="at version 2, not 1"):
+    with pytest.raises(VersionConflict, match="at version 2, not 1"):  # CONFLICT; gRPC: ABORTED
         backend.put("p", PutOp("notes", {"v": "stale"}, id="n1", expected_version=1))
-    with pytest.raises(Conflict):
+    with pytest.raises(VersionConflict):
         backend.delete("p", DeleteOp("notes", "n1", expected_version=1))
     current = backend.get("p", "notes", "n1")
     assert (current.version, current.body) == (2, {"v": 2})
@@ -44,8 +44,9 @@ def test_stale_expected_version_is_a_conflict_and_changes_nothing(backend: Store
 
 def test_expected_version_zero_creates_only(backend: StoreBackend) -> None:
     assert backend.put("p", PutOp("notes", {"v": 1}, id="n1", expected_version=0)).version == 1
-    with pytest.raises(Conflict, match="already exists"):
+    with pytest.raises(Conflict, match="already exists") as caught:
         backend.put("p", PutOp("notes", {"v": 2}, id="n1", expected_version=0))
+    assert not isinstance(caught.value, VersionConflict)  # gRPC: ALREADY_EXISTS
     assert backend.get("p", "notes", "n1").body == {"v": 1}
 
 
