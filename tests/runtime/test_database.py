@@ -87,4 +87,7 @@ def test_an_unreachable_database_is_service_unavailable() -> None:
         with map_db_errors("store"), engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     assert isinstance(caught.value.__cause__, sa.exc.OperationalError)
-    assert Database(DatabaseConfig(url="postgresql+psycopg://nobody@127.0.0.1:1/none")).prepare() is None
+    engine.dispose()
+    unreachable = Database(DatabaseConfig(url="postgresql+psycopg://nobody@127.0.0.1:1/none"))
+    assert unreachable.prepare() is None  # not fatal: calls answer SERVICE_UNAVAILABLE until it is back
+    unreachable.close()

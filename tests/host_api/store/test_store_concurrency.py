@@ -9,7 +9,7 @@ from pathlib import Path
 from arcana.database import Database
 from arcana_host.store.sql_backend import SqlStoreBackend
 from arcana_host.store.types import PutOp
-from hammer import COLLECTION, DOC, KEY, PLUGIN, hammer
+from host_api.store.hammer import COLLECTION, DOC, KEY, PLUGIN, hammer
 
 HAMMER = Path(__file__).with_name("hammer.py")
 THREADS, ROUNDS = 4, 10

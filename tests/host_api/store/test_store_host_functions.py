@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
-from arcana.database import Database
+from arcana.config import DatabaseConfig
+from arcana.database import Database, create_db_engine
+from arcana.engine.extism_engine import _run_host_function
+from arcana_host.capability import CallContext
+from arcana_host.store import StoreCapability, StoreConfig
 from arcana_host.store.schema import documents, kv
+from arcana_host.store.sql_backend import SqlStoreBackend
 
 Host = Callable[..., dict[str, Any]]
 
@@ -167,3 +173,15 @@ def test_calls_are_counted_by_plugin_operation_and_outcome(host: Host) -> None:
     host("store_get", plugin="metered", collection="c", id="a")
     host("store_get", plugin="metered", collection="c", id="b")
     assert (count("ok") - before_ok, count("not_found") - before_missing) == (1, 1)
+
+
+def test_a_database_that_is_down_is_service_unavailable_not_a_crash() -> None:
+    down = create_db_engine(DatabaseConfig(url="postgresql+psycopg://nobody@127.0.0.1:1/none"))
+    store = StoreCapability(StoreConfig(), SqlStoreBackend(down))
+    fn = {f.name: f for f in store.host_functions()}
+    for name, request in (("store_get", {"collection": "c", "id": "a"}), ("kv_incr", {"key": "k"}),
+                          ("store_query", {"collection": "c"})):
+        reply = json.loads(_run_host_function(fn[name], CallContext("p", "1.0.0"), json.dumps(request).encode()))
+        assert reply == {"error": {"code": "SERVICE_UNAVAILABLE",
+                                   "message": "store: the database is unavailable; try again later"}}
+    down.dispose()

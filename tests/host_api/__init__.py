@@ -1,0 +1,1 @@
+"""Tests of the host capabilities, one folder per unit (mirrors host_api/)."""

@@ -1,0 +1,1 @@
+"""The store capability: the contract suite (every backend) and its host functions."""
