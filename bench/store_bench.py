@@ -53,7 +53,9 @@ TAGS = ["work", "home", "ideas", "later", "read"]
 def envelope(method: str, path: str, route: str, params: dict[str, str] | None = None,
              query: dict[str, list[str]] | None = None, body: Any = None) -> bytes:
     data = json.dumps(body).encode() if body is not None else b""
-    req = HttpRequest(method, path, query or {}, {"content-type": "application/json"} if data else {}, data, "bench")
+    # An admin principal: notes then reads across owners, the same work as before notes became per-user.
+    req = HttpRequest(method, path, query or {}, {"content-type": "application/json"} if data else {}, data, "bench",
+                      principal={"sub": "bench", "roles": ["admin"]})
     return http_envelope(req, route, params or {})
 
 

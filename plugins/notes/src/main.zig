@@ -5,6 +5,12 @@
 //!   GET    /api/v1/notes/{id}                                          -> 200 | 404
 //!   PUT    /api/v1/notes/{id}       {"title", "body"?, "tags"?, "version"} -> 200 | 404 | 409
 //!   DELETE /api/v1/notes/{id}?version=N                                -> 204 | 404 | 409
+//!
+//! Every route needs a signed-in user (the kernel checks the token before the
+//! plugin runs). A note belongs to the user who created it (`owner` = the
+//! principal's `sub`); a user sees and changes only their own notes, and a
+//! user with role `admin` sees and changes all. Someone else's note answers
+//! 404, as if it did not exist.
 const std = @import("std");
 const arcana = @import("arcana");
 
@@ -20,6 +26,56 @@ const Note = struct {
     body: []const u8 = "",
     tags: []const []const u8 = &.{},
 };
+
+/// What is stored: the client's fields plus the owner, which only the plugin sets.
+const Owned = struct {
+    title: []const u8,
+    body: []const u8,
+    tags: []const []const u8,
+    owner: []const u8,
+
+    fn of(note: Note, owner: []const u8) Owned {
+        return .{ .title = note.title, .body = note.body, .tags = note.tags, .owner = owner };
+    }
+};
+
+/// The caller: the principal's `sub`, and whether it holds role `admin`.
+const Caller = struct {
+    sub: []const u8,
+    admin: bool,
+
+    fn of(req: *arcana.Request) ?Caller {
+        const p = req.field("principal") orelse return null;
+        if (p != .object) return null;
+        const sub = p.object.get("sub") orelse return null;
+        if (sub != .string or sub.string.len == 0) return null;
+        var admin = false;
+        if (p.object.get("roles")) |roles| {
+            if (roles == .array) for (roles.array.items) |r| {
+                if (r == .string and std.mem.eql(u8, r.string, "admin")) admin = true;
+            };
+        }
+        return .{ .sub = sub.string, .admin = admin };
+    }
+
+    fn owns(self: Caller, doc: arcana.store.Document) bool {
+        if (self.admin) return true;
+        const owner = doc.field("owner") orelse return false;
+        return owner == .string and std.mem.eql(u8, owner.string, self.sub);
+    }
+};
+
+fn noCaller() i32 {
+    return arcana.fail(.UNAUTHORIZED, "sign in to use notes");
+}
+
+/// The note `id` if the caller may see it; else the error to answer with.
+fn visible(req: *arcana.Request, caller: Caller) union(enum) { doc: arcana.store.Document, answered: i32 } {
+    return switch (arcana.store.get(req.arena, COLLECTION, req.param("id") orelse "")) {
+        .ok => |doc| if (caller.owns(doc)) .{ .doc = doc } else .{ .answered = arcana.fail(.NOT_FOUND, "no such note") },
+        .err => |e| .{ .answered = failFor(e) },
+    };
+}
 
 export fn list_notes() i32 {
     return arcana.run(list);
@@ -38,6 +94,7 @@ export fn delete_note() i32 {
 }
 
 fn list(req: *arcana.Request) !i32 {
+    const caller = Caller.of(req) orelse return noCaller();
     const sort = req.query("sort") orelse "created_at";
     if (!oneOf(sort, &.{ "created_at", "updated_at", "title" }))
         return arcana.fail(.VALIDATION_FAILED, "sort must be created_at, updated_at or title");
@@ -48,10 +105,14 @@ fn list(req: *arcana.Request) !i32 {
         .page = number(req.query("page")) catch return arcana.fail(.VALIDATION_FAILED, "page must be a positive integer"),
         .size = number(req.query("size")) catch return arcana.fail(.VALIDATION_FAILED, "size must be a positive integer"),
     };
-    const result = if (req.query("tag")) |tag|
-        arcana.store.query(req.arena, COLLECTION, .{ .tags = .{ .@"$contains" = tag } }, options)
+    const tag_filter = if (req.query("tag")) |tag| .{ .@"$contains" = tag } else null;
+    const result = if (caller.admin) (if (tag_filter) |t|
+        arcana.store.query(req.arena, COLLECTION, .{ .tags = t }, options)
     else
-        arcana.store.query(req.arena, COLLECTION, null, options);
+        arcana.store.query(req.arena, COLLECTION, null, options)) else (if (tag_filter) |t|
+        arcana.store.query(req.arena, COLLECTION, .{ .owner = caller.sub, .tags = t }, options)
+    else
+        arcana.store.query(req.arena, COLLECTION, .{ .owner = caller.sub }, options));
     return switch (result) {
         .ok => |page| arcana.respond(200, page.value),
         .err => |e| arcana.failWith(e),
@@ -59,8 +120,9 @@ fn list(req: *arcana.Request) !i32 {
 }
 
 fn create(req: *arcana.Request) !i32 {
+    const caller = Caller.of(req) orelse return noCaller();
     const note = parseNote(req) catch |e| return invalid(e);
-    const doc = switch (arcana.store.put(req.arena, COLLECTION, null, note, null)) {
+    const doc = switch (arcana.store.put(req.arena, COLLECTION, null, Owned.of(note, caller.sub), null)) {
         .ok => |d| d,
         .err => |e| return arcana.failWith(e),
     };
@@ -70,9 +132,10 @@ fn create(req: *arcana.Request) !i32 {
 }
 
 fn get(req: *arcana.Request) !i32 {
-    return switch (arcana.store.get(req.arena, COLLECTION, req.param("id") orelse "")) {
-        .ok => |doc| arcana.respond(200, doc.value),
-        .err => |e| failFor(e),
+    const caller = Caller.of(req) orelse return noCaller();
+    return switch (visible(req, caller)) {
+        .doc => |doc| arcana.respond(200, doc.value),
+        .answered => |rc| rc,
     };
 }
 
@@ -84,16 +147,28 @@ fn failFor(e: arcana.HostError) i32 {
 }
 
 fn update(req: *arcana.Request) !i32 {
+    const caller = Caller.of(req) orelse return noCaller();
     const note = parseNote(req) catch |e| return invalid(e);
     const version = expectedVersion(req) orelse
         return arcana.fail(.VALIDATION_FAILED, "version is required (the version you read; or an If-Match header)");
-    return switch (arcana.store.put(req.arena, COLLECTION, req.param("id") orelse "", note, version)) {
+    const current = switch (visible(req, caller)) {
+        .doc => |doc| doc,
+        .answered => |rc| return rc,
+    };
+    // The owner never changes, even when an admin edits; the version check makes the read-then-write safe.
+    const owner = if (current.field("owner")) |o| (if (o == .string) o.string else caller.sub) else caller.sub;
+    return switch (arcana.store.put(req.arena, COLLECTION, req.param("id") orelse "", Owned.of(note, owner), version)) {
         .ok => |doc| arcana.respond(200, doc.value),
         .err => |e| failFor(e),
     };
 }
 
 fn remove(req: *arcana.Request) !i32 {
+    const caller = Caller.of(req) orelse return noCaller();
+    switch (visible(req, caller)) {
+        .doc => {},
+        .answered => |rc| return rc,
+    }
     const version: ?i64 = if (req.query("version")) |v|
         std.fmt.parseInt(i64, v, 10) catch return arcana.fail(.VALIDATION_FAILED, "version must be an integer")
     else
