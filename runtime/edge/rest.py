@@ -10,6 +10,7 @@ import re
 import uuid
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
@@ -51,6 +52,11 @@ def create_rest_app(kernel: Kernel) -> Quart:
     @app.get("/health")
     async def health() -> Any:
         return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        # Prometheus exposition of the process registry (capabilities register their metrics there).
+        return Response(generate_latest(), 200, {"content-type": CONTENT_TYPE_LATEST})
 
     @app.get("/ready")
     async def ready() -> Any:

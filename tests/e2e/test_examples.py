@@ -79,3 +79,13 @@ def test_health_ready_and_admin_listing(server: ArcanaServer) -> None:
     names = {p["name"]: p for p in listing["plugins"]}
     assert set(names) == {"hello", "echo"} and listing["failures"] == []
     assert names["hello"]["routes"] == [{"method": "GET", "path": "/api/v1/hello/{name}", "handler": "hello", "public": True}]
+
+
+def test_metrics_are_exposed_for_prometheus(server: ArcanaServer) -> None:
+    r = httpx.get(f"{server.url}/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert "python_info" in r.text
+    httpx.get(f"{server.url}/api/v1/hello/m")
+    text = httpx.get(f"{server.url}/metrics").text
+    assert 'arcana_plugin_calls_total{outcome="ok",plugin="hello"}' in text
+    assert 'arcana_plugin_call_seconds_count{plugin="hello"}' in text
