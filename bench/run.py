@@ -1,0 +1,122 @@
+"""Run every benchmark and print one table of figures and same-run ratios.
+
+    .venv/bin/python bench/run.py             # full run, about 3 minutes
+    .venv/bin/python bench/run.py --quick     # fewer rounds, shorter loads, about 40 s
+    .venv/bin/python bench/run.py --only rest,asgi --what-if --markdown --json out.json
+
+Benchmarks: calls (in-process call + instance start), rest (plugin route vs
+native Quart route), reload (hot reload latency and failures), asgi (uvicorn
+vs hypercorn). Every figure is compared with a baseline measured in the same
+run, interleaved; medians over rounds. Nothing here asserts on time: the
+"met" column says whether this run met ARCHITECTURE.md's target. See
+bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Row, Skip, table, wrk_path  # noqa: E402
+
+BENCHES = ("calls", "rest", "reload", "asgi")
+
+
+def _versions() -> str:
+    from importlib.metadata import version
+
+    parts = [f"python {platform.python_version()}", f"{os.cpu_count()} cpus"]
+    for pkg in ("extism", "extism-sys", "quart", "uvicorn", "hypercorn"):
+        try:
+            parts.append(f"{pkg} {version(pkg)}")
+        except Exception:
+            pass
+    wrk = wrk_path()
+    if wrk:
+        out = subprocess.run([wrk, "--version"], capture_output=True, text=True)
+        words = (out.stdout or out.stderr).split()
+        parts.append(" ".join(words[:2]) if words else "wrk")
+    else:
+        parts.append("no wrk: bench/pyload.py")
+    return ", ".join(parts)
+
+
+def _run_one(name: str, quick: bool, what_if: bool, logdir: Path) -> list[Row]:
+    if name == "calls":
+        import bench_calls
+        return bench_calls.run(quick)
+    if name == "rest":
+        import bench_rest
+        return bench_rest.run(quick, what_if=what_if, logdir=logdir)
+    if name == "reload":
+        import bench_reload
+        return bench_reload.run(quick, logdir=logdir)
+    import asgi_servers
+    return asgi_servers.run(quick, logdir=logdir)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Arcana benchmarks (see bench/README.md)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and shorter loads (~40 s)")
+    parser.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHES)}")
+    parser.add_argument("--what-if", action="store_true",
+                        help="also measure the REST what-if variants of bench/whatif.py (adds ~2 min)")
+    parser.add_argument("--markdown", action="store_true", help="print the final table as Markdown too")
+    parser.add_argument("--json", type=Path, help="write every row (with per-round values) to this file")
+    args = parser.parse_args()
+    chosen = args.only.split(",") if args.only else list(BENCHES)
+    unknown = set(chosen) - set(BENCHES)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(BENCHES)}")
+
+    started = time.perf_counter()
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"Arcana bench {stamp} ({'quick' if args.quick else 'full'}): {_versions()}", flush=True)
+    logdir = Path(tempfile.mkdtemp(prefix="arcana-bench-logs-"))
+    rows: list[Row] = []
+    problems = []
+    for name in chosen:
+        t0 = time.perf_counter()
+        print(f"\n== {name}", flush=True)
+        try:
+            got = _run_one(name, args.quick, args.what_if, logdir)
+        except Skip as exc:
+            print(f"skipped: {exc}", flush=True)
+            continue
+        except Exception:
+            problems.append(name)
+            print(f"FAILED ({name}); server logs in {logdir}", flush=True)
+            traceback.print_exc()
+            continue
+        rows += got
+        print(table(got), flush=True)
+        print(f"({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    print(f"\n== all results ({stamp}, {time.perf_counter() - started:.0f} s)")
+    print(table(rows))
+    if args.markdown:
+        print()
+        print(table(rows, markdown=True))
+    if args.json:
+        args.json.write_text(json.dumps({"when": stamp, "quick": args.quick, "environment": _versions(),
+                                         "rows": [dataclasses.asdict(r) for r in rows]}, indent=1))
+    if not problems:
+        shutil.rmtree(logdir, ignore_errors=True)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
