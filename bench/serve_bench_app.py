@@ -56,7 +56,7 @@ async def build_app(kind: str, plugins: Path | None, workdir: Path,
     kernel = Kernel(load_config(None, environ=env))
     await kernel.load_all()
     app = create_rest_app(kernel)
-    add_native_route(app)
+    add_native_route(app.kernel_app)  # the native route on the kernel's Quart app, behind the same edge
     return app, kernel
 
 

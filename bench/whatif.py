@@ -8,7 +8,8 @@ would buy. None of this is used by the kernel; the kernel is not edited.
   the guest: the REST edge (Quart route, envelope, output check) alone.
 - ``inline``: the guest runs on the event-loop thread (no semaphore wait_for,
   no thread hop, no wall-clock guard; Extism's own timeout still applies).
-- ``fastpath``: an ASGI middleware in front of Quart answers requests that
+- ``fastpath``: (adopted by the kernel as ``arcana.edge.plugin_http``; the
+  variant now measures the same server as the baseline) an ASGI middleware in front of Quart answers requests that
   match a plugin route straight from the ASGI scope (the same ``route_http``
   / ``call_http`` / error body as the REST edge), skipping Quart's request
   context, werkzeug routing and Response objects; everything else (404s,
@@ -104,6 +105,8 @@ class PluginFastPath:
 
 def wrap_app(variant: str, app: Any, kernel: Any) -> Any:
     """The ASGI callable to serve for ``variant`` (the Quart app itself unless fastpath)."""
-    if variant.startswith("fastpath"):
+    from arcana.edge.plugin_http import PluginHttpEdge
+
+    if variant.startswith("fastpath") and not isinstance(app, PluginHttpEdge):
         return PluginFastPath(app, kernel)
     return app

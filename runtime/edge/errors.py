@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from datetime import datetime, timezone
 
 from arcana.errors import ArcanaError, ErrorCode, MethodNotAllowed
@@ -25,6 +27,15 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 }
 
 
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+UNAUTHENTICATED = (ErrorCode.UNAUTHORIZED, ErrorCode.TOKEN_EXPIRED, ErrorCode.INVALID_CREDENTIALS)
+
+
+def pick_request_id(given: str) -> str:
+    """The caller's request id when it is a sane token, else a fresh one."""
+    return given if REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+
+
 def error_body(code: ErrorCode, message: str, request_id: str) -> bytes:
     stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return json.dumps({"code": code.value, "message": message, "request_id": request_id,
@@ -33,6 +44,8 @@ def error_body(code: ErrorCode, message: str, request_id: str) -> bytes:
 
 def error_headers(exc: ArcanaError) -> dict[str, str]:
     headers = {"content-type": "application/json"}
+    if exc.code in UNAUTHENTICATED:
+        headers["www-authenticate"] = "Bearer"
     if isinstance(exc, MethodNotAllowed):
         headers["allow"] = ", ".join(sorted(exc.allowed))
     retry_after = getattr(exc, "retry_after", None)
