@@ -347,3 +347,11 @@ def test_assemblyscript_auth_bindings(tmp_path: Path, fixture_wasm: dict[str, Pa
     r = httpx.post(f"{server.url}/api/v1/test/authz-as/hash", json={"password": PASSWORD}).json()
     assert r["hash"].startswith("$argon2id$") and r["valid"] is True
     assert httpx.get(f"{server.url}/api/v1/test/authz-as/admin", headers=admin_headers()).json() == {"admin": True}
+
+
+def test_failed_logins_are_rate_limited_per_client_address(tmp_path: Path, fixture_wasm: dict[str, Path],
+                                                           start_server: Callable[..., ArcanaServer]) -> None:
+    server = start_server(_folder(tmp_path, fixture_wasm), {"auth": {"login_failures_per_address": 3}})
+    codes = [login(server, f"spray{i}@example.com", "guess-guess").status_code for i in range(3)]
+    blocked = login(server, "fresh@example.com", "guess-guess")
+    assert codes == [401, 401, 401] and blocked.status_code == 429 and "retry-after" in blocked.headers
