@@ -1,0 +1,48 @@
+"""The auth core in process: rehash on login when Argon2 parameters change, and event payloads without secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from arcana.auth.service import AuthService
+from arcana.config import ArcanaConfig, load_config
+from arcana.database import Database
+from arcana.events import KernelEvents
+
+
+def _service(db: Path, time_cost: int, events: KernelEvents | None = None) -> tuple[AuthService, Database]:
+    config: ArcanaConfig = load_config(None, environ={
+        "ARCANA_DATABASE__URL": f"sqlite:///{db}", "ARCANA_AUTH__ARGON2_TIME_COST": str(time_cost),
+        "ARCANA_AUTH__ARGON2_MEMORY_KIB": "8192"})
+    database = Database(config.database)
+    assert database.prepare() is None
+    return AuthService(config, database, events or KernelEvents()), database
+
+
+def test_login_rehashes_when_the_argon2_parameters_change(tmp_path: Path) -> None:
+    old, old_db = _service(tmp_path / "a.db", time_cost=1)
+    old.create_user("p@example.com", "long enough password", ["user"])
+    before = old.users.by_email("p@example.com")
+    old_db.close()
+    new, new_db = _service(tmp_path / "a.db", time_cost=3)
+    new.login("p@example.com", "long enough password", "127.0.0.1")
+    after = new.users.by_email("p@example.com")
+    new_db.close()
+    assert before is not None and after is not None
+    assert "t=1" in before.password_hash and "t=3" in after.password_hash
+
+
+def test_auth_events_carry_no_secrets(tmp_path: Path) -> None:
+    seen: list[dict[str, Any]] = []
+    events = KernelEvents()
+    events.subscribe(seen.append)
+    auth, db = _service(tmp_path / "b.db", time_cost=1, events=events)
+    auth.create_user("e@example.com", "long enough password", ["user"])
+    pair = auth.login("e@example.com", "long enough password", "10.1.2.3")
+    auth.logout(pair.refresh_token)
+    db.close()
+    topics = [e["topic"] for e in seen]
+    assert topics == ["admin.user_changed", "auth.login", "auth.logout"]
+    text = repr(seen)
+    assert "long enough password" not in text and pair.refresh_token not in text and pair.access_token not in text
