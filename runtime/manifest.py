@@ -116,7 +116,7 @@ class _Validator:
     def add(self, fld: str, message: str, fix: str = "") -> None:
         self.problems.append(Problem(fld, message, fix))
 
-    def table(self, data: Any, where: str, allowed: set[str], required: frozenset[str] = frozenset()) -> dict[str, Any]:
+    def table(self, data: Any, where: str, allowed: set[str], required: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
         if not isinstance(data, dict):
             self.add(where, "must be a table", f"write it as [{where}]")
             return {}

@@ -46,8 +46,8 @@ async def serve(config: ArcanaConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    # Uvicorn installs its own signal handlers inside serve(); ours decide.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # While serve() runs, uvicorn captures SIGINT/SIGTERM itself, stops, and
+    # re-raises the signal on exit, which then reaches our handler above.
     watcher = None
     grpc_server = await start_grpc_server(kernel)
     try:

@@ -82,7 +82,7 @@ class Users:
                 c.execute(users.insert().values(**values))
         except sa.exc.IntegrityError:
             raise Conflict("a user with this email already exists") from None
-        return self.get(values["id"])
+        return self.get(str(values["id"]))
 
     def update(self, user_id: str, **changes: Any) -> User:
         changes["updated_at"] = time.time()
