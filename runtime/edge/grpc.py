@@ -75,7 +75,7 @@ def _plugin_behavior(kernel: Kernel, target: RpcTarget) -> Callable[[bytes, grpc
             return await call_grpc(target, request, metadata, rid, metadata.get("traceparent", ""), principal)
         except ArcanaError as exc:
             await _abort(context, exc)
-        except Exception:
+        except Exception:  # a kernel bug: logged with its trace, the client gets INTERNAL and no trace
             logger.exception("unhandled error in gRPC call", extra={"request_id": rid, "plugin": target.plugin.name})
             await _abort(context, ArcanaError("internal error", code=ErrorCode.INTERNAL))
         raise AssertionError("unreachable: abort raises")

@@ -83,7 +83,7 @@ class PluginHttpEdge:
             response = await self._handle(match, scope, receive, headers, rid)
         except ArcanaError as exc:
             response = HttpResponse(HTTP_STATUS[exc.code], error_body(exc.code, exc.message, rid), error_headers(exc))
-        except Exception:
+        except Exception:  # a kernel bug: logged with its trace, the client gets INTERNAL and no trace
             logger.exception("unhandled error", extra={"request_id": rid})
             response = HttpResponse(500, error_body(ErrorCode.INTERNAL, "internal error", rid),
                                     {"content-type": "application/json"})

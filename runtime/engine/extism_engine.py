@@ -42,7 +42,7 @@ def _run_host_function(fn: HostFunction, context: Any, request: bytes) -> bytes:
         return _error_reply("VALIDATION_FAILED", f"{fn.name} was given invalid JSON")
     except ArcanaError as exc:
         return _error_reply(exc.code.value, exc.message)
-    except Exception:
+    except Exception:  # a raise here would be printed and dropped by Extism: log it, answer INTERNAL
         logger.exception("host function %s failed", fn.name, extra={"plugin": context.plugin})
         return _error_reply("INTERNAL", f"{fn.name} failed inside the host")
 
