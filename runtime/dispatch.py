@@ -16,7 +16,7 @@ from arcana.envelopes import (HttpRequest, HttpResponse, grpc_envelope, http_env
                               parse_http_output)
 from arcana.errors import ArcanaError, MethodNotAllowed, NotFound, PluginFailed, ValidationFailed
 from arcana.paths import Match
-from arcana.registry import RouteTarget, RpcTarget, Snapshot
+from arcana.registry import LoadedPlugin, RouteTarget, RpcTarget, Snapshot
 from arcana_host.capability import CallContext
 
 logger = logging.getLogger("arcana.dispatch")
@@ -30,6 +30,14 @@ def route_http(snapshot: Snapshot, method: str, path: str) -> Match[RouteTarget]
         allowed = ", ".join(sorted(found))
         raise MethodNotAllowed(f"{method} is not allowed on {path}; allowed: {allowed}", found)
     return found
+
+
+def _log_refused(exc: ArcanaError, plugin: LoadedPlugin, request_id: str) -> None:
+    """A refused plugin output is the operator's business: its detail goes to the log, never the client."""
+    if exc.detail:
+        logger.warning("plugin output refused: %s", exc.detail,
+                       extra={"plugin": plugin.name, "plugin_version": plugin.manifest.version,
+                              "request_id": request_id})
 
 
 def authorize(public: bool, roles: tuple[str, ...], principal: Principal | None) -> None:
@@ -50,10 +58,7 @@ async def call_http(match: Match[RouteTarget], req: HttpRequest, principal: Prin
         output = await plugin.pool.call(route.handler, envelope, context)
         return parse_http_output(plugin.name, output)
     except ArcanaError as exc:
-        if exc.detail:
-            logger.warning("plugin output refused: %s", exc.detail,
-                           extra={"plugin": plugin.name, "plugin_version": plugin.manifest.version,
-                                  "request_id": req.request_id})
+        _log_refused(exc, plugin, req.request_id)
         raise
 
 
@@ -78,8 +83,5 @@ async def call_grpc(target: RpcTarget, data: bytes, metadata: dict[str, str],
         except DescriptorError as exc:
             raise PluginFailed(f"plugin '{plugin.name}' returned a malformed response", detail=str(exc)) from exc
     except ArcanaError as exc:
-        if exc.detail:
-            logger.warning("plugin output refused: %s", exc.detail,
-                           extra={"plugin": plugin.name, "plugin_version": plugin.manifest.version,
-                                  "request_id": request_id})
+        _log_refused(exc, plugin, request_id)
         raise

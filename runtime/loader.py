@@ -70,7 +70,11 @@ class PluginLoader:
     def check(self, path: Path) -> Checked:
         """Validate without compiling for the engine; raise PluginLoadError with every problem."""
         wasm = read_stable(path)
-        manifest = self._manifest(path, wasm)
+        try:
+            sections = custom_sections(wasm)  # walked once: manifest and descriptors both live here
+        except WasmFormatError as exc:
+            raise PluginLoadError(str(path), [Problem("module", str(exc), "rebuild the plugin")]) from exc
+        manifest = self._manifest(path, sections)
         problems: list[Problem] = []
         limits = self._limits(manifest, problems)
         granted = self._config.granted(manifest.name)
@@ -82,7 +86,7 @@ class PluginLoader:
         problems += self._capabilities.check_imports(manifest.name, info.imports,
                                                      manifest.requested_capabilities(), granted)
         problems += self._exports(manifest, info)
-        descriptors, rpc = self._rpc(path, wasm, manifest, problems)
+        descriptors, rpc = self._rpc(path, sections, manifest, problems)
         if problems:
             raise PluginLoadError(str(path), problems, manifest.name)
         caps = manifest.requested_capabilities() & granted
@@ -100,11 +104,11 @@ class PluginLoader:
         pool = InstancePool(m.name, m.version, compiled, checked.limits, self._threads, warm)
         return LoadedPlugin(m, path, checked.sha256, pool, descriptors=checked.descriptors, rpc=checked.rpc)
 
-    def _rpc(self, path: Path, wasm: bytes, manifest: Manifest,
+    def _rpc(self, path: Path, sections: dict[str, bytes], manifest: Manifest,
              problems: list[Problem]) -> tuple[DescriptorSet | None, dict[str, RpcMethod]]:
         """Descriptors (sidecar NAME.pb wins over the embedded section) and each [[grpc]] method in them."""
         sidecar = path.with_suffix(".pb")
-        raw = sidecar.read_bytes() if sidecar.exists() else custom_sections(wasm).get(DESCRIPTORS_SECTION)
+        raw = sidecar.read_bytes() if sidecar.exists() else sections.get(DESCRIPTORS_SECTION)
         if raw is None:
             if manifest.grpc:
                 problems.append(Problem("grpc", "methods are declared but the module carries no protobuf descriptors",
@@ -123,13 +127,13 @@ class PluginLoader:
                 problems.append(Problem(f"grpc[{i}].method", str(exc), "declare a unary method that the .proto files define"))
         return descriptors, rpc
 
-    def _manifest(self, path: Path, wasm: bytes) -> Manifest:
+    def _manifest(self, path: Path, sections: dict[str, bytes]) -> Manifest:
         sidecar = sidecar_of(path)
         try:
             if sidecar.exists():
                 text = sidecar.read_text(encoding="utf-8")
             else:
-                embedded = custom_sections(wasm).get(MANIFEST_SECTION)
+                embedded = sections.get(MANIFEST_SECTION)
                 if embedded is None:
                     raise PluginLoadError(str(path), [Problem(
                         "manifest", "no manifest found",
@@ -138,8 +142,6 @@ class PluginLoader:
             return parse_manifest(text)
         except ManifestInvalid as exc:
             raise PluginLoadError(str(path), exc.problems, exc.name) from exc
-        except WasmFormatError as exc:
-            raise PluginLoadError(str(path), [Problem("module", str(exc), "rebuild the plugin")]) from exc
         except (UnicodeDecodeError, OSError) as exc:
             raise PluginLoadError(str(path), [Problem("manifest", f"cannot read: {exc}")]) from exc
 
