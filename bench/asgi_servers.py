@@ -30,8 +30,10 @@ def run(quick: bool, logdir: Path | None = None) -> list[Row]:
     logdir = logdir or Path(tempfile.mkdtemp(prefix="arcana-bench-asgi-"))
     ports = {"uvicorn": free_port(), "hypercorn": free_port()}
     got: dict[str, list] = {"uvicorn": [], "hypercorn": []}
-    with bench_server(ports["uvicorn"], logdir / "asgi-uvicorn.log", app="native", asgi="uvicorn"), \
-            bench_server(ports["hypercorn"], logdir / "asgi-hypercorn.log", app="native", asgi="hypercorn"):
+    with (
+        bench_server(ports["uvicorn"], logdir / "asgi-uvicorn.log", app="native", asgi="uvicorn"),
+        bench_server(ports["hypercorn"], logdir / "asgi-hypercorn.log", app="native", asgi="hypercorn"),
+    ):
         for name, port in ports.items():
             with HttpClient(port) as c:
                 status, body = c.get(PATH)
@@ -46,10 +48,25 @@ def run(quick: bool, logdir: Path | None = None) -> list[Row]:
     ratio = median(a / b for a, b in zip(rps["uvicorn"], rps["hypercorn"]))
     tool = got["uvicorn"][0].tool
     return [
-        Row("ASGI server", "hypercorn (uvloop, h11), native route", median(rps["hypercorn"]), "req/s", "(baseline)",
+        Row(
+            "ASGI server",
+            "hypercorn (uvloop, h11), native route",
+            median(rps["hypercorn"]),
+            "req/s",
+            "(baseline)",
             note=f"{tool} 32 conns; p50 {median(x.p50_ms for x in got['hypercorn']):.2f} ms",
-            rounds=rps["hypercorn"]),
-        Row("ASGI server", "uvicorn (uvloop, httptools), native route", median(rps["uvicorn"]), "req/s",
-            "hypercorn", ratio, "x hypercorn", target="~2x (runtime/server.py)",
-            note=f"{tool} 32 conns; p50 {median(x.p50_ms for x in got['uvicorn']):.2f} ms", rounds=rps["uvicorn"]),
+            rounds=rps["hypercorn"],
+        ),
+        Row(
+            "ASGI server",
+            "uvicorn (uvloop, httptools), native route",
+            median(rps["uvicorn"]),
+            "req/s",
+            "hypercorn",
+            ratio,
+            "x hypercorn",
+            target="~2x (runtime/server.py)",
+            note=f"{tool} 32 conns; p50 {median(x.p50_ms for x in got['uvicorn']):.2f} ms",
+            rounds=rps["uvicorn"],
+        ),
     ]

@@ -28,17 +28,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {"ARCANA_DATABASE__URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
-               # no lockout during the bench: every attempt must reach the password check
-               "ARCANA_AUTH__LOGIN_FAILURES_PER_ACCOUNT": "1000000", "ARCANA_AUTH__LOGIN_FAILURES_PER_ADDRESS": "1000000"}
+        env = {
+            "ARCANA_DATABASE__URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
+            # no lockout during the bench: every attempt must reach the password check
+            "ARCANA_AUTH__LOGIN_FAILURES_PER_ACCOUNT": "1000000",
+            "ARCANA_AUTH__LOGIN_FAILURES_PER_ADDRESS": "1000000",
+        }
         config = load_config(None, environ=env)
         database = Database(config.database)
         database.prepare()
         auth = AuthService(config, database, KernelEvents())
         auth.create_user("known@example.com", "the right password", ["user"])
-        cases = {"unknown user": ("nobody@example.com", "wrong password"),
-                 "wrong password": ("known@example.com", "wrong password"),
-                 "good login": ("known@example.com", "the right password")}
+        cases = {
+            "unknown user": ("nobody@example.com", "wrong password"),
+            "wrong password": ("known@example.com", "wrong password"),
+            "good login": ("known@example.com", "the right password"),
+        }
         times: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(args.rounds):
             for name, (email, password) in cases.items():
@@ -50,11 +55,15 @@ def main() -> None:
                 times[name].append(time.perf_counter() - start)
         database.close()
     for name, values in times.items():
-        print(f"{name:15} median {statistics.median(values) * 1000:7.2f} ms   p90 "
-              f"{sorted(values)[int(0.9 * len(values))] * 1000:7.2f} ms")
+        print(
+            f"{name:15} median {statistics.median(values) * 1000:7.2f} ms   p90 "
+            f"{sorted(values)[int(0.9 * len(values))] * 1000:7.2f} ms"
+        )
     ratio = statistics.median(times["unknown user"]) / statistics.median(times["wrong password"])
-    print(f"unknown/wrong-password median ratio: {ratio:.3f} (1.0 = indistinguishable; {args.rounds} rounds, "
-          f"argon2 t={config.auth.argon2_time_cost} m={config.auth.argon2_memory_kib}KiB)")
+    print(
+        f"unknown/wrong-password median ratio: {ratio:.3f} (1.0 = indistinguishable; {args.rounds} rounds, "
+        f"argon2 t={config.auth.argon2_time_cost} m={config.auth.argon2_memory_kib}KiB)"
+    )
 
 
 if __name__ == "__main__":

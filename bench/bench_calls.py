@@ -28,9 +28,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import extism
 import uvloop
@@ -40,10 +40,9 @@ from arcana.engine.extism_engine import WASM_PAGE, ExtismEngine
 from arcana.executor import EffectiveLimits, InstancePool
 from arcana_host.capability import CallContext
 from arcana_host.logs import LogCapability
-
 from common import ECHO_ENVELOPE, HELLO_ENVELOPE, ROOT, Row, calibrate, compact, median, time_per_call
 
-MEMORY_MB, TIMEOUT_MS, CONCURRENCY = 16, 1000, 8   # what both example manifests ask for
+MEMORY_MB, TIMEOUT_MS, CONCURRENCY = 16, 1000, 8  # what both example manifests ask for
 
 PLUGINS = {
     "hello": (ROOT / "plugins" / "hello" / "hello.wasm", "hello", HELLO_ENVELOPE),
@@ -57,20 +56,26 @@ def _noop_log(request: bytes) -> bytes:  # the raw baseline's host function: doe
 
 
 def _raw_manifest(wasm: bytes) -> dict[str, Any]:
-    return {"wasm": [{"data": wasm}], "memory": {"max_pages": MEMORY_MB * 1024 * 1024 // WASM_PAGE},
-            "timeout_ms": TIMEOUT_MS}
+    return {
+        "wasm": [{"data": wasm}],
+        "memory": {"max_pages": MEMORY_MB * 1024 * 1024 // WASM_PAGE},
+        "timeout_ms": TIMEOUT_MS,
+    }
 
 
 def _python_handler(name: str) -> Callable[[bytes], bytes]:
     if name == "hello":
+
         def hello(data: bytes) -> bytes:
             env = json.loads(data)
             return compact({"status": 200, "headers": {}, "body": {"message": f"Hello, {env['params']['name']}!"}})
+
         return hello
 
     def echo(data: bytes) -> bytes:
         env = json.loads(data)
         return compact({"status": 200, "headers": {}, "body": {"echo": env["body"]}})
+
     return echo
 
 
@@ -87,8 +92,9 @@ class _LoopRunner:
         self.loop.close()
 
 
-def _pool_sequential(runner: _LoopRunner, pool: InstancePool, handler: str, data: bytes,
-                     ctx: CallContext) -> Callable[[int], float]:
+def _pool_sequential(
+    runner: _LoopRunner, pool: InstancePool, handler: str, data: bytes, ctx: CallContext
+) -> Callable[[int], float]:
     async def batch(n: int) -> float:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -99,8 +105,9 @@ def _pool_sequential(runner: _LoopRunner, pool: InstancePool, handler: str, data
     return lambda n: runner.run(batch(n))
 
 
-def _pool_concurrent(runner: _LoopRunner, pool: InstancePool, handler: str, data: bytes,
-                     ctx: CallContext) -> Callable[[int], float]:
+def _pool_concurrent(
+    runner: _LoopRunner, pool: InstancePool, handler: str, data: bytes, ctx: CallContext
+) -> Callable[[int], float]:
     async def batch(n: int) -> float:
         loop = asyncio.get_running_loop()
         per = max(1, n // CONCURRENCY)
@@ -118,6 +125,7 @@ def _pool_concurrent(runner: _LoopRunner, pool: InstancePool, handler: str, data
 
 def _thread_hop(runner: _LoopRunner, threads: ThreadPoolExecutor) -> Callable[[int], float]:
     """``run_in_executor`` of a no-op: the bare cost of the thread offload on uvloop."""
+
     async def batch(n: int) -> float:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -135,7 +143,7 @@ def _interleave(subjects: dict[str, Callable[[int], float]], batch_s: float, rou
     out: dict[str, list[float]] = {n: [] for n in names}
     gc.collect()
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             out[name].append(subjects[name](sizes[name]))
     return out
@@ -163,8 +171,14 @@ def run(quick: bool) -> list[Row]:
             got = instance.call(handler, data, ctx)
             if json.loads(got) != json.loads(expected):
                 raise RuntimeError(f"{name}: engine and raw Extism disagree: {got!r} vs {expected!r}")
-            pool = InstancePool(name, "bench", compiled, EffectiveLimits(MEMORY_MB, TIMEOUT_MS, CONCURRENCY),
-                                threads, compiled.instantiate())
+            pool = InstancePool(
+                name,
+                "bench",
+                compiled,
+                EffectiveLimits(MEMORY_MB, TIMEOUT_MS, CONCURRENCY),
+                threads,
+                compiled.instantiate(),
+            )
             py = _python_handler(name)
 
             def per_call(fn: Callable[[], object]) -> Callable[[int], float]:
@@ -187,20 +201,54 @@ def run(quick: bool) -> list[Row]:
             def vs_raw(key: str) -> float:
                 return median(a / b for a, b in zip(us[key], us["raw"]))
 
-            rows.append(Row(label, "python (same JSON work)", median(us["python"]), "us/call", "raw extism",
-                            vs_raw("python"), "x raw", rounds=us["python"]))
+            rows.append(
+                Row(
+                    label,
+                    "python (same JSON work)",
+                    median(us["python"]),
+                    "us/call",
+                    "raw extism",
+                    vs_raw("python"),
+                    "x raw",
+                    rounds=us["python"],
+                )
+            )
             rows.append(Row(label, "raw extism.Plugin.call", raw_med, "us/call", "(floor)", rounds=us["raw"]))
             if "hop" in us:
-                rows.append(Row(label, "thread hop only (run_in_executor no-op)", median(us["hop"]), "us/call",
-                                note="part of the pool's overhead", rounds=us["hop"]))
-            for key, subject in (("engine", "ExtismEngine instance.call"), ("pool", "InstancePool.call (uvloop)"),
-                                 ("pool x8", "InstancePool.call, 8 concurrent")):
+                rows.append(
+                    Row(
+                        label,
+                        "thread hop only (run_in_executor no-op)",
+                        median(us["hop"]),
+                        "us/call",
+                        note="part of the pool's overhead",
+                        rounds=us["hop"],
+                    )
+                )
+            for key, subject in (
+                ("engine", "ExtismEngine instance.call"),
+                ("pool", "InstancePool.call (uvloop)"),
+                ("pool x8", "InstancePool.call, 8 concurrent"),
+            ):
                 overhead = median(a - b for a, b in zip(us[key], us["raw"]))
                 note = f"overhead {overhead:+.1f} us"
                 if key == "pool x8":
                     note += " (wall time per call; guests can run on both cores)"
-                rows.append(Row(label, subject, median(us[key]), "us/call", "raw extism", vs_raw(key), "x raw", target="" if key == "pool x8" else "overhead <= 50 us",
-                                ok=None if key == "pool x8" else overhead <= 50, note=note, rounds=us[key]))
+                rows.append(
+                    Row(
+                        label,
+                        subject,
+                        median(us[key]),
+                        "us/call",
+                        "raw extism",
+                        vs_raw(key),
+                        "x raw",
+                        target="" if key == "pool x8" else "overhead <= 50 us",
+                        ok=None if key == "pool x8" else overhead <= 50,
+                        note=note,
+                        rounds=us[key],
+                    )
+                )
             pool.retire()
             del raw, instance
 
@@ -213,12 +261,30 @@ def run(quick: bool) -> list[Row]:
 
             inst = _interleave({"ours": per_call(make_ours), "raw": per_call(make_raw)}, batch_s, rounds)
             ms = {k: [v * 1e3 for v in vs] for k, vs in inst.items()}
-            rows.append(Row(f"instantiate {name}", "raw extism.Plugin(CompiledPlugin)", median(ms["raw"]), "ms",
-                            "(floor)", rounds=ms["raw"]))
-            rows.append(Row(f"instantiate {name}", "ExtismCompiled.instantiate()", median(ms["ours"]), "ms",
-                            "raw extism", median(a / b for a, b in zip(ms["ours"], ms["raw"])), "x raw",
-                            target="<= 0.5 ms",
-                            ok=median(ms["ours"]) <= 0.5, rounds=ms["ours"]))
+            rows.append(
+                Row(
+                    f"instantiate {name}",
+                    "raw extism.Plugin(CompiledPlugin)",
+                    median(ms["raw"]),
+                    "ms",
+                    "(floor)",
+                    rounds=ms["raw"],
+                )
+            )
+            rows.append(
+                Row(
+                    f"instantiate {name}",
+                    "ExtismCompiled.instantiate()",
+                    median(ms["ours"]),
+                    "ms",
+                    "raw extism",
+                    median(a / b for a, b in zip(ms["ours"], ms["raw"])),
+                    "x raw",
+                    target="<= 0.5 ms",
+                    ok=median(ms["ours"]) <= 0.5,
+                    rounds=ms["ours"],
+                )
+            )
     finally:
         runner.close()
         threads.shutdown(wait=True)

@@ -46,7 +46,11 @@ def _source_hash(*dirs: Path) -> str:
     digest = hashlib.sha256()
     for d in dirs:
         for path in sorted(d.rglob("*")):
-            if path.is_file() and path.suffix in SOURCE_SUFFIXES and not {"node_modules", ".zig-cache"} & set(path.parts):
+            if (
+                path.is_file()
+                and path.suffix in SOURCE_SUFFIXES
+                and not {"node_modules", ".zig-cache"} & set(path.parts)
+            ):
                 digest.update(str(path.relative_to(d)).encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -181,8 +185,11 @@ def _load_baseline(versions: dict[str, Path], rounds: int) -> list[float]:
         folder = Path(tmp)
         saved = os.environ.get("EXTISM_CACHE_CONFIG")
         os.environ.update(cache_env(folder))
-        kernel = Kernel(load_config(None, environ={"ARCANA_PLUGINS__DIR": tmp, "ARCANA_PLUGINS__WATCH": "false",
-                                                   **isolated_env(folder)}))
+        kernel = Kernel(
+            load_config(
+                None, environ={"ARCANA_PLUGINS__DIR": tmp, "ARCANA_PLUGINS__WATCH": "false", **isolated_env(folder)}
+            )
+        )
         try:
             land(versions["v1"], folder)
             kernel.loader.load(folder / "versioned.wasm").pool.retire()  # warm-up: first-use costs are not reload costs
@@ -224,38 +231,87 @@ def run(quick: bool, logdir: Path | None = None) -> list[Row]:
         folder.mkdir()
         land(versions["v1"], folder)
         port = free_port()
-        argv = [PYTHON, "-m", "arcana.cli", "serve", "--plugins", str(folder), "--http-port", str(port),
-                "--grpc-port", str(free_port())]
+        argv = [
+            PYTHON,
+            "-m",
+            "arcana.cli",
+            "serve",
+            "--plugins",
+            str(folder),
+            "--http-port",
+            str(port),
+            "--grpc-port",
+            str(free_port()),
+        ]
         base_ms = [x * 1e3 for x in _load_baseline(versions, 5 if quick else 11)]
-        with Server(argv, port, "/ready", logdir / "reload-server.log",
-                    env={**isolated_env(work), **cache_env(work)}) as server:
+        with Server(
+            argv, port, "/ready", logdir / "reload-server.log", env={**isolated_env(work), **cache_env(work)}
+        ) as server:
             with HttpClient(port) as c:
                 wait_version(c, "v1", time.perf_counter())
             took, current = _reloads(port, folder, versions, n_latency, "v1")
             with Hammer(port, clients=3) as hammer:
                 took_load, current = _reloads(port, folder, versions, n_load, current)
         base = median(base_ms)
-        rows.append(Row("hot reload", "in-process load of the file (read+check+compile+instantiate)", base, "ms",
-                        "(baseline)", note="PluginLoader.load, no watcher", rounds=base_ms))
+        rows.append(
+            Row(
+                "hot reload",
+                "in-process load of the file (read+check+compile+instantiate)",
+                base,
+                "ms",
+                "(baseline)",
+                note="PluginLoader.load, no watcher",
+                rounds=base_ms,
+            )
+        )
         server_ms = _server_load_ms(server.logs())[1:]  # the first is the initial load
         if server_ms:
-            rows.append(Row("hot reload", "server-side sync of each reload (kernel's 'plugin loaded' ms)",
-                            median(server_ms), "ms", "in-process load", median(server_ms) / base, "x load",
-                            note=f"p95 {percentile(server_ms, 95):.0f} ms, max {max(server_ms):.0f} ms; "
-                                 "the rest of a reload is the watcher", rounds=server_ms))
+            rows.append(
+                Row(
+                    "hot reload",
+                    "server-side sync of each reload (kernel's 'plugin loaded' ms)",
+                    median(server_ms),
+                    "ms",
+                    "in-process load",
+                    median(server_ms) / base,
+                    "x load",
+                    note=f"p95 {percentile(server_ms, 95):.0f} ms, max {max(server_ms):.0f} ms; "
+                    "the rest of a reload is the watcher",
+                    rounds=server_ms,
+                )
+            )
         for label, values in (("reload to serving, idle", took), ("reload to serving, 3 clients hammering", took_load)):
             ms = [x * 1e3 for x in values]
             missed = sum(1 for x in ms if x != x)
             ok_ms = [x for x in ms if x == x]
             p95, worst = percentile(ok_ms, 95), max(ok_ms) if ok_ms else float("nan")
             med = median(ok_ms) if ok_ms else float("nan")
-            rows.append(Row("hot reload", f"{label} ({len(ms)} reloads)", med, "ms", "in-process load",
-                            med / base, "x load", target="<= 250 ms (aim 100)", ok=(worst <= 250 and not missed),
-                            note=f"p95 {p95:.0f} ms, max {worst:.0f} ms" + (f", {missed} never served" if missed else ""),
-                            rounds=ms))
-        rows.append(Row("hot reload", f"failed requests across {n_load} reloads under load", len(hammer.failures),
-                        "requests", target="0", ok=not hammer.failures,
-                        note=f"of {hammer.requests:,} requests" + (f"; first: {hammer.failures[0]}" if hammer.failures else "")))
+            rows.append(
+                Row(
+                    "hot reload",
+                    f"{label} ({len(ms)} reloads)",
+                    med,
+                    "ms",
+                    "in-process load",
+                    med / base,
+                    "x load",
+                    target="<= 250 ms (aim 100)",
+                    ok=(worst <= 250 and not missed),
+                    note=f"p95 {p95:.0f} ms, max {worst:.0f} ms" + (f", {missed} never served" if missed else ""),
+                    rounds=ms,
+                )
+            )
+        rows.append(
+            Row(
+                "hot reload",
+                f"failed requests across {n_load} reloads under load",
+                len(hammer.failures),
+                "requests",
+                target="0",
+                ok=not hammer.failures,
+                note=f"of {hammer.requests:,} requests" + (f"; first: {hammer.failures[0]}" if hammer.failures else ""),
+            )
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return rows

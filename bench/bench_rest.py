@@ -56,27 +56,65 @@ def _rows(bench: str, got: dict[str, list[Load]], one: dict[str, list[Load]] | N
     ratio = median(a / b for a, b in zip(rps["plugin"], rps["native"]))
     errors = {k: sum(x.errors for x in v) for k, v in got.items()}
     tool = got["plugin"][0].tool
-    rows.append(Row(bench, f"native Quart route, {CONNECTIONS} conns", median(rps["native"]), "req/s", "(baseline)",
-                    note=f"{tool}; p50 {median(x.p50_ms for x in got['native']):.2f} ms, "
-                         f"p99 {median(x.p99_ms for x in got['native']):.2f} ms"
-                         + (f"; {errors['native']} errors" if errors["native"] else ""), rounds=rps["native"]))
-    rows.append(Row(bench, f"plugin route (hello.wasm), {CONNECTIONS} conns", median(rps["plugin"]), "req/s",
-                    "native", ratio, "x native", target=">= 0.95 x native" if targets else "",
-                    ok=(ratio >= 0.95) if targets else None,
-                    note=f"{tool}; p50 {median(x.p50_ms for x in got['plugin']):.2f} ms, "
-                         f"p99 {median(x.p99_ms for x in got['plugin']):.2f} ms"
-                         + (f"; {errors['plugin']} errors" if errors["plugin"] else ""), rounds=rps["plugin"]))
+    rows.append(
+        Row(
+            bench,
+            f"native Quart route, {CONNECTIONS} conns",
+            median(rps["native"]),
+            "req/s",
+            "(baseline)",
+            note=f"{tool}; p50 {median(x.p50_ms for x in got['native']):.2f} ms, "
+            f"p99 {median(x.p99_ms for x in got['native']):.2f} ms"
+            + (f"; {errors['native']} errors" if errors["native"] else ""),
+            rounds=rps["native"],
+        )
+    )
+    rows.append(
+        Row(
+            bench,
+            f"plugin route (hello.wasm), {CONNECTIONS} conns",
+            median(rps["plugin"]),
+            "req/s",
+            "native",
+            ratio,
+            "x native",
+            target=">= 0.95 x native" if targets else "",
+            ok=(ratio >= 0.95) if targets else None,
+            note=f"{tool}; p50 {median(x.p50_ms for x in got['plugin']):.2f} ms, "
+            f"p99 {median(x.p99_ms for x in got['plugin']):.2f} ms"
+            + (f"; {errors['plugin']} errors" if errors["plugin"] else ""),
+            rounds=rps["plugin"],
+        )
+    )
     if one is not None:
         p50 = {k: [x.p50_ms for x in v] for k, v in one.items()}
         p99 = {k: median(x.p99_ms for x in v) for k, v in one.items()}
-        rows.append(Row(bench, "native, 1 connection: p50", median(p50["native"]), "ms", "(baseline)",
-                        note=f"p99 {p99['native']:.2f} ms, {median(x.rps for x in one['native']):,.0f} req/s",
-                        rounds=p50["native"]))
-        rows.append(Row(bench, "plugin, 1 connection: p50", median(p50["plugin"]), "ms", "native",
-                        median(a / b for a, b in zip(p50["plugin"], p50["native"])), "x native",
-                        target="< 1 ms" if targets else "", ok=(median(p50["plugin"]) < 1.0) if targets else None,
-                        note=f"p99 {p99['plugin']:.2f} ms, {median(x.rps for x in one['plugin']):,.0f} req/s",
-                        rounds=p50["plugin"]))
+        rows.append(
+            Row(
+                bench,
+                "native, 1 connection: p50",
+                median(p50["native"]),
+                "ms",
+                "(baseline)",
+                note=f"p99 {p99['native']:.2f} ms, {median(x.rps for x in one['native']):,.0f} req/s",
+                rounds=p50["native"],
+            )
+        )
+        rows.append(
+            Row(
+                bench,
+                "plugin, 1 connection: p50",
+                median(p50["plugin"]),
+                "ms",
+                "native",
+                median(a / b for a, b in zip(p50["plugin"], p50["native"])),
+                "x native",
+                target="< 1 ms" if targets else "",
+                ok=(median(p50["plugin"]) < 1.0) if targets else None,
+                note=f"p99 {p99['plugin']:.2f} ms, {median(x.rps for x in one['plugin']):,.0f} req/s",
+                rounds=p50["plugin"],
+            )
+        )
     return rows
 
 
@@ -99,9 +137,13 @@ def run(quick: bool, what_if: bool = False, logdir: Path | None = None) -> list[
         if what_if:
             for variant in VARIANTS:
                 port = free_port()
-                server = bench_server(port, logdir / f"rest-{variant}.log", plugins=plugins,
-                                      variant="none" if variant == "threads1" else variant,
-                                      sets=["executor.threads=1"] if variant == "threads1" else [])
+                server = bench_server(
+                    port,
+                    logdir / f"rest-{variant}.log",
+                    plugins=plugins,
+                    variant="none" if variant == "threads1" else variant,
+                    sets=["executor.threads=1"] if variant == "threads1" else [],
+                )
                 with server:
                     _check(port)
                     _alternate(port, 1, 1, CONNECTIONS)

@@ -16,17 +16,18 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PYTHON = sys.executable
-CACHE = BENCH / ".cache"          # built plugin variants (git-ignored via .cache/)
+CACHE = BENCH / ".cache"  # built plugin variants (git-ignored via .cache/)
 
 
 # --------------------------------------------------------------------------- results
+
 
 @dataclass
 class Row:
@@ -89,12 +90,31 @@ def calibrate(fn: Callable[[], object], seconds: float) -> int:
 
 # --------------------------------------------------------------------------- envelopes
 
-HELLO_ENVELOPE = {"kind": "http", "method": "GET", "path": "/api/v1/hello/x", "route": "/api/v1/hello/{name}",
-                  "params": {"name": "x"}, "query": {}, "headers": {}, "principal": None, "request_id": "r",
-                  "traceparent": ""}
-ECHO_ENVELOPE = {"kind": "http", "method": "POST", "path": "/api/v1/echo", "route": "/api/v1/echo",
-                 "params": {}, "query": {}, "headers": {"content-type": "application/json"}, "principal": None,
-                 "request_id": "r", "traceparent": "", "body": {"a": [1, 2], "b": "text"}}
+HELLO_ENVELOPE = {
+    "kind": "http",
+    "method": "GET",
+    "path": "/api/v1/hello/x",
+    "route": "/api/v1/hello/{name}",
+    "params": {"name": "x"},
+    "query": {},
+    "headers": {},
+    "principal": None,
+    "request_id": "r",
+    "traceparent": "",
+}
+ECHO_ENVELOPE = {
+    "kind": "http",
+    "method": "POST",
+    "path": "/api/v1/echo",
+    "route": "/api/v1/echo",
+    "params": {},
+    "query": {},
+    "headers": {"content-type": "application/json"},
+    "principal": None,
+    "request_id": "r",
+    "traceparent": "",
+    "body": {"a": [1, 2], "b": "text"},
+}
 
 
 def compact(obj: object) -> bytes:
@@ -102,6 +122,7 @@ def compact(obj: object) -> bytes:
 
 
 # --------------------------------------------------------------------------- processes
+
 
 def isolated_env(workdir: Path) -> dict[str, str]:
     """ARCANA_* overrides that keep a bench kernel's state (its SQLite file) inside ``workdir``."""
@@ -125,7 +146,9 @@ def free_port() -> int:
 class Server:
     """A server subprocess (bench/serve_bench_app.py or `arcana serve`), stopped on exit."""
 
-    def __init__(self, argv: list[str], port: int, ready_path: str, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, argv: list[str], port: int, ready_path: str, log: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.argv, self.port, self.ready_path, self.log_path = argv, port, ready_path, log
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
@@ -171,10 +194,30 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
-def bench_server(port: int, log: Path, *, plugins: Path | None = None, asgi: str = "uvicorn",
-                 app: str = "full", variant: str = "none", sets: list[str] | None = None) -> Server:
-    argv = [PYTHON, str(BENCH / "serve_bench_app.py"), "--port", str(port), "--asgi", asgi, "--app", app,
-            "--variant", variant, "--workdir", str(log.parent)]
+def bench_server(
+    port: int,
+    log: Path,
+    *,
+    plugins: Path | None = None,
+    asgi: str = "uvicorn",
+    app: str = "full",
+    variant: str = "none",
+    sets: list[str] | None = None,
+) -> Server:
+    argv = [
+        PYTHON,
+        str(BENCH / "serve_bench_app.py"),
+        "--port",
+        str(port),
+        "--asgi",
+        asgi,
+        "--app",
+        app,
+        "--variant",
+        variant,
+        "--workdir",
+        str(log.parent),
+    ]
     if plugins is not None:
         argv += ["--plugins", str(plugins)]
     for item in sets or []:
@@ -235,6 +278,7 @@ class HttpClient:
 
 # --------------------------------------------------------------------------- load generation
 
+
 @dataclass
 class Load:
     rps: float
@@ -258,8 +302,14 @@ def _wrk_latency(text: str, pct: str) -> float:
 
 
 def run_wrk(port: int, path: str, *, threads: int, connections: int, seconds: float) -> Load:
-    argv = [wrk_path() or "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
-            f"http://127.0.0.1:{port}{path}"]  # wrk takes whole seconds
+    argv = [
+        wrk_path() or "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        f"http://127.0.0.1:{port}{path}",
+    ]  # wrk takes whole seconds
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
@@ -273,8 +323,12 @@ def run_wrk(port: int, path: str, *, threads: int, connections: int, seconds: fl
 
 def run_pyload(port: int, path: str, *, connections: int, seconds: float) -> Load:
     """The fallback: bench/pyload.py in its own process (asyncio, raw keep-alive sockets)."""
-    out = subprocess.run([PYTHON, str(BENCH / "pyload.py"), str(port), path, str(connections), str(seconds)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [PYTHON, str(BENCH / "pyload.py"), str(port), path, str(connections), str(seconds)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     d = json.loads(out)
     return Load(d["rps"], d["p50_ms"], d["p99_ms"], d["requests"], d["errors"], "pyload")
 
@@ -286,6 +340,7 @@ def load(port: int, path: str, *, connections: int, seconds: float, threads: int
 
 
 # --------------------------------------------------------------------------- the table
+
 
 def _fmt(value: float, unit: str) -> str:
     if value != value:  # NaN
@@ -312,8 +367,12 @@ def table(rows: list[Row], markdown: bool = False) -> str:
         return "\n".join(lines)
     widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(head)]
     right = {2, 5}
+
     def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(row) for row in body])
 
 

@@ -39,8 +39,12 @@ async def serve(port: int, plugins: Path) -> None:
     from arcana.edge.grpc import start_grpc_server
     from arcana.kernel import Kernel
 
-    env = {"ARCANA_PLUGINS__DIR": str(plugins), "ARCANA_PLUGINS__WATCH": "false", "ARCANA_LOGGING__LEVEL": "warning",
-           "ARCANA_SERVER__GRPC_PORT": str(port)}
+    env = {
+        "ARCANA_PLUGINS__DIR": str(plugins),
+        "ARCANA_PLUGINS__WATCH": "false",
+        "ARCANA_LOGGING__LEVEL": "warning",
+        "ARCANA_SERVER__GRPC_PORT": str(port),
+    }
     kernel = Kernel(load_config(None, environ=env))
     server = await start_grpc_server(kernel)
     await kernel.load_all()
@@ -103,11 +107,17 @@ def client(address: str, seconds: float, rounds: int, concurrency: int) -> None:
             results[name].append(rate)
             _, lat = uvloop.run(drive(address, method, min(seconds, 2.0), 1))
             single[name] += lat
-    print(f"{'method':8} {'calls/s (median of ' + str(rounds) + ')':>26} {'p50 @1 conn (ms)':>18} {'p99 @1 conn (ms)':>18}")
+    print(
+        f"{'method':8} {'calls/s (median of ' + str(rounds) + ')':>26} {'p50 @1 conn (ms)':>18} {'p99 @1 conn (ms)':>18}"
+    )
     for name in ("plugin", "native"):
-        print(f"{name:8} {statistics.median(results[name]):>26,.0f} {pct(single[name], 0.5):>18.3f} {pct(single[name], 0.99):>18.3f}")
+        print(
+            f"{name:8} {statistics.median(results[name]):>26,.0f} {pct(single[name], 0.5):>18.3f} {pct(single[name], 0.99):>18.3f}"
+        )
     ratio = statistics.median(results["plugin"]) / statistics.median(results["native"])
-    print(f"ratio plugin/native calls/s: {ratio:.2f}  (target >= 0.95; concurrency {concurrency}, {rounds} rounds of {seconds}s)")
+    print(
+        f"ratio plugin/native calls/s: {ratio:.2f}  (target >= 0.95; concurrency {concurrency}, {rounds} rounds of {seconds}s)"
+    )
 
 
 def main() -> None:
@@ -120,6 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.serve:
         import uvloop
+
         uvloop.run(serve(args.serve, args.plugins))
         return
     with socket.socket() as s:
@@ -127,8 +138,11 @@ def main() -> None:
         port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copyfile(ROOT / "plugins" / "hello" / "hello.wasm", Path(tmp) / "hello.wasm")
-        proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--plugins", tmp],
-                                stdout=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(port), "--plugins", tmp],
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         try:
             assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
             client(f"127.0.0.1:{port}", args.seconds, args.rounds, args.concurrency)

@@ -54,6 +54,7 @@ async def main(port: int, path: str, connections: int, seconds: float) -> dict[s
 if __name__ == "__main__":
     try:
         import uvloop
+
         run = uvloop.run
     except ImportError:
         run = asyncio.run

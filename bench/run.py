@@ -25,12 +25,12 @@ import sys
 import tempfile
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Row, Skip, table, wrk_path  # noqa: E402
+from common import Row, Skip, table, wrk_path
 
 BENCHES = ("calls", "rest", "reload", "asgi")
 
@@ -57,14 +57,18 @@ def _versions() -> str:
 def _run_one(name: str, quick: bool, what_if: bool, logdir: Path) -> list[Row]:
     if name == "calls":
         import bench_calls
+
         return bench_calls.run(quick)
     if name == "rest":
         import bench_rest
+
         return bench_rest.run(quick, what_if=what_if, logdir=logdir)
     if name == "reload":
         import bench_reload
+
         return bench_reload.run(quick, logdir=logdir)
     import asgi_servers
+
     return asgi_servers.run(quick, logdir=logdir)
 
 
@@ -72,8 +76,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Arcana benchmarks (see bench/README.md)")
     parser.add_argument("--quick", action="store_true", help="fewer rounds and shorter loads (~40 s)")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHES)}")
-    parser.add_argument("--what-if", action="store_true",
-                        help="also measure the REST what-if variants of bench/whatif.py (adds ~2 min)")
+    parser.add_argument(
+        "--what-if", action="store_true", help="also measure the REST what-if variants of bench/whatif.py (adds ~2 min)"
+    )
     parser.add_argument("--markdown", action="store_true", help="print the final table as Markdown too")
     parser.add_argument("--json", type=Path, help="write every row (with per-round values) to this file")
     args = parser.parse_args()
@@ -83,7 +88,7 @@ def main() -> int:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(BENCHES)}")
 
     started = time.perf_counter()
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"Arcana bench {stamp} ({'quick' if args.quick else 'full'}): {_versions()}", flush=True)
     logdir = Path(tempfile.mkdtemp(prefix="arcana-bench-logs-"))
     rows: list[Row] = []
@@ -111,8 +116,17 @@ def main() -> int:
         print()
         print(table(rows, markdown=True))
     if args.json:
-        args.json.write_text(json.dumps({"when": stamp, "quick": args.quick, "environment": _versions(),
-                                         "rows": [dataclasses.asdict(r) for r in rows]}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "when": stamp,
+                    "quick": args.quick,
+                    "environment": _versions(),
+                    "rows": [dataclasses.asdict(r) for r in rows],
+                },
+                indent=1,
+            )
+        )
     if not problems:
         shutil.rmtree(logdir, ignore_errors=True)
     return 1 if problems else 0

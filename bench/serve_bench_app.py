@@ -35,8 +35,9 @@ def add_native_route(app: Quart) -> None:
     app.add_url_rule("/bench/native/hello/<name>", "bench_native_hello", native_hello, methods=["GET"])
 
 
-async def build_app(kind: str, plugins: Path | None, workdir: Path,
-                    overrides: list[str] = ()) -> tuple[Quart, object | None]:
+async def build_app(
+    kind: str, plugins: Path | None, workdir: Path, overrides: list[str] = ()
+) -> tuple[Quart, object | None]:
     if kind == "native":
         app = Quart("bench")
         add_native_route(app)
@@ -44,7 +45,6 @@ async def build_app(kind: str, plugins: Path | None, workdir: Path,
     from arcana.config import load_config
     from arcana.edge.rest import create_rest_app
     from arcana.kernel import Kernel
-
     from common import isolated_env
 
     env = {"ARCANA_PLUGINS__WATCH": "false", "ARCANA_LOGGING__LEVEL": "warning", **isolated_env(workdir)}
@@ -76,9 +76,19 @@ async def main(args: argparse.Namespace) -> None:
         if args.asgi == "uvicorn":
             import uvicorn
 
-            server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=args.port, loop="uvloop",
-                                                   http="httptools", log_config=None, access_log=False,
-                                                   lifespan="on", server_header=False))
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    app,
+                    host="127.0.0.1",
+                    port=args.port,
+                    loop="uvloop",
+                    http="httptools",
+                    log_config=None,
+                    access_log=False,
+                    lifespan="on",
+                    server_header=False,
+                )
+            )
             server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
             serving = asyncio.create_task(server.serve())
             await stop.wait()
@@ -106,8 +116,13 @@ if __name__ == "__main__":
     parser.add_argument("--workdir", type=Path, help="where the kernel keeps its state (default: a temp folder)")
     parser.add_argument("--app", choices=["full", "native"], default="full")
     parser.add_argument("--variant", default="none", help="a what-if variant from bench/whatif.py")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="config override, e.g. executor.threads=2")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="config override, e.g. executor.threads=2",
+    )
     parser.add_argument("--asgi", choices=["uvicorn", "hypercorn"], default="uvicorn")
     import uvloop
 

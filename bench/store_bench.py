@@ -28,8 +28,9 @@ import secrets
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psycopg
 
@@ -50,12 +51,25 @@ CONTEXT = CallContext("notes", "1.0.0")
 TAGS = ["work", "home", "ideas", "later", "read"]
 
 
-def envelope(method: str, path: str, route: str, params: dict[str, str] | None = None,
-             query: dict[str, list[str]] | None = None, body: Any = None) -> bytes:
+def envelope(
+    method: str,
+    path: str,
+    route: str,
+    params: dict[str, str] | None = None,
+    query: dict[str, list[str]] | None = None,
+    body: Any = None,
+) -> bytes:
     data = json.dumps(body).encode() if body is not None else b""
     # An admin principal: notes then reads across owners, the same work as before notes became per-user.
-    req = HttpRequest(method, path, query or {}, {"content-type": "application/json"} if data else {}, data, "bench",
-                      principal={"sub": "bench", "roles": ["admin"]})
+    req = HttpRequest(
+        method,
+        path,
+        query or {},
+        {"content-type": "application/json"} if data else {},
+        data,
+        "bench",
+        principal={"sub": "bench", "roles": ["admin"]},
+    )
     return http_envelope(req, route, params or {})
 
 
@@ -74,8 +88,17 @@ def rate(fn: Callable[[], object], seconds: float) -> float:
 def seed(backend: SqlStoreBackend, docs: int) -> list[str]:
     ids = [f"n{i:06d}" for i in range(docs)]
     for start in range(0, docs, 100):
-        backend.batch("notes", [PutOp("notes", {"title": f"note {random.randrange(10**6):06d}", "body": "x" * 200,
-                                                "tags": random.sample(TAGS, 2)}, id=i) for i in ids[start:start + 100]])
+        backend.batch(
+            "notes",
+            [
+                PutOp(
+                    "notes",
+                    {"title": f"note {random.randrange(10**6):06d}", "body": "x" * 200, "tags": random.sample(TAGS, 2)},
+                    id=i,
+                )
+                for i in ids[start : start + 100]
+            ],
+        )
     return ids
 
 
@@ -94,28 +117,50 @@ def bench_backend(url: str, seconds: float, docs: int) -> dict[str, tuple[float,
             out = json.loads(instance.call(handler, make(), CONTEXT))
             assert "error" not in out, out
             return out
+
         return call
 
     get_env = lambda: envelope("GET", "/api/v1/notes/x", "/api/v1/notes/{id}", {"id": random.choice(ids)})  # noqa: E731
     put_env = lambda: envelope("POST", "/api/v1/notes", "/api/v1/notes", body={"title": "new", "tags": ["work"]})  # noqa: E731
-    list_env = lambda: envelope("GET", "/api/v1/notes", "/api/v1/notes",  # noqa: E731
-                                query={"size": ["20"], "page": [str(random.randint(1, pages))]})
-    tag_env = lambda: envelope("GET", "/api/v1/notes", "/api/v1/notes",  # noqa: E731
-                               query={"size": ["20"], "tag": ["work"], "sort": ["title"], "order": ["asc"],
-                                      "page": [str(random.randint(1, pages // 5))]})
+    list_env = lambda: envelope(
+        "GET",
+        "/api/v1/notes",
+        "/api/v1/notes",
+        query={"size": ["20"], "page": [str(random.randint(1, pages))]},
+    )
+    tag_env = lambda: envelope(
+        "GET",
+        "/api/v1/notes",
+        "/api/v1/notes",
+        query={
+            "size": ["20"],
+            "tag": ["work"],
+            "sort": ["title"],
+            "order": ["asc"],
+            "page": [str(random.randint(1, pages // 5))],
+        },
+    )
     config = StoreConfig()
-    direct_query = lambda **extra: backend.query("notes", parse.query(  # noqa: E731
-        {"collection": "notes", "size": 20, **extra}, config))
+    direct_query = lambda **extra: backend.query(
+        "notes",
+        parse.query(
+            {"collection": "notes", "size": 20, **extra}, config
+        ),
+    )
     subjects = {
         "get": (plugin("get_note", get_env), lambda: backend.get("notes", "notes", random.choice(ids))),
         "put": (plugin("create_note", put_env), lambda: backend.put("notes", PutOp("notes", {"title": "new"}))),
-        "query": (plugin("list_notes", list_env),
-                  lambda: direct_query(order="desc", page=random.randint(1, pages))),
-        "query tag+title": (plugin("list_notes", tag_env),
-                            lambda: direct_query(filter={"tags": {"$contains": "work"}}, sort="title",
-                                                 page=random.randint(1, pages // 5))),
+        "query": (plugin("list_notes", list_env), lambda: direct_query(order="desc", page=random.randint(1, pages))),
+        "query tag+title": (
+            plugin("list_notes", tag_env),
+            lambda: direct_query(
+                filter={"tags": {"$contains": "work"}}, sort="title", page=random.randint(1, pages // 5)
+            ),
+        ),
     }
-    results = {name: (rate(via_plugin, seconds), rate(direct, seconds)) for name, (via_plugin, direct) in subjects.items()}
+    results = {
+        name: (rate(via_plugin, seconds), rate(direct, seconds)) for name, (via_plugin, direct) in subjects.items()
+    }
     database.close()
     return results
 
@@ -123,8 +168,9 @@ def bench_backend(url: str, seconds: float, docs: int) -> dict[str, tuple[float,
 def postgres_schema() -> tuple[str, Callable[[], None]] | None:
     for user in ("postgres", "root"):
         try:
-            conn = psycopg.connect(host="127.0.0.1", port=5432, dbname="test", user=user, connect_timeout=3,
-                                   autocommit=True)
+            conn = psycopg.connect(
+                host="127.0.0.1", port=5432, dbname="test", user=user, connect_timeout=3, autocommit=True
+            )
         except psycopg.Error:
             continue
         schema = f"arcana_bench_{secrets.token_hex(4)}"
@@ -133,6 +179,7 @@ def postgres_schema() -> tuple[str, Callable[[], None]] | None:
         def drop() -> None:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
             conn.close()
+
         return f"postgresql+psycopg://{user}@127.0.0.1:5432/test?options=-csearch_path%3D{schema}", drop
     return None
 
@@ -155,7 +202,9 @@ def main() -> int:
         for name, url, cleanup in backends:
             try:
                 for op, (plugin_rate, direct_rate) in bench_backend(url, opts.seconds, opts.docs).items():
-                    print(f"{name:<11} {op:<16} {plugin_rate:>11,.0f} {direct_rate:>9,.0f} {plugin_rate / direct_rate:>6.2f}")
+                    print(
+                        f"{name:<11} {op:<16} {plugin_rate:>11,.0f} {direct_rate:>9,.0f} {plugin_rate / direct_rate:>6.2f}"
+                    )
             finally:
                 cleanup()
     return 0

@@ -21,25 +21,30 @@ would buy. None of this is used by the kernel; the kernel is not edited.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 VARIANTS = ("edge-only", "inline", "fastpath", "fastpath-inline", "threads1")
 HELLO_ANSWER = b'{"status":200,"headers":{},"body":{"message":"Hello, x!"}}'
 
 Scope = dict[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]],
-                   Awaitable[None]]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]
+]
 
 
 def patch_pool(variant: str) -> None:
     from arcana.executor import InstancePool
 
     if variant == "edge-only":
+
         async def canned(self: InstancePool, handler: str, data: bytes, context: Any) -> bytes:
             return HELLO_ANSWER
+
         InstancePool.call = canned  # type: ignore[method-assign]
     elif variant.endswith("inline"):
+
         async def inline(self: InstancePool, handler: str, data: bytes, context: Any) -> bytes:
             try:
                 instance = self._idle.pop()
@@ -49,6 +54,7 @@ def patch_pool(variant: str) -> None:
             if not self._retired:
                 self._idle.append(instance)
             return output
+
         InstancePool.call = inline  # type: ignore[method-assign]
 
 
@@ -87,10 +93,15 @@ class PluginFastPath:
                 if len(body) > self.max_body:
                     raise PayloadTooLarge(f"request body is larger than {self.max_body} bytes")
             qs = scope.get("query_string", b"")
-            req = HttpRequest(method=scope["method"], path=scope["path"],
-                              query=parse_qs(qs.decode("latin-1"), keep_blank_values=True) if qs else {},
-                              headers=headers, body=body, request_id=rid,
-                              traceparent=headers.get("traceparent", ""))
+            req = HttpRequest(
+                method=scope["method"],
+                path=scope["path"],
+                query=parse_qs(qs.decode("latin-1"), keep_blank_values=True) if qs else {},
+                headers=headers,
+                body=body,
+                request_id=rid,
+                traceparent=headers.get("traceparent", ""),
+            )
             out = await call_http(match, req)
             status, payload, out_headers = out.status, out.body, out.headers
         except ArcanaError as exc:
@@ -98,8 +109,13 @@ class PluginFastPath:
             out_headers = error_headers(exc)
         out_headers["x-request-id"] = rid
         out_headers["content-length"] = str(len(payload))
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out_headers.items()]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out_headers.items()],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
 

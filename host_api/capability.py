@@ -24,8 +24,9 @@ engine (the Extism Python SDK would print and drop it).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 from arcana.errors import Problem
 from arcana.manifest import Manifest

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from arcana.config import ArcanaConfig
 from arcana.errors import ConfigError, Problem
 from arcana.manifest import Manifest
 from arcana_host.capability import Capability, HostFunction, HostServices
-from arcana_host.identity import IdentityCapability
 from arcana_host.catalog import CATALOG, HOST_NAMESPACE
+from arcana_host.identity import IdentityCapability
 from arcana_host.logs import LogCapability
 from arcana_host.store import StoreCapability
 
@@ -43,16 +43,19 @@ class Capabilities:
         if unclaimed:
             for cap in capabilities:
                 cap.close()
-            raise ConfigError(f"unknown capability section(s) {sorted(unclaimed)} under 'capabilities' "
-                              f"(in {config.source}); known: {sorted(c.name for c in capabilities)}")
+            raise ConfigError(
+                f"unknown capability section(s) {sorted(unclaimed)} under 'capabilities' "
+                f"(in {config.source}); known: {sorted(c.name for c in capabilities)}"
+            )
         return cls(capabilities)
 
     @property
     def available(self) -> frozenset[str]:
         return frozenset(cap.name for cap in self._capabilities)
 
-    def check_imports(self, name: str, imports: Sequence[tuple[str, str]],
-                      requested: frozenset[str], granted: frozenset[str]) -> list[Problem]:
+    def check_imports(
+        self, name: str, imports: Sequence[tuple[str, str]], requested: frozenset[str], granted: frozenset[str]
+    ) -> list[Problem]:
         """Least privilege before instantiation: every host import must be known and granted."""
         problems = []
         for module, func in imports:
@@ -60,30 +63,66 @@ class Capabilities:
                 continue
             where = f"import {module}::{func}"
             if module != HOST_NAMESPACE:
-                problems.append(Problem(where, f"namespace '{module}' is not offered to plugins (WASI and env imports are not available)",
-                                        f"build for wasm32-freestanding and import host functions from {HOST_NAMESPACE}"))
+                problems.append(
+                    Problem(
+                        where,
+                        f"namespace '{module}' is not offered to plugins (WASI and env imports are not available)",
+                        f"build for wasm32-freestanding and import host functions from {HOST_NAMESPACE}",
+                    )
+                )
                 continue
             cap = CATALOG.get(func)
             if cap is None:
-                problems.append(Problem(where, "is not a host function of Arcana", "remove the import; see the host API in ARCHITECTURE.md 3.4"))
+                problems.append(
+                    Problem(
+                        where,
+                        "is not a host function of Arcana",
+                        "remove the import; see the host API in ARCHITECTURE.md 3.4",
+                    )
+                )
             elif cap not in granted:
-                problems.append(Problem(where, f"needs capability '{cap}', which the operator has not granted to '{name}'",
-                                        f"grant it in the config (grants: {{{name}: [{cap}]}}) or remove the import"))
+                problems.append(
+                    Problem(
+                        where,
+                        f"needs capability '{cap}', which the operator has not granted to '{name}'",
+                        f"grant it in the config (grants: {{{name}: [{cap}]}}) or remove the import",
+                    )
+                )
             elif cap not in requested:
-                problems.append(Problem(where, f"needs capability '{cap}', which the manifest does not request",
-                                        f"add {cap} = true under [capabilities]"))
+                problems.append(
+                    Problem(
+                        where,
+                        f"needs capability '{cap}', which the manifest does not request",
+                        f"add {cap} = true under [capabilities]",
+                    )
+                )
             elif func not in self._functions:
-                problems.append(Problem(where, f"capability '{cap}' is not available in this kernel", "remove the import or upgrade Arcana"))
+                problems.append(
+                    Problem(
+                        where,
+                        f"capability '{cap}' is not available in this kernel",
+                        "remove the import or upgrade Arcana",
+                    )
+                )
         return problems
 
     def check_grants(self, manifest: Manifest, granted: frozenset[str]) -> list[Problem]:
         problems = []
         for cap in sorted(manifest.requested_capabilities()):
             if cap not in KNOWN_GRANTS:
-                problems.append(Problem(f"capabilities.{cap}", "unknown capability", f"use one of {', '.join(sorted(KNOWN_GRANTS))}"))
+                problems.append(
+                    Problem(
+                        f"capabilities.{cap}", "unknown capability", f"use one of {', '.join(sorted(KNOWN_GRANTS))}"
+                    )
+                )
             elif cap not in granted:
-                problems.append(Problem(f"capabilities.{cap}", f"requested but not granted to '{manifest.name}' by the operator",
-                                        f"grant it in the config (grants: {{{manifest.name}: [{cap}]}}) or drop the request"))
+                problems.append(
+                    Problem(
+                        f"capabilities.{cap}",
+                        f"requested but not granted to '{manifest.name}' by the operator",
+                        f"grant it in the config (grants: {{{manifest.name}: [{cap}]}}) or drop the request",
+                    )
+                )
         for cap in self._capabilities:
             problems.extend(cap.configure(manifest))
         return problems

@@ -28,8 +28,10 @@ def check_plugin(path: Path, config: ArcanaConfig) -> int:
     m = plugin.manifest
     granted = config.granted(m.name)
     print(f"OK {m.name} {m.version}  ({path}, sha256 {plugin.sha256[:12]})")
-    print(f"  limits: memory {plugin.pool.limits.memory_mb} MB, timeout {plugin.pool.limits.timeout_ms} ms, "
-          f"concurrency {plugin.pool.limits.max_concurrency}")
+    print(
+        f"  limits: memory {plugin.pool.limits.memory_mb} MB, timeout {plugin.pool.limits.timeout_ms} ms, "
+        f"concurrency {plugin.pool.limits.max_concurrency}"
+    )
     for cap in sorted(m.requested_capabilities()):
         print(f"  capability {cap}: {'granted' if cap in granted else 'refused'}")
     for r in m.routes:
@@ -45,7 +47,8 @@ def check_plugin(path: Path, config: ArcanaConfig) -> int:
 
 
 def build_plugin(src: Path, output: Path | None) -> int:
-    from arcana_sdk.build import BuildError, build_plugin as build
+    from arcana_sdk.build import BuildError
+    from arcana_sdk.build import build_plugin as build
 
     try:
         out = build(src, output)

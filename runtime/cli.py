@@ -13,7 +13,9 @@ from arcana.errors import ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="arcana", description="Arcana: sandboxed WebAssembly plugins over REST and gRPC")
+    parser = argparse.ArgumentParser(
+        prog="arcana", description="Arcana: sandboxed WebAssembly plugins over REST and gRPC"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the plugin folder")
     serve.add_argument("--config", type=Path, help="YAML config file (default: built-in defaults)")
@@ -24,11 +26,15 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema (database.url)")
     migrate.add_argument("--config", type=Path, help="YAML config file (default: built-in defaults)")
     user = commands.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
-    create = user.add_parser("create", help="create a user; the password is read from a prompt or stdin, never an argument")
+    create = user.add_parser(
+        "create", help="create a user; the password is read from a prompt or stdin, never an argument"
+    )
     create.add_argument("--email", required=True)
     create.add_argument("--role", action="append", default=[], help="a role (repeat for several), e.g. admin")
     create.add_argument("--config", type=Path, help="YAML config file (default: built-in defaults)")
-    plugin = commands.add_parser("plugin", help="plugin author tools").add_subparsers(dest="plugin_command", required=True)
+    plugin = commands.add_parser("plugin", help="plugin author tools").add_subparsers(
+        dest="plugin_command", required=True
+    )
     check = plugin.add_parser("check", help="validate a plugin file as the server would")
     check.add_argument("file", type=Path)
     check.add_argument("--config", type=Path, help="config whose grants and limits apply")
@@ -40,8 +46,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve_config(args: argparse.Namespace) -> ArcanaConfig:
     config = load_config(args.config)
-    server = dataclasses.replace(config.server, **{k: v for k, v in (
-        ("host", args.host), ("http_port", args.http_port), ("grpc_port", args.grpc_port)) if v is not None})
+    server = dataclasses.replace(
+        config.server,
+        **{
+            k: v
+            for k, v in (("host", args.host), ("http_port", args.http_port), ("grpc_port", args.grpc_port))
+            if v is not None
+        },
+    )
     plugins = config.plugins
     if args.plugins is not None:
         plugins = dataclasses.replace(plugins, dir=str(args.plugins.resolve()))
@@ -59,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
             return _create_user(load_config(args.config), args.email, args.role)
         if args.plugin_command == "check":
             from arcana.check import check_plugin
+
             return check_plugin(args.file, load_config(args.config))
         from arcana.check import build_plugin
+
         return build_plugin(args.dir, args.output)
     except ConfigError as exc:
         print(f"arcana: configuration error: {exc}", file=sys.stderr)
@@ -108,13 +122,14 @@ def _migrate(config: ArcanaConfig) -> int:
     try:
         before, after = migrate(engine)
     except (SQLAlchemyError, CommandError) as exc:  # one clear line for the operator
-        print(f"arcana: migration failed for {engine.url.render_as_string(hide_password=True)}: {exc}",
-              file=sys.stderr)
+        print(f"arcana: migration failed for {engine.url.render_as_string(hide_password=True)}: {exc}", file=sys.stderr)
         return 1
     finally:
         engine.dispose()
-    print(f"database {engine.url.render_as_string(hide_password=True)}: "
-          f"{'already at' if before == after else f'upgraded from {before} to'} revision {after}")
+    print(
+        f"database {engine.url.render_as_string(hide_password=True)}: "
+        f"{'already at' if before == after else f'upgraded from {before} to'} revision {after}"
+    )
     return 0
 
 
@@ -125,6 +140,7 @@ def _serve(config: ArcanaConfig) -> int:
     setup_logging(config.logging)
     try:
         import uvloop
+
         uvloop.install()
     except ImportError:
         pass

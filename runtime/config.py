@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -120,8 +121,10 @@ class DatabaseConfig:
     def __post_init__(self) -> None:
         scheme = self.url.partition(":")[0].partition("+")[0]
         if scheme not in ("sqlite", "postgresql") or "://" not in self.url:
-            raise ConfigError(f"config key 'database.url' must be a sqlite:/// or postgresql+psycopg:// URL, "
-                              f"got {self.url.partition('://')[0]!r}")
+            raise ConfigError(
+                f"config key 'database.url' must be a sqlite:/// or postgresql+psycopg:// URL, "
+                f"got {self.url.partition('://')[0]!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ class JwtKeyConfig:
 
     kid: str = ""
     private_key_file: str = ""  # PEM; only the active key needs it
-    public_key_file: str = ""   # PEM
+    public_key_file: str = ""  # PEM
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     env = os.environ if environ is None else environ
     for name, value in sorted(env.items()):
         if name.startswith(ENV_PREFIX) and "__" in name:
-            section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+            section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
             raw.setdefault(section, {})
             if not isinstance(raw[section], dict):
                 raise ConfigError(f"{name}: section '{section}' is not a mapping in {origin.get(section)}")
@@ -281,5 +284,3 @@ def defaults_as_dict() -> dict[str, Any]:
     values = dataclasses.asdict(ArcanaConfig())
     del values["source"]
     return values
-
-

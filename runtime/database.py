@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event, exc as sa_exc
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from arcana.config import REPO_ROOT, DatabaseConfig
@@ -49,15 +51,21 @@ def resolve_url(url: str) -> URL:
 
 def create_db_engine(config: DatabaseConfig) -> Engine:
     url = resolve_url(config.url)
-    pool: dict[str, Any] = {"pool_size": config.pool_size, "max_overflow": config.max_overflow,
-                            "pool_timeout": config.pool_timeout_s}
+    pool: dict[str, Any] = {
+        "pool_size": config.pool_size,
+        "max_overflow": config.max_overflow,
+        "pool_timeout": config.pool_timeout_s,
+    }
     if url.get_backend_name() != "sqlite":
-        return sa.create_engine(url, echo=config.echo, pool_pre_ping=True,
-                                connect_args={"connect_timeout": 5}, **pool)
+        return sa.create_engine(url, echo=config.echo, pool_pre_ping=True, connect_args={"connect_timeout": 5}, **pool)
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, echo=config.echo, connect_args={
-        "timeout": config.busy_timeout_ms / 1000, "check_same_thread": False}, **pool)
+    engine = sa.create_engine(
+        url,
+        echo=config.echo,
+        connect_args={"timeout": config.busy_timeout_ms / 1000, "check_same_thread": False},
+        **pool,
+    )
     _sqlite_setup(engine, config.busy_timeout_ms)
     return engine
 
@@ -96,8 +104,9 @@ def map_db_errors(what: str) -> Iterator[None]:
         raise ServiceUnavailable(f"{what}: the database is unavailable; try again later", detail=str(exc)) from exc
     except sa_exc.ProgrammingError as exc:
         logger.error("%s: database schema not ready: %s", what, exc)
-        raise ServiceUnavailable(f"{what}: the database schema is not ready (run `arcana migrate`)",
-                                 detail=str(exc)) from exc
+        raise ServiceUnavailable(
+            f"{what}: the database schema is not ready (run `arcana migrate`)", detail=str(exc)
+        ) from exc
     except sa_exc.DataError as exc:
         raise ValidationFailed(f"{what}: a value is out of range for the database") from exc
 

@@ -79,8 +79,12 @@ class DescriptorSet:
             raise DescriptorError(f"service {service_name} has no method {method_name}")
         if found.client_streaming or found.server_streaming:
             raise DescriptorError(f"{full_name} is a streaming method; only unary methods are served")
-        return RpcMethod(full_name, service_name, message_factory.GetMessageClass(found.input_type),
-                         message_factory.GetMessageClass(found.output_type))
+        return RpcMethod(
+            full_name,
+            service_name,
+            message_factory.GetMessageClass(found.input_type),
+            message_factory.GetMessageClass(found.output_type),
+        )
 
     def services(self) -> tuple[str, ...]:
         return tuple(f"{f.package}.{s.name}" if f.package else s.name for f in self.files for s in f.service)
@@ -94,9 +98,21 @@ def compile_proto_dir(proto_dir: Path) -> bytes:
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     with tempfile.TemporaryDirectory(prefix="arcana-proto-") as tmp:
         out = Path(tmp) / "set.pb"
-        proc = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{proto_dir}", f"-I{well_known}",
-                               "--include_imports", f"--descriptor_set_out={out}", *files],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "grpc_tools.protoc",
+                f"-I{proto_dir}",
+                f"-I{well_known}",
+                "--include_imports",
+                f"--descriptor_set_out={out}",
+                *files,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             raise DescriptorError(f"protoc failed on {proto_dir}: {proc.stderr.strip()}")
         return out.read_bytes()

@@ -12,8 +12,14 @@ import logging
 from arcana.auth.service import require_role
 from arcana.auth.tokens import Principal
 from arcana.descriptors import DescriptorError
-from arcana.envelopes import (HttpRequest, HttpResponse, grpc_envelope, http_envelope, parse_grpc_output,
-                              parse_http_output)
+from arcana.envelopes import (
+    HttpRequest,
+    HttpResponse,
+    grpc_envelope,
+    http_envelope,
+    parse_grpc_output,
+    parse_http_output,
+)
 from arcana.errors import ArcanaError, MethodNotAllowed, NotFound, PluginFailed, ValidationFailed
 from arcana.paths import Match
 from arcana.registry import LoadedPlugin, RouteTarget, RpcTarget, Snapshot
@@ -35,9 +41,11 @@ def route_http(snapshot: Snapshot, method: str, path: str) -> Match[RouteTarget]
 def _log_refused(exc: ArcanaError, plugin: LoadedPlugin, request_id: str) -> None:
     """A refused plugin output is the operator's business: its detail goes to the log, never the client."""
     if exc.detail:
-        logger.warning("plugin output refused: %s", exc.detail,
-                       extra={"plugin": plugin.name, "plugin_version": plugin.manifest.version,
-                              "request_id": request_id})
+        logger.warning(
+            "plugin output refused: %s",
+            exc.detail,
+            extra={"plugin": plugin.name, "plugin_version": plugin.manifest.version, "request_id": request_id},
+        )
 
 
 def authorize(public: bool, roles: tuple[str, ...], principal: Principal | None) -> None:
@@ -62,8 +70,14 @@ async def call_http(match: Match[RouteTarget], req: HttpRequest, principal: Prin
         raise
 
 
-async def call_grpc(target: RpcTarget, data: bytes, metadata: dict[str, str],
-                    request_id: str, traceparent: str, principal: Principal | None = None) -> bytes:
+async def call_grpc(
+    target: RpcTarget,
+    data: bytes,
+    metadata: dict[str, str],
+    request_id: str,
+    traceparent: str,
+    principal: Principal | None = None,
+) -> bytes:
     """Wire bytes in, wire bytes out: the plugin sees only proto3 JSON envelopes."""
     plugin, method = target.plugin, target.method
     authorize(target.entry.public, target.entry.roles, principal)

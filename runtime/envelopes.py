@@ -45,9 +45,16 @@ def is_json_type(content_type: str) -> bool:
 
 def http_envelope(req: HttpRequest, route: str, params: dict[str, str]) -> bytes:
     envelope: dict[str, Any] = {
-        "kind": "http", "method": req.method, "path": req.path, "route": route,
-        "params": params, "query": req.query, "headers": req.headers,
-        "principal": req.principal, "request_id": req.request_id, "traceparent": req.traceparent,
+        "kind": "http",
+        "method": req.method,
+        "path": req.path,
+        "route": route,
+        "params": params,
+        "query": req.query,
+        "headers": req.headers,
+        "principal": req.principal,
+        "request_id": req.request_id,
+        "traceparent": req.traceparent,
     }
     if req.body:
         if is_json_type(req.headers.get("content-type", "")):
@@ -89,10 +96,23 @@ def parse_http_output(plugin: str, output: bytes) -> HttpResponse:
     return HttpResponse(status, body, headers)
 
 
-def grpc_envelope(method: str, message: dict[str, Any], metadata: dict[str, str], request_id: str,
-                  traceparent: str, principal: dict[str, Any] | None = None) -> bytes:
-    envelope = {"kind": "grpc", "method": method, "message": message, "metadata": metadata,
-                "principal": principal, "request_id": request_id, "traceparent": traceparent}
+def grpc_envelope(
+    method: str,
+    message: dict[str, Any],
+    metadata: dict[str, str],
+    request_id: str,
+    traceparent: str,
+    principal: dict[str, Any] | None = None,
+) -> bytes:
+    envelope = {
+        "kind": "grpc",
+        "method": method,
+        "message": message,
+        "metadata": metadata,
+        "principal": principal,
+        "request_id": request_id,
+        "traceparent": traceparent,
+    }
     return json.dumps(envelope, separators=_COMPACT).encode()
 
 
@@ -102,7 +122,7 @@ def parse_grpc_output(plugin: str, output: bytes) -> Any:
     if "error" in data:
         raise plugin_error(plugin, data["error"])
     if set(data) != {"message"} or not isinstance(data["message"], dict):
-        raise _bad(plugin, "a gRPC reply must be {\"message\": {...}}")
+        raise _bad(plugin, 'a gRPC reply must be {"message": {...}}')
     return data["message"]
 
 

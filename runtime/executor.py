@@ -27,8 +27,12 @@ from arcana_host.capability import CallContext
 logger = logging.getLogger("arcana.executor")
 # Process-wide metric objects are the accepted exception to "no global state": Prometheus collects them.
 CALLS = Counter("arcana_plugin_calls_total", "Plugin handler calls by outcome", ["plugin", "outcome"])
-CALL_SECONDS = Histogram("arcana_plugin_call_seconds", "Plugin handler call time, queueing included", ["plugin"],
-                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+CALL_SECONDS = Histogram(
+    "arcana_plugin_call_seconds",
+    "Plugin handler call time, queueing included",
+    ["plugin"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 # Extra wall-clock time, beyond the guest limit, before the guard gives up.
 GUARD_GRACE_S = 1.0
 
@@ -43,7 +47,7 @@ class EffectiveLimits:
 class _Borrow:
     """One call's hold on an instance, so the guard can cancel or disown it."""
 
-    __slots__ = ("instance", "abandoned")
+    __slots__ = ("abandoned", "instance")
 
     def __init__(self) -> None:
         self.instance: Instance | None = None
@@ -51,8 +55,15 @@ class _Borrow:
 
 
 class InstancePool:
-    def __init__(self, plugin: str, version: str, compiled: CompiledModule,
-                 limits: EffectiveLimits, threads: ThreadPoolExecutor, warm: Instance | None = None) -> None:
+    def __init__(
+        self,
+        plugin: str,
+        version: str,
+        compiled: CompiledModule,
+        limits: EffectiveLimits,
+        threads: ThreadPoolExecutor,
+        warm: Instance | None = None,
+    ) -> None:
         self.plugin = plugin
         self.version = version
         self.limits = limits
@@ -71,8 +82,9 @@ class InstancePool:
             else:
                 await self._slots.acquire()
         except TimeoutError:
-            raise ServiceUnavailable(f"plugin '{self.plugin}' is at its concurrency limit "
-                                     f"({self.limits.max_concurrency}); try again") from None
+            raise ServiceUnavailable(
+                f"plugin '{self.plugin}' is at its concurrency limit ({self.limits.max_concurrency}); try again"
+            ) from None
         self.in_flight += 1
         borrow = _Borrow()
         started = time.perf_counter()
@@ -112,9 +124,11 @@ class InstancePool:
         return output
 
     def _fault(self, fault: GuestFault, handler: str) -> Exception:
-        logger.warning("plugin call failed: %s", fault.detail,
-                       extra={"plugin": self.plugin, "plugin_version": self.version,
-                              "handler": handler, "fault": fault.kind})
+        logger.warning(
+            "plugin call failed: %s",
+            fault.detail,
+            extra={"plugin": self.plugin, "plugin_version": self.version, "handler": handler, "fault": fault.kind},
+        )
         if fault.kind == "timeout":
             return PluginTimeout(f"plugin '{self.plugin}' did not answer within {self.limits.timeout_ms} ms")
         if fault.kind == "oom":

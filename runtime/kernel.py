@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Awaitable, Callable
 
 from arcana.auth.service import AuthService
 from arcana.config import ArcanaConfig
@@ -30,8 +30,9 @@ logger = logging.getLogger("arcana.kernel")
 
 
 class Kernel:
-    def __init__(self, config: ArcanaConfig, engine: Engine | None = None,
-                 capabilities: Capabilities | None = None) -> None:
+    def __init__(
+        self, config: ArcanaConfig, engine: Engine | None = None, capabilities: Capabilities | None = None
+    ) -> None:
         self.config = config
         self.plugins_dir = config.plugins_dir()
         self.threads = ThreadPoolExecutor(config.executor.threads, thread_name_prefix="arcana-plugin")
@@ -71,8 +72,10 @@ class Kernel:
         if not path.exists():
             gone = self.registry.remove(path)
             if gone is not None:
-                logger.info("plugin unloaded", extra={"plugin": gone.name, "plugin_version": gone.manifest.version,
-                                                      "source": str(path)})
+                logger.info(
+                    "plugin unloaded",
+                    extra={"plugin": gone.name, "plugin_version": gone.manifest.version, "source": str(path)},
+                )
             return
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
@@ -97,15 +100,24 @@ class Kernel:
             plugin.pool.retire()
             self._failed(path, problems, plugin.name)
             return
-        logger.info("plugin loaded", extra={"plugin": plugin.name, "plugin_version": plugin.manifest.version,
-                                            "source": str(path), "ms": round((time.perf_counter() - started) * 1000, 2)})
+        logger.info(
+            "plugin loaded",
+            extra={
+                "plugin": plugin.name,
+                "plugin_version": plugin.manifest.version,
+                "source": str(path),
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
 
     def _failed(self, path: Path, problems: list[Problem], plugin: str | None) -> None:
         self.registry.record_failure(LoadFailure(path, tuple(problems), plugin))
         kept = self.registry.snapshot.plugins.get(plugin) if plugin else None
-        logger.error("plugin refused: %s", "; ".join(map(str, problems)),
-                     extra={"plugin": plugin, "source": str(path),
-                            "still_serving": kept.manifest.version if kept else None})
+        logger.error(
+            "plugin refused: %s",
+            "; ".join(map(str, problems)),
+            extra={"plugin": plugin, "source": str(path), "still_serving": kept.manifest.version if kept else None},
+        )
 
     def sidecar_owner(self, path: Path) -> Path | None:
         """A sidecar manifest's change reloads the module beside it."""

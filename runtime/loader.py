@@ -60,8 +60,9 @@ def sidecar_of(path: Path) -> Path:
 
 
 class PluginLoader:
-    def __init__(self, config: ArcanaConfig, engine: Engine, capabilities: Capabilities,
-                 threads: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, config: ArcanaConfig, engine: Engine, capabilities: Capabilities, threads: ThreadPoolExecutor
+    ) -> None:
         self._config = config
         self._engine = engine
         self._capabilities = capabilities
@@ -82,9 +83,12 @@ class PluginLoader:
         try:
             info = self._engine.inspect(wasm)
         except ModuleRejected as exc:
-            raise PluginLoadError(str(path), [Problem("module", str(exc), "rebuild the plugin")], manifest.name) from exc
-        problems += self._capabilities.check_imports(manifest.name, info.imports,
-                                                     manifest.requested_capabilities(), granted)
+            raise PluginLoadError(
+                str(path), [Problem("module", str(exc), "rebuild the plugin")], manifest.name
+            ) from exc
+        problems += self._capabilities.check_imports(
+            manifest.name, info.imports, manifest.requested_capabilities(), granted
+        )
         problems += self._exports(manifest, info)
         descriptors, rpc = self._rpc(path, sections, manifest, problems)
         if problems:
@@ -96,35 +100,49 @@ class PluginLoader:
         checked = self.check(path)
         m = checked.manifest
         try:
-            compiled = self._engine.compile(checked.wasm, self._capabilities.functions_for(checked.capabilities),
-                                            memory_mb=checked.limits.memory_mb, timeout_ms=checked.limits.timeout_ms)
+            compiled = self._engine.compile(
+                checked.wasm,
+                self._capabilities.functions_for(checked.capabilities),
+                memory_mb=checked.limits.memory_mb,
+                timeout_ms=checked.limits.timeout_ms,
+            )
             warm = compiled.instantiate()
         except ModuleRejected as exc:
             raise PluginLoadError(str(path), [Problem("module", str(exc), "rebuild the plugin")], m.name) from exc
         pool = InstancePool(m.name, m.version, compiled, checked.limits, self._threads, warm)
         return LoadedPlugin(m, path, checked.sha256, pool, descriptors=checked.descriptors, rpc=checked.rpc)
 
-    def _rpc(self, path: Path, sections: dict[str, bytes], manifest: Manifest,
-             problems: list[Problem]) -> tuple[DescriptorSet | None, dict[str, RpcMethod]]:
+    def _rpc(
+        self, path: Path, sections: dict[str, bytes], manifest: Manifest, problems: list[Problem]
+    ) -> tuple[DescriptorSet | None, dict[str, RpcMethod]]:
         """Descriptors (sidecar NAME.pb wins over the embedded section) and each [[grpc]] method in them."""
         sidecar = path.with_suffix(".pb")
         raw = sidecar.read_bytes() if sidecar.exists() else sections.get(DESCRIPTORS_SECTION)
         if raw is None:
             if manifest.grpc:
-                problems.append(Problem("grpc", "methods are declared but the module carries no protobuf descriptors",
-                                        f"build with `arcana plugin build` (with a proto/ folder) or add a sidecar {sidecar.name}"))
+                problems.append(
+                    Problem(
+                        "grpc",
+                        "methods are declared but the module carries no protobuf descriptors",
+                        f"build with `arcana plugin build` (with a proto/ folder) or add a sidecar {sidecar.name}",
+                    )
+                )
             return None, {}
         try:
             descriptors = DescriptorSet.parse(raw)
         except DescriptorError as exc:
-            problems.append(Problem("descriptors", str(exc), "rebuild the descriptor set with protoc --include_imports"))
+            problems.append(
+                Problem("descriptors", str(exc), "rebuild the descriptor set with protoc --include_imports")
+            )
             return None, {}
         rpc = {}
         for i, entry in enumerate(manifest.grpc):
             try:
                 rpc[entry.method] = descriptors.method(entry.method)
             except DescriptorError as exc:
-                problems.append(Problem(f"grpc[{i}].method", str(exc), "declare a unary method that the .proto files define"))
+                problems.append(
+                    Problem(f"grpc[{i}].method", str(exc), "declare a unary method that the .proto files define")
+                )
         return descriptors, rpc
 
     def _manifest(self, path: Path, sections: dict[str, bytes]) -> Manifest:
@@ -135,9 +153,16 @@ class PluginLoader:
             else:
                 embedded = sections.get(MANIFEST_SECTION)
                 if embedded is None:
-                    raise PluginLoadError(str(path), [Problem(
-                        "manifest", "no manifest found",
-                        f"build with `arcana plugin build`, or put a sidecar {sidecar.name} beside it")])
+                    raise PluginLoadError(
+                        str(path),
+                        [
+                            Problem(
+                                "manifest",
+                                "no manifest found",
+                                f"build with `arcana plugin build`, or put a sidecar {sidecar.name} beside it",
+                            )
+                        ],
+                    )
                 text = embedded.decode("utf-8")
             return parse_manifest(text)
         except ManifestInvalid as exc:
@@ -149,13 +174,20 @@ class PluginLoader:
         ex = self._config.executor
         asked = manifest.limits
         values = {}
-        for key, default, ceiling in (("memory_mb", ex.default_memory_mb, ex.max_memory_mb),
-                                      ("timeout_ms", ex.default_timeout_ms, ex.max_timeout_ms),
-                                      ("max_concurrency", ex.default_max_concurrency, ex.max_concurrency)):
+        for key, default, ceiling in (
+            ("memory_mb", ex.default_memory_mb, ex.max_memory_mb),
+            ("timeout_ms", ex.default_timeout_ms, ex.max_timeout_ms),
+            ("max_concurrency", ex.default_max_concurrency, ex.max_concurrency),
+        ):
             value = getattr(asked, key) or default
             if value > ceiling:
-                problems.append(Problem(f"limits.{key}", f"{value} is above the operator's maximum {ceiling}",
-                                        f"ask for at most {ceiling}, or raise executor.max_{key.removeprefix('max_')} in the config"))
+                problems.append(
+                    Problem(
+                        f"limits.{key}",
+                        f"{value} is above the operator's maximum {ceiling}",
+                        f"ask for at most {ceiling}, or raise executor.max_{key.removeprefix('max_')} in the config",
+                    )
+                )
                 value = ceiling
             values[key] = value
         return EffectiveLimits(**values)
@@ -165,11 +197,21 @@ class PluginLoader:
         for handler in sorted(manifest.handlers()):
             signature = info.exports.get(handler)
             if signature is None:
-                problems.append(Problem(f"handler {handler}", "is not exported by the module",
-                                        f"export a function named '{handler}' or fix the manifest"))
+                problems.append(
+                    Problem(
+                        f"handler {handler}",
+                        "is not exported by the module",
+                        f"export a function named '{handler}' or fix the manifest",
+                    )
+                )
             elif signature != HANDLER_SIGNATURE:
-                problems.append(Problem(f"handler {handler}", f"has signature {signature}, expected () -> i32",
-                                        "export it with the Extism handler ABI"))
+                problems.append(
+                    Problem(
+                        f"handler {handler}",
+                        f"has signature {signature}, expected () -> i32",
+                        "export it with the Extism handler ABI",
+                    )
+                )
         return problems
 
 

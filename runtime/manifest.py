@@ -116,7 +116,9 @@ class _Validator:
     def add(self, fld: str, message: str, fix: str = "") -> None:
         self.problems.append(Problem(fld, message, fix))
 
-    def table(self, data: Any, where: str, allowed: set[str], required: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    def table(
+        self, data: Any, where: str, allowed: set[str], required: frozenset[str] | set[str] = frozenset()
+    ) -> dict[str, Any]:
         if not isinstance(data, dict):
             self.add(where, "must be a table", f"write it as [{where}]")
             return {}
@@ -134,14 +136,20 @@ class _Validator:
         return value
 
     def manifest(self, data: dict[str, Any]) -> Manifest | None:
-        self.table(data, "manifest", {"plugin", "capabilities", "limits", "route", "grpc", "job", "subscribe"}, {"plugin"})
+        self.table(
+            data, "manifest", {"plugin", "capabilities", "limits", "route", "grpc", "job", "subscribe"}, {"plugin"}
+        )
         plugin = self.table(data.get("plugin", {}), "plugin", {"name", "version", "description"}, {"name", "version"})
         name = self.typed(plugin, "plugin", "name", str, "")
         if "name" in plugin and isinstance(name, str):
             if NAME_RE.match(name):
                 self.name = name
             else:
-                self.add("plugin.name", f"'{name}' is not a valid name", "use lowercase letters, digits and '-', starting with a letter")
+                self.add(
+                    "plugin.name",
+                    f"'{name}' is not a valid name",
+                    "use lowercase letters, digits and '-', starting with a letter",
+                )
         version = self.typed(plugin, "plugin", "version", str, "")
         if "version" in plugin and isinstance(version, str) and not SEMVER_RE.match(version):
             self.add("plugin.version", f"'{version}' is not a semantic version", "use MAJOR.MINOR.PATCH, e.g. 1.0.0")
@@ -211,7 +219,7 @@ class _Validator:
     def abi(self, table: dict[str, Any], where: str) -> str:
         abi = self.typed(table, where, "abi", str, "json")
         if abi not in ABIS:
-            self.add(f"{where}.abi", f"unknown abi {abi!r}", "use \"json\" (envelopes) or \"raw\" (body bytes)")
+            self.add(f"{where}.abi", f"unknown abi {abi!r}", 'use "json" (envelopes) or "raw" (body bytes)')
             return "json"
         return str(abi)
 
@@ -220,7 +228,11 @@ class _Validator:
         table = self.table(item, where, allowed, {"method", "path", "handler"})
         method = str(self.typed(table, where, "method", str, "")).upper()
         if "method" in table and method not in HTTP_METHODS:
-            self.add(f"{where}.method", f"unknown HTTP method {table['method']!r}", f"use one of {', '.join(sorted(HTTP_METHODS))}")
+            self.add(
+                f"{where}.method",
+                f"unknown HTTP method {table['method']!r}",
+                f"use one of {', '.join(sorted(HTTP_METHODS))}",
+            )
         raw_path = self.typed(table, where, "path", str, "")
         path = None
         if raw_path:
@@ -231,10 +243,16 @@ class _Validator:
             else:
                 for prefix in RESERVED_PREFIXES:
                     if raw_path == prefix or raw_path.startswith(prefix + "/"):
-                        self.add(f"{where}.path", f"'{raw_path}' is under the reserved prefix {prefix}", "choose a path outside the kernel's prefixes")
+                        self.add(
+                            f"{where}.path",
+                            f"'{raw_path}' is under the reserved prefix {prefix}",
+                            "choose a path outside the kernel's prefixes",
+                        )
         rate = self.typed(table, where, "rate_limit", str)
         if rate is not None and not RATE_RE.match(rate):
-            self.add(f"{where}.rate_limit", f"'{rate}' is not a rate", "write N/second|minute|hour|day, e.g. 100/minute")
+            self.add(
+                f"{where}.rate_limit", f"'{rate}' is not a rate", "write N/second|minute|hour|day, e.g. 100/minute"
+            )
         roles, public = self.access(table, where)
         handler, abi = self.handler(table, where), self.abi(table, where)
         content_type = self.typed(table, where, "content_type", str, "application/octet-stream")
@@ -255,7 +273,11 @@ class _Validator:
         table = self.table(item, where, {"type", "handler"}, {"type", "handler"})
         job_type = self.typed(table, where, "type", str, "")
         if job_type and not TOPIC_RE.match(job_type):
-            self.add(f"{where}.type", f"'{job_type}' is not a valid job type", "use dotted lowercase words, e.g. notes.reindex")
+            self.add(
+                f"{where}.type",
+                f"'{job_type}' is not a valid job type",
+                "use dotted lowercase words, e.g. notes.reindex",
+            )
         handler = self.handler(table, where)
         return Job(job_type, handler) if job_type and handler else None
 
@@ -263,7 +285,11 @@ class _Validator:
         table = self.table(item, where, {"topic", "handler"}, {"topic", "handler"})
         topic = self.typed(table, where, "topic", str, "")
         if topic and not TOPIC_RE.match(topic):
-            self.add(f"{where}.topic", f"'{topic}' is not a valid topic pattern", "use dotted lowercase words and *, e.g. user.*")
+            self.add(
+                f"{where}.topic",
+                f"'{topic}' is not a valid topic pattern",
+                "use dotted lowercase words and *, e.g. user.*",
+            )
         handler = self.handler(table, where)
         return Subscription(topic, handler) if topic and handler else None
 
@@ -272,7 +298,9 @@ class _Validator:
         for i, r in enumerate(manifest.routes):
             key = (r.method, r.path.shape)
             if key in seen:
-                self.add(f"route[{i}]", f"{r.method} {r.path.raw} is declared twice", "keep one entry per method and path")
+                self.add(
+                    f"route[{i}]", f"{r.method} {r.path.raw} is declared twice", "keep one entry per method and path"
+                )
             seen.add(key)
         methods = [g.method for g in manifest.grpc]
         for m in sorted({m for m in methods if methods.count(m) > 1}):

@@ -116,4 +116,3 @@ class RouteTrie(Generic[T]):
         if node.param is not None and parts[i]:
             return self._find(node.param, parts, i + 1)
         return None
-

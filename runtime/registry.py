@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
 
 from arcana.descriptors import DescriptorSet, RpcMethod
 from arcana.errors import Problem
@@ -75,18 +75,26 @@ class Snapshot:
             for i, entry in enumerate(plugin.manifest.grpc):
                 wire = "/" + entry.method
                 if wire in rpc:
-                    conflicts.setdefault(plugin.name, []).append(Problem(
-                        f"grpc[{i}].method", f"{entry.method} is already served by plugin '{rpc[wire].plugin.name}'",
-                        "rename the service or package, or unload the other plugin first"))
+                    conflicts.setdefault(plugin.name, []).append(
+                        Problem(
+                            f"grpc[{i}].method",
+                            f"{entry.method} is already served by plugin '{rpc[wire].plugin.name}'",
+                            "rename the service or package, or unload the other plugin first",
+                        )
+                    )
                 else:
                     rpc[wire] = RpcTarget(plugin, entry, plugin.rpc[entry.method])
             for i, route in enumerate(plugin.manifest.routes):
                 taken = trie.add(route.method, route.path, RouteTarget(plugin, route))
                 if taken is not None:
                     owner = taken[1].plugin.name
-                    conflicts.setdefault(plugin.name, []).append(Problem(
-                        f"route[{i}]", f"{route.method} {route.path.raw} is already served by plugin '{owner}' "
-                        f"as {taken[0].raw}", "choose another path, or unload the other plugin first"))
+                    conflicts.setdefault(plugin.name, []).append(
+                        Problem(
+                            f"route[{i}]",
+                            f"{route.method} {route.path.raw} is already served by plugin '{owner}' as {taken[0].raw}",
+                            "choose another path, or unload the other plugin first",
+                        )
+                    )
         return cls(MappingProxyType(dict(plugins)), trie, MappingProxyType(rpc)), conflicts
 
 
@@ -106,8 +114,13 @@ class Registry:
         with self._lock:
             owner = self._plugins.get(plugin.name)
             if owner is not None and owner.source != plugin.source:
-                return [Problem("plugin.name", f"'{plugin.name}' is already loaded from {owner.source}",
-                                "give this plugin another name or remove the other file")]
+                return [
+                    Problem(
+                        "plugin.name",
+                        f"'{plugin.name}' is already loaded from {owner.source}",
+                        "give this plugin another name or remove the other file",
+                    )
+                ]
             candidate = dict(self._plugins)
             candidate.pop(plugin.name, None)
             candidate[plugin.name] = plugin

@@ -38,10 +38,19 @@ def _tls_options(tls: TlsConfig) -> dict[str, Any]:
 async def serve(config: ArcanaConfig) -> None:
     kernel = Kernel(config)
     app = create_rest_app(kernel)
-    server = uvicorn.Server(uvicorn.Config(
-        app, host=config.server.host, port=config.server.http_port, log_config=None,
-        access_log=False, lifespan="on", timeout_graceful_shutdown=int(config.server.shutdown_grace_s),
-        server_header=False, **_tls_options(config.server.http_tls)))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.server.host,
+            port=config.server.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=int(config.server.shutdown_grace_s),
+            server_header=False,
+            **_tls_options(config.server.http_tls),
+        )
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -53,10 +62,15 @@ async def serve(config: ArcanaConfig) -> None:
     try:
         serving = asyncio.create_task(server.serve())
         await kernel.load_all()
-        logger.info("arcana ready", extra={"plugins": sorted(kernel.registry.snapshot.plugins),
-                                           "http_port": config.server.http_port,
-                                           "grpc_port": config.server.grpc_port,
-                                           "plugins_dir": str(kernel.plugins_dir)})
+        logger.info(
+            "arcana ready",
+            extra={
+                "plugins": sorted(kernel.registry.snapshot.plugins),
+                "http_port": config.server.http_port,
+                "grpc_port": config.server.grpc_port,
+                "plugins_dir": str(kernel.plugins_dir),
+            },
+        )
         if config.plugins.watch:
             watcher = asyncio.create_task(watch_plugins(kernel, stop))
         stopped = asyncio.create_task(stop.wait())

@@ -47,7 +47,7 @@ def custom_sections(data: bytes) -> dict[str, bytes]:
             name_len, name_at = _leb_u32(data, body)
             if name_at + name_len > end:
                 raise WasmFormatError(f"custom section at byte {pos} has a bad name length")
-            name = data[name_at:name_at + name_len].decode("utf-8", "replace")
-            sections.setdefault(name, data[name_at + name_len:end])
+            name = data[name_at : name_at + name_len].decode("utf-8", "replace")
+            sections.setdefault(name, data[name_at + name_len : end])
         pos = end
     return sections

@@ -21,8 +21,14 @@ def _relevant(change: Change, path: str) -> bool:
 async def watch_plugins(kernel: Kernel, stop: asyncio.Event) -> None:
     """Runs until ``stop`` is set; each batch of changes is synced in one go."""
     debounce = kernel.config.plugins.reload_debounce_ms
-    async for changes in awatch(kernel.plugins_dir, watch_filter=_relevant, stop_event=stop,
-                                debounce=debounce, step=max(5, debounce // 2), recursive=True):
+    async for changes in awatch(
+        kernel.plugins_dir,
+        watch_filter=_relevant,
+        stop_event=stop,
+        debounce=debounce,
+        step=max(5, debounce // 2),
+        recursive=True,
+    ):
         targets = sorted({t for _, raw in changes if (t := kernel.sidecar_owner(Path(raw))) is not None})
         if targets:
             await kernel.sync(targets)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import psycopg
 import pytest
@@ -24,8 +24,9 @@ def _connect() -> tuple[psycopg.Connection | None, str]:
     errors = []
     for user in PG_USERS:
         try:
-            conn = psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DATABASE, user=user,
-                                   connect_timeout=3, autocommit=True)
+            conn = psycopg.connect(
+                host=PG_HOST, port=PG_PORT, dbname=PG_DATABASE, user=user, connect_timeout=3, autocommit=True
+            )
             return conn, user
         except psycopg.Error as exc:
             errors.append(f"as {user}: {str(exc).strip().splitlines()[0]}")
@@ -46,8 +47,10 @@ def _schema(conn: psycopg.Connection, user: str) -> Iterator[str]:
 def _postgres() -> Iterator[tuple[psycopg.Connection, str]]:
     conn, user = _connect()
     if conn is None:
-        reason = (f"!!! PostgreSQL tests NOT RUN: no server at {PG_HOST}:{PG_PORT}/{PG_DATABASE} ({user}). "
-                  "Start PostgreSQL with trust auth and a 'test' database to run them.")
+        reason = (
+            f"!!! PostgreSQL tests NOT RUN: no server at {PG_HOST}:{PG_PORT}/{PG_DATABASE} ({user}). "
+            "Start PostgreSQL with trust auth and a 'test' database to run them."
+        )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason + " (CI=true: this is a failure)", pytrace=False)
         pytest.skip(reason)

@@ -32,8 +32,12 @@ ALL = {**_modules("arcana"), **_modules("arcana_host"), **_modules("arcana_sdk")
 
 
 def _offenders(modules: dict[str, set[str]], forbidden: tuple[str, ...]) -> list[str]:
-    return sorted(f"{m} imports {i}" for m, imports in modules.items() for i in imports
-                  if any(i == f or i.startswith(f + ".") for f in forbidden))
+    return sorted(
+        f"{m} imports {i}"
+        for m, imports in modules.items()
+        for i in imports
+        if any(i == f or i.startswith(f + ".") for f in forbidden)
+    )
 
 
 def test_only_the_engine_package_imports_extism_or_wasmtime() -> None:
@@ -42,16 +46,48 @@ def test_only_the_engine_package_imports_extism_or_wasmtime() -> None:
 
 
 def test_manifest_types_and_errors_are_leaves() -> None:
-    leaves = {m: i for m, i in ALL.items() if m in ("arcana.manifest", "arcana.errors", "arcana.paths", "arcana.wasm_binary")}
+    leaves = {
+        m: i for m, i in ALL.items() if m in ("arcana.manifest", "arcana.errors", "arcana.paths", "arcana.wasm_binary")
+    }
     assert len(leaves) == 4
-    assert _offenders(leaves, ("arcana.engine", "arcana.edge", "arcana.executor", "arcana.kernel", "arcana.loader",
-                               "arcana.registry", "arcana_host", "quart", "grpc")) == []
+    assert (
+        _offenders(
+            leaves,
+            (
+                "arcana.engine",
+                "arcana.edge",
+                "arcana.executor",
+                "arcana.kernel",
+                "arcana.loader",
+                "arcana.registry",
+                "arcana_host",
+                "quart",
+                "grpc",
+            ),
+        )
+        == []
+    )
 
 
 def test_host_api_never_imports_the_executor_or_the_edges() -> None:
     host = {m: i for m, i in ALL.items() if m.startswith("arcana_host")}
-    assert _offenders(host, ("arcana.executor", "arcana.edge", "arcana.engine", "arcana.kernel", "arcana.server",
-                             "arcana.loader", "arcana.dispatch", "quart", "grpc")) == []
+    assert (
+        _offenders(
+            host,
+            (
+                "arcana.executor",
+                "arcana.edge",
+                "arcana.engine",
+                "arcana.kernel",
+                "arcana.server",
+                "arcana.loader",
+                "arcana.dispatch",
+                "quart",
+                "grpc",
+            ),
+        )
+        == []
+    )
 
 
 def test_the_sdk_tooling_never_imports_the_kernel() -> None:

@@ -11,7 +11,8 @@ never keys.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from arcana.errors import Problem, ServiceUnavailable, ValidationFailed
 from arcana.manifest import Manifest
@@ -49,10 +50,12 @@ class IdentityCapability:
         return self._identity
 
     def host_functions(self) -> Sequence[HostFunction]:
-        return [HostFunction("auth_hash_password", "auth", self.hash_password),
-                HostFunction("auth_verify_password", "auth", self.verify_password),
-                HostFunction("auth_check_role", "auth", self.check_role),
-                HostFunction("auth_issue_token", "auth.issue", self.issue_token)]
+        return [
+            HostFunction("auth_hash_password", "auth", self.hash_password),
+            HostFunction("auth_verify_password", "auth", self.verify_password),
+            HostFunction("auth_check_role", "auth", self.check_role),
+            HostFunction("auth_issue_token", "auth.issue", self.issue_token),
+        ]
 
     def configure(self, manifest: Manifest) -> list[Problem]:
         return []

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from arcana.errors import Problem, ValidationFailed
 from arcana.manifest import Manifest
 from arcana_host.capability import CallContext, HostFunction
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-          "warning": logging.WARNING, "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 # A plugin must not be able to flood the log with one call.
 MAX_MESSAGE_CHARS = 4096
 
@@ -37,6 +43,9 @@ class LogCapability:
         fields = request.get("fields") or {}
         if not isinstance(fields, dict):
             raise ValidationFailed("log fields must be a JSON object")
-        logger.log(level, message, extra={"plugin": ctx.plugin, "plugin_version": ctx.version,
-                                          "request_id": ctx.request_id, "fields": fields})
+        logger.log(
+            level,
+            message,
+            extra={"plugin": ctx.plugin, "plugin_version": ctx.version, "request_id": ctx.request_id, "fields": fields},
+        )
         return {}

@@ -27,7 +27,8 @@ contract suite in ``tests/host_api/store`` runs against each backend.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from arcana_host.store.types import DeleteOp, Document, KvEntry, Page, PutOp, Query
 

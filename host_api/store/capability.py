@@ -21,7 +21,8 @@ Grant: ``store = true`` in the manifest and ``store`` in the operator's grants.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from arcana.config import ArcanaConfig
 from arcana.database import Database
@@ -38,8 +39,9 @@ from arcana_host.store.sql_backend import SqlStoreBackend
 class StoreCapability:
     name = "store"
 
-    def __init__(self, config: StoreConfig, backend: StoreBackend, database: Database | None = None,
-                 owns_database: bool = False) -> None:
+    def __init__(
+        self, config: StoreConfig, backend: StoreBackend, database: Database | None = None, owns_database: bool = False
+    ) -> None:
         self.config = config
         self.backend = backend
         self._database = database
@@ -53,9 +55,17 @@ class StoreCapability:
         return cls(config.section("store", StoreConfig), SqlStoreBackend(database.engine), database, owned)
 
     def host_functions(self) -> Sequence[HostFunction]:
-        handlers = {"store_get": self.store_get, "store_put": self.store_put, "store_delete": self.store_delete,
-                    "store_query": self.store_query, "store_batch": self.store_batch, "kv_get": self.kv_get,
-                    "kv_set": self.kv_set, "kv_delete": self.kv_delete, "kv_incr": self.kv_incr}
+        handlers = {
+            "store_get": self.store_get,
+            "store_put": self.store_put,
+            "store_delete": self.store_delete,
+            "store_query": self.store_query,
+            "store_batch": self.store_batch,
+            "kv_get": self.kv_get,
+            "kv_set": self.kv_set,
+            "kv_delete": self.kv_delete,
+            "kv_incr": self.kv_incr,
+        }
         return [HostFunction(name, self.name, metered(name, fn)) for name, fn in handlers.items()]
 
     def configure(self, manifest: Manifest) -> list[Problem]:
@@ -65,8 +75,13 @@ class StoreCapability:
         reason = self._database.prepare()
         if reason is None:
             return []
-        return [Problem("capabilities.store", f"the store is not ready: {reason}",
-                        "run `arcana migrate --config <your config>`, or check database.url")]
+        return [
+            Problem(
+                "capabilities.store",
+                f"the store is not ready: {reason}",
+                "run `arcana migrate --config <your config>`, or check database.url",
+            )
+        ]
 
     def close(self) -> None:
         self.backend.close()

@@ -25,7 +25,11 @@ class StoreConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             if getattr(self, f.name) <= 0:
-                raise ConfigError(f"config key 'capabilities.store.{f.name}' must be positive, got {getattr(self, f.name)}")
+                raise ConfigError(
+                    f"config key 'capabilities.store.{f.name}' must be positive, got {getattr(self, f.name)}"
+                )
         if self.default_page_size > self.max_page_size:
-            raise ConfigError(f"config key 'capabilities.store.default_page_size' ({self.default_page_size}) "
-                              f"must not exceed max_page_size ({self.max_page_size})")
+            raise ConfigError(
+                f"config key 'capabilities.store.default_page_size' ({self.default_page_size}) "
+                f"must not exceed max_page_size ({self.max_page_size})"
+            )

@@ -28,8 +28,16 @@ MAX_DEPTH = 8
 MAX_CONDITIONS = 32
 MAX_IN_VALUES = 100
 MAX_VALUE_CHARS = 1024
-OPERATORS = {"$eq": "eq", "$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte",
-             "$in": "in", "$prefix": "prefix", "$contains": "contains"}
+OPERATORS = {
+    "$eq": "eq",
+    "$gt": "gt",
+    "$gte": "gte",
+    "$lt": "lt",
+    "$lte": "lte",
+    "$in": "in",
+    "$prefix": "prefix",
+    "$contains": "contains",
+}
 # What each metadata field holds, hence which operators apply to it.
 META_TYPES: dict[str, type] = {"id": str, "version": int, "created_at": str, "updated_at": str}
 
@@ -37,8 +45,10 @@ META_TYPES: dict[str, type] = {"id": str, "version": int, "created_at": str, "up
 def field_path(name: str, what: str = "field") -> tuple[str, ...]:
     segments = tuple(name.split("."))
     if len(segments) > MAX_DEPTH or not all(SEGMENT_RE.match(s) for s in segments):
-        raise ValidationFailed(f"{what} {name[:80]!r} is not a valid field path: use up to {MAX_DEPTH} "
-                               "dot-separated names of letters, digits, '_' and '-'")
+        raise ValidationFailed(
+            f"{what} {name[:80]!r} is not a valid field path: use up to {MAX_DEPTH} "
+            "dot-separated names of letters, digits, '_' and '-'"
+        )
     return segments
 
 
@@ -56,8 +66,9 @@ def parse_conditions(raw: Any) -> tuple[Condition, ...]:
             for op_name, value in spec.items():
                 op = OPERATORS.get(op_name)
                 if op is None:
-                    raise ValidationFailed(f"unknown filter operator {op_name[:40]!r} on '{name}'; "
-                                           f"use one of {', '.join(OPERATORS)}")
+                    raise ValidationFailed(
+                        f"unknown filter operator {op_name[:40]!r} on '{name}'; use one of {', '.join(OPERATORS)}"
+                    )
                 out.append(_condition(path, op, value, name))
         else:
             out.append(_condition(path, "eq", spec, name))
@@ -81,18 +92,25 @@ def _condition(path: tuple[str, ...], op: str, value: Any, name: str) -> Conditi
 def _check_value(cond: Condition, op: str, value: Any, name: str) -> None:
     scalar = value is None or isinstance(value, (str, int, float))
     if not scalar:
-        raise ValidationFailed(f"filter on '{name}' compares with a string, number, boolean or null, "
-                               f"not {type(value).__name__}")
+        raise ValidationFailed(
+            f"filter on '{name}' compares with a string, number, boolean or null, not {type(value).__name__}"
+        )
     if isinstance(value, float) and not math.isfinite(value):
         raise ValidationFailed(f"filter on '{name}' has a non-finite number")
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
         raise ValidationFailed(f"filter on '{name}' has an integer beyond 64 bits")
     if isinstance(value, str) and (len(value) > MAX_VALUE_CHARS or "\x00" in value):
-        raise ValidationFailed(f"filter on '{name}' has a string longer than {MAX_VALUE_CHARS} characters "
-                               "or holding NUL")
+        raise ValidationFailed(
+            f"filter on '{name}' has a string longer than {MAX_VALUE_CHARS} characters or holding NUL"
+        )
     allowed: tuple[type, ...] = {
-        "eq": (str, int, float, bool, type(None)), "gt": (str, int, float), "gte": (str, int, float),
-        "lt": (str, int, float), "lte": (str, int, float), "prefix": (str,), "contains": (str, int, float, bool),
+        "eq": (str, int, float, bool, type(None)),
+        "gt": (str, int, float),
+        "gte": (str, int, float),
+        "lt": (str, int, float),
+        "lte": (str, int, float),
+        "prefix": (str,),
+        "contains": (str, int, float, bool),
     }[op]
     if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
         raise ValidationFailed(f"${op} on '{name}' cannot compare with {_json_type(value)}")
@@ -105,8 +123,9 @@ def _check_meta(field: str, op: str, value: Any) -> None:
     if op == "contains" or (op == "prefix" and kind is int):
         raise ValidationFailed(f"${op} does not apply to '{field}'")
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise ValidationFailed(f"'{field}' is a {'string' if kind is str else 'integer'}; "
-                               f"it cannot be compared with {_json_type(value)}")
+        raise ValidationFailed(
+            f"'{field}' is a {'string' if kind is str else 'integer'}; it cannot be compared with {_json_type(value)}"
+        )
 
 
 def _json_type(value: Any) -> str:
@@ -115,4 +134,3 @@ def _json_type(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     return {str: "a string", int: "a number", float: "a number"}.get(type(value), "an array or object")
-

@@ -79,8 +79,9 @@ class SqliteJson:
     def sort_keys(self, path: tuple[str, ...]) -> list[Expr]:
         # json_extract already yields 0/1 for booleans, numbers, and strings that sort byte-wise.
         kind = self._type(path)
-        rank = sa.case({"true": 1, "false": 1, "integer": 2, "real": 2, "text": 3, "array": 4, "object": 4},
-                       value=kind, else_=0)
+        rank = sa.case(
+            {"true": 1, "false": 1, "integer": 2, "real": 2, "text": 3, "array": 4, "object": 4}, value=kind, else_=0
+        )
         return [rank, sa.case({"array": None, "object": None}, value=self._type(path), else_=self._value(path))]
 
 
@@ -117,10 +118,16 @@ class PostgresJson:
         return sa.func.coalesce(self._json(path).op("@>", return_type=sa.Boolean)(needle), sa.false())
 
     def sort_keys(self, path: tuple[str, ...]) -> list[Expr]:
-        rank = sa.case({"boolean": 1, "number": 2, "string": 3, "array": 4, "object": 4},
-                       value=self._type(path), else_=0)
-        scalar = sa.case({"number": sa.cast(self._raw_text(path), sa.Numeric),
-                          "boolean": sa.case({"true": 1}, value=self._raw_text(path), else_=0)}, value=self._type(path))
+        rank = sa.case(
+            {"boolean": 1, "number": 2, "string": 3, "array": 4, "object": 4}, value=self._type(path), else_=0
+        )
+        scalar = sa.case(
+            {
+                "number": sa.cast(self._raw_text(path), sa.Numeric),
+                "boolean": sa.case({"true": 1}, value=self._raw_text(path), else_=0),
+            },
+            value=self._type(path),
+        )
         return [rank, scalar, self.text(path)]
 
 

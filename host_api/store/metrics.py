@@ -15,10 +15,13 @@ from prometheus_client import Counter, Histogram
 from arcana.errors import ArcanaError
 from arcana_host.capability import CallContext, HostHandler
 
-OPERATIONS = Counter("arcana_store_operations_total", "Store host-function calls.",
-                     ["plugin", "operation", "outcome"])
-LATENCY = Histogram("arcana_store_operation_seconds", "Time spent in store host functions.", ["operation"],
-                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0))
+OPERATIONS = Counter("arcana_store_operations_total", "Store host-function calls.", ["plugin", "operation", "outcome"])
+LATENCY = Histogram(
+    "arcana_store_operation_seconds",
+    "Time spent in store host functions.",
+    ["operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+)
 
 
 def metered(operation: str, handler: HostHandler) -> HostHandler:

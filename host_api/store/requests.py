@@ -46,16 +46,20 @@ def _default(value: Any, default: Any) -> Any:
 def collection(req: dict[str, Any]) -> str:
     name = _get(req, "collection", str)
     if not COLLECTION_RE.match(name):
-        raise ValidationFailed(f"collection {name[:80]!r} is not a valid name: use up to 64 letters, digits, "
-                               "'_', '-' or '.', starting with a letter")
+        raise ValidationFailed(
+            f"collection {name[:80]!r} is not a valid name: use up to 64 letters, digits, "
+            "'_', '-' or '.', starting with a letter"
+        )
     return str(name)
 
 
 def doc_id(req: dict[str, Any], required: bool = True) -> str | None:
     value = _get(req, "id", str, required)
     if value is not None and not ID_RE.match(value):
-        raise ValidationFailed(f"id {value[:80]!r} is not a valid document id: use up to 128 letters, digits "
-                               "or '_', '-', '.', ':', '~', not starting with a punctuation mark")
+        raise ValidationFailed(
+            f"id {value[:80]!r} is not a valid document id: use up to 128 letters, digits "
+            "or '_', '-', '.', ':', '~', not starting with a punctuation mark"
+        )
     return value  # type: ignore[no-any-return]
 
 
@@ -91,8 +95,10 @@ def put_op(req: dict[str, Any], limits: StoreConfig) -> PutOp:
     body = _get(req, "doc", dict)
     reserved = sorted(set(body) & set(META_FIELDS))
     if reserved:
-        raise ValidationFailed(f"doc must not set {', '.join(reserved)}: the store keeps "
-                               f"{', '.join(META_FIELDS)} itself (pass id and expected_version beside doc)")
+        raise ValidationFailed(
+            f"doc must not set {', '.join(reserved)}: the store keeps "
+            f"{', '.join(META_FIELDS)} itself (pass id and expected_version beside doc)"
+        )
     size = encoded_size(body, "doc")
     if size > limits.max_doc_bytes:
         raise PayloadTooLarge(f"doc is {size} bytes; the most a document may hold is {limits.max_doc_bytes} bytes")
@@ -114,8 +120,9 @@ def query(req: dict[str, Any], limits: StoreConfig) -> Query:
         raise ValidationFailed(f"page must be between 1 and {MAX_PAGE}, got {page}")
     if not 1 <= size <= limits.max_page_size:
         raise ValidationFailed(f"size must be between 1 and {limits.max_page_size}, got {size}")
-    return Query(collection(req), parse_conditions(req.get("filter")), field_path(sort, "sort"),
-                 order == "desc", page, size)
+    return Query(
+        collection(req), parse_conditions(req.get("filter")), field_path(sort, "sort"), order == "desc", page, size
+    )
 
 
 def batch(req: dict[str, Any], limits: StoreConfig) -> list[PutOp | DeleteOp]:
@@ -126,7 +133,7 @@ def batch(req: dict[str, Any], limits: StoreConfig) -> list[PutOp | DeleteOp]:
     for i, op in enumerate(ops):
         try:
             if not isinstance(op, dict) or op.get("op") not in ("put", "delete"):
-                raise ValidationFailed("each operation must be an object with \"op\": \"put\" or \"delete\"")
+                raise ValidationFailed('each operation must be an object with "op": "put" or "delete"')
             parsed.append(put_op(op, limits) if op["op"] == "put" else delete_op(op))
         except (ValidationFailed, PayloadTooLarge) as exc:
             raise type(exc)(f"ops[{i}]: {exc.message}") from exc

@@ -19,7 +19,8 @@ def _name(length: int) -> sa.types.TypeEngine[str]:
 
 
 documents = sa.Table(
-    "store_documents", metadata,
+    "store_documents",
+    metadata,
     sa.Column("plugin", _name(64), primary_key=True),
     sa.Column("collection", _name(64), primary_key=True),
     sa.Column("id", _name(128), primary_key=True),
@@ -34,7 +35,8 @@ documents = sa.Table(
 )
 
 kv = sa.Table(
-    "store_kv", metadata,
+    "store_kv",
+    metadata,
     sa.Column("plugin", _name(64), primary_key=True),
     sa.Column("key", _name(256), primary_key=True),
     # Exactly one of these is set: an integer value lives in `num` (what

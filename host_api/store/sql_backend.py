@@ -12,9 +12,10 @@ total from one snapshot (REPEATABLE READ).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Any, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -31,7 +32,7 @@ COLUMNS = (documents.c.id, documents.c.version, documents.c.created_at, document
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _document(row: Row[Any]) -> Document:
@@ -79,16 +80,26 @@ class SqlStoreBackend:
         with self._tx(self._writer) as conn:
             for i, op in enumerate(ops):
                 try:
-                    results.append(self._put(conn, plugin, op) if isinstance(op, PutOp) else self._delete(conn, plugin, op))
+                    results.append(
+                        self._put(conn, plugin, op) if isinstance(op, PutOp) else self._delete(conn, plugin, op)
+                    )
                 except ArcanaError as exc:  # the transaction rolls back as this leaves `with`
                     raise type(exc)(f"ops[{i}]: {exc.message}", code=exc.code) from exc
         return results
 
     def query(self, plugin: str, query: Query) -> Page:
-        scope = sa.and_(documents.c.plugin == plugin, documents.c.collection == query.collection,
-                        filters.where(self._view, query.conditions))
-        rows = (sa.select(*COLUMNS).where(scope).order_by(*filters.order_by(self._view, query.sort, query.descending))
-                .limit(query.size).offset((query.page - 1) * query.size))
+        scope = sa.and_(
+            documents.c.plugin == plugin,
+            documents.c.collection == query.collection,
+            filters.where(self._view, query.conditions),
+        )
+        rows = (
+            sa.select(*COLUMNS)
+            .where(scope)
+            .order_by(*filters.order_by(self._view, query.sort, query.descending))
+            .limit(query.size)
+            .offset((query.page - 1) * query.size)
+        )
         with self._tx(self._snapshot) as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(documents).where(scope)).scalar_one()
             items = [_document(r) for r in conn.execute(rows)]
@@ -98,20 +109,26 @@ class SqlStoreBackend:
         id, now = op.id or uuid.uuid4().hex, now_iso()
         returning = (documents.c.version, documents.c.created_at)
         if op.expected_version is not None and op.expected_version > 0:
-            stmt = (sa.update(documents).where(_key(plugin, op.collection, id), documents.c.version == op.expected_version)
-                    .values(doc=op.body, version=documents.c.version + 1, updated_at=now).returning(*returning))
+            stmt = (
+                sa.update(documents)
+                .where(_key(plugin, op.collection, id), documents.c.version == op.expected_version)
+                .values(doc=op.body, version=documents.c.version + 1, updated_at=now)
+                .returning(*returning)
+            )
             row = conn.execute(stmt).first()
             if row is None:
                 self._explain_miss(conn, plugin, op.collection, id, op.expected_version)
         else:
-            insert = self._insert(documents).values(plugin=plugin, collection=op.collection, id=id, version=1,
-                                                    created_at=now, updated_at=now, doc=op.body)
+            insert = self._insert(documents).values(
+                plugin=plugin, collection=op.collection, id=id, version=1, created_at=now, updated_at=now, doc=op.body
+            )
             if op.expected_version == 0:
                 stmt = insert.on_conflict_do_nothing(index_elements=["plugin", "collection", "id"])
             else:
                 stmt = insert.on_conflict_do_update(
                     index_elements=["plugin", "collection", "id"],
-                    set_={"doc": insert.excluded.doc, "updated_at": now, "version": documents.c.version + 1})
+                    set_={"doc": insert.excluded.doc, "updated_at": now, "version": documents.c.version + 1},
+                )
             row = conn.execute(stmt.returning(*returning)).first()
             if row is None:
                 raise Conflict(f"document '{id}' already exists in collection '{op.collection}'")

@@ -17,7 +17,8 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -67,8 +68,10 @@ class SqlKv:
         text, num = _encode(value)
         expires = None if ttl_s is None else now + max(1, round(ttl_s * 1000))
         insert = self._insert(kv).values(plugin=plugin, key=key, value=text, num=num, expires_at=expires)
-        stmt = insert.on_conflict_do_update(index_elements=INDEX, set_={
-            "value": insert.excluded.value, "num": insert.excluded.num, "expires_at": insert.excluded.expires_at})
+        stmt = insert.on_conflict_do_update(
+            index_elements=INDEX,
+            set_={"value": insert.excluded.value, "num": insert.excluded.num, "expires_at": insert.excluded.expires_at},
+        )
         with map_db_errors("store"), self._writer.begin() as conn:
             conn.execute(stmt)
             if next(self._sets) % PURGE_EVERY == 0:
@@ -88,8 +91,11 @@ class SqlKv:
         insert = self._insert(kv).values(plugin=plugin, key=key, value=None, num=by, expires_at=None)
         stmt = insert.on_conflict_do_update(
             index_elements=INDEX,
-            set_={"num": sa.case((expired, sa.literal(by, sa.BigInteger)), else_=kv.c.num + by),
-                  "value": sa.null(), "expires_at": sa.case((expired, sa.null()), else_=kv.c.expires_at)},
+            set_={
+                "num": sa.case((expired, sa.literal(by, sa.BigInteger)), else_=kv.c.num + by),
+                "value": sa.null(),
+                "expires_at": sa.case((expired, sa.null()), else_=kv.c.expires_at),
+            },
             where=sa.or_(kv.c.num.is_not(None), expired),
         ).returning(kv.c.num)
         with map_db_errors("store"), self._writer.begin() as conn:

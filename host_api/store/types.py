@@ -31,8 +31,13 @@ class Document:
 
     def to_json(self) -> dict[str, Any]:
         """The document as a plugin sees it: its body plus the metadata fields."""
-        return {**self.body, "id": self.id, "version": self.version,
-                "created_at": self.created_at, "updated_at": self.updated_at}
+        return {
+            **self.body,
+            "id": self.id,
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
 
 @dataclass(frozen=True)
@@ -87,12 +92,10 @@ class Page:
     size: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"items": [d.to_json() for d in self.items], "total": self.total,
-                "page": self.page, "size": self.size}
+        return {"items": [d.to_json() for d in self.items], "total": self.total, "page": self.page, "size": self.size}
 
 
 @dataclass(frozen=True)
 class KvEntry:
     found: bool
     value: Any = None
-

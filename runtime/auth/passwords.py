@@ -12,8 +12,12 @@ MAX_PASSWORD_CHARS = 1024
 
 class Passwords:
     def __init__(self, config: AuthConfig) -> None:
-        self._hasher = PasswordHasher(time_cost=config.argon2_time_cost, memory_cost=config.argon2_memory_kib,
-                                      parallelism=config.argon2_parallelism, type=Type.ID)
+        self._hasher = PasswordHasher(
+            time_cost=config.argon2_time_cost,
+            memory_cost=config.argon2_memory_kib,
+            parallelism=config.argon2_parallelism,
+            type=Type.ID,
+        )
         # Verified against when the account does not exist, so both paths cost one Argon2 run.
         self._decoy = self._hasher.hash("arcana-decoy-password")
 

@@ -36,8 +36,17 @@ class RefreshTokens:
     def _insert(self, conn: sa.Connection, user_id: str, family: str) -> str:
         token = secrets.token_urlsafe(32)
         now = time.time()
-        conn.execute(table.insert().values(token_hash=digest(token), family_id=family, user_id=user_id,
-                                           created_at=now, expires_at=now + self._ttl, used_at=None, revoked=False))
+        conn.execute(
+            table.insert().values(
+                token_hash=digest(token),
+                family_id=family,
+                user_id=user_id,
+                created_at=now,
+                expires_at=now + self._ttl,
+                used_at=None,
+                revoked=False,
+            )
+        )
         return token
 
     def start_family(self, user_id: str) -> str:
@@ -55,8 +64,11 @@ class RefreshTokens:
                 c.execute(table.update().where(table.c.family_id == row.family_id).values(revoked=True))
                 return Rotation(row.user_id, reused=True)
             # The guard on used_at makes two racing rotations of one token yield one winner.
-            won = c.execute(table.update().where(table.c.token_hash == row.token_hash, table.c.used_at.is_(None))
-                            .values(used_at=now)).rowcount
+            won = c.execute(
+                table.update()
+                .where(table.c.token_hash == row.token_hash, table.c.used_at.is_(None))
+                .values(used_at=now)
+            ).rowcount
             if not won:
                 return Rotation(None)
             return Rotation(row.user_id, self._insert(c, row.user_id, row.family_id))
@@ -64,7 +76,9 @@ class RefreshTokens:
     def revoke(self, token: str) -> str | None:
         """Revoke the token's family (logout); the user id, or None when unknown."""
         with map_db_errors("auth"), writer(self._engine).begin() as c:
-            row = c.execute(sa.select(table.c.family_id, table.c.user_id).where(table.c.token_hash == digest(token))).first()
+            row = c.execute(
+                sa.select(table.c.family_id, table.c.user_id).where(table.c.token_hash == digest(token))
+            ).first()
             if row is None:
                 return None
             c.execute(table.update().where(table.c.family_id == row.family_id).values(revoked=True))

@@ -7,7 +7,8 @@ import sqlalchemy as sa
 metadata = sa.MetaData()
 
 users = sa.Table(
-    "auth_users", metadata,
+    "auth_users",
+    metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("email", sa.String(320), nullable=False, unique=True),  # stored lower-cased
     sa.Column("password_hash", sa.String(255), nullable=False),
@@ -18,7 +19,8 @@ users = sa.Table(
 )
 
 refresh_tokens = sa.Table(
-    "auth_refresh_tokens", metadata,
+    "auth_refresh_tokens",
+    metadata,
     sa.Column("token_hash", sa.String(64), primary_key=True),  # sha256 hex; the token itself is never stored
     sa.Column("family_id", sa.String(32), nullable=False, index=True),
     sa.Column("user_id", sa.String(32), nullable=False, index=True),

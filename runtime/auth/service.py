@@ -14,8 +14,7 @@ from arcana.auth.users import User, Users, check_password, check_roles, normaliz
 from arcana.config import ArcanaConfig
 from arcana.database import Database
 from arcana.errors import ArcanaError, ErrorCode, Forbidden, RateLimited, Unauthorized, ValidationFailed
-from arcana.events import (ADMIN_USER_CHANGED, AUTH_LOGIN, AUTH_LOGIN_FAILED, AUTH_LOGOUT, AUTH_TOKEN_REUSE,
-                           KernelEvents)
+from arcana.events import ADMIN_USER_CHANGED, AUTH_LOGIN, AUTH_LOGIN_FAILED, AUTH_LOGOUT, AUTH_TOKEN_REUSE, KernelEvents
 
 BAD_LOGIN = "invalid email or password"
 
@@ -37,8 +36,12 @@ class TokenPair:
     expires_in: int
 
     def as_json(self) -> dict[str, Any]:
-        return {"access_token": self.access_token, "refresh_token": self.refresh_token,
-                "token_type": "Bearer", "expires_in": self.expires_in}
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        }
 
 
 class AuthService:
@@ -131,7 +134,9 @@ class AuthService:
     def update_user(self, user_id: str, changes: dict[str, Any]) -> User:
         unknown = set(changes) - {"roles", "disabled", "password"}
         if unknown or not changes:
-            raise ValidationFailed(f"updatable fields are roles, disabled, password; got {sorted(unknown) or 'nothing'}")
+            raise ValidationFailed(
+                f"updatable fields are roles, disabled, password; got {sorted(unknown) or 'nothing'}"
+            )
         values: dict[str, Any] = {}
         if "roles" in changes:
             values["roles"] = list(check_roles(changes["roles"]))

@@ -56,10 +56,14 @@ class Tokens:
         secret = env.get(config.secret_env, "")
         if len(secret.encode()) < MIN_SECRET_BYTES:
             if not config.dev:
-                raise ConfigError(f"auth: the HS256 secret in ${config.secret_env} is missing or shorter than "
-                                  f"{MIN_SECRET_BYTES} bytes; set it, or use RS256/EdDSA keys")
-            logger.warning("auth: no strong secret in $%s; dev mode uses an ephemeral one "
-                           "(tokens will not survive a restart)", config.secret_env)
+                raise ConfigError(
+                    f"auth: the HS256 secret in ${config.secret_env} is missing or shorter than "
+                    f"{MIN_SECRET_BYTES} bytes; set it, or use RS256/EdDSA keys"
+                )
+            logger.warning(
+                "auth: no strong secret in $%s; dev mode uses an ephemeral one (tokens will not survive a restart)",
+                config.secret_env,
+            )
             secret = secrets.token_urlsafe(48)
         return secret, {"": secret}
 
@@ -81,8 +85,16 @@ class Tokens:
     def issue(self, sub: str, roles: list[str] | tuple[str, ...], ttl_s: int | None = None) -> tuple[str, int]:
         now = int(time.time())
         ttl = ttl_s or self._config.access_ttl_s
-        claims = {"sub": sub, "roles": list(roles), "iat": now, "nbf": now, "exp": now + ttl,
-                  "jti": uuid.uuid4().hex, "iss": self._config.issuer, "aud": self._config.audience}
+        claims = {
+            "sub": sub,
+            "roles": list(roles),
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+            "jti": uuid.uuid4().hex,
+            "iss": self._config.issuer,
+            "aud": self._config.audience,
+        }
         headers = {"kid": self._config.active_kid} if self._config.active_kid else None
         return jwt.encode(claims, self._signing, algorithm=self._algorithm, headers=headers), ttl
 
@@ -92,13 +104,23 @@ class Tokens:
             key = self._verifying.get(header.get("kid", "") if self._config.active_kid else "")
             if key is None:
                 raise Unauthorized("unknown signing key")
-            claims = jwt.decode(token, key, algorithms=[self._algorithm], audience=self._config.audience,
-                                issuer=self._config.issuer, options={"require": REQUIRED_CLAIMS})
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[self._algorithm],
+                audience=self._config.audience,
+                issuer=self._config.issuer,
+                options={"require": REQUIRED_CLAIMS},
+            )
         except jwt.ExpiredSignatureError:
             raise TokenExpired("the access token has expired") from None
         except jwt.PyJWTError:
             raise Unauthorized("the access token is invalid") from None
         roles = claims.get("roles", [])
-        if not isinstance(claims["sub"], str) or not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        if (
+            not isinstance(claims["sub"], str)
+            or not isinstance(roles, list)
+            or not all(isinstance(r, str) for r in roles)
+        ):
             raise Unauthorized("the access token is invalid")
         return Principal(claims["sub"], tuple(roles), str(claims["jti"]))

@@ -31,8 +31,14 @@ class User:
     updated_at: float
 
     def public(self) -> dict[str, Any]:
-        return {"id": self.id, "email": self.email, "roles": list(self.roles), "disabled": self.disabled,
-                "created_at": self.created_at, "updated_at": self.updated_at}
+        return {
+            "id": self.id,
+            "email": self.email,
+            "roles": list(self.roles),
+            "disabled": self.disabled,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
 
 def normalize_email(email: str) -> str:
@@ -54,7 +60,9 @@ def check_password(password: str) -> None:
 
 
 def _user(row: Any) -> User:
-    return User(row.id, row.email, row.password_hash, tuple(row.roles), bool(row.disabled), row.created_at, row.updated_at)
+    return User(
+        row.id, row.email, row.password_hash, tuple(row.roles), bool(row.disabled), row.created_at, row.updated_at
+    )
 
 
 class Users:
@@ -75,8 +83,15 @@ class Users:
 
     def create(self, email: str, password_hash: str, roles: tuple[str, ...]) -> User:
         now = time.time()
-        values = {"id": uuid.uuid4().hex, "email": normalize_email(email), "password_hash": password_hash,
-                  "roles": list(roles), "disabled": False, "created_at": now, "updated_at": now}
+        values = {
+            "id": uuid.uuid4().hex,
+            "email": normalize_email(email),
+            "password_hash": password_hash,
+            "roles": list(roles),
+            "disabled": False,
+            "created_at": now,
+            "updated_at": now,
+        }
         try:
             with map_db_errors("auth"), writer(self._engine).begin() as c:
                 c.execute(users.insert().values(**values))
@@ -100,6 +115,7 @@ class Users:
     def page(self, page: int, size: int) -> tuple[list[User], int]:
         with map_db_errors("auth"), self._engine.connect() as c:
             total = c.execute(sa.select(sa.func.count()).select_from(users)).scalar_one()
-            rows = c.execute(sa.select(users).order_by(users.c.created_at, users.c.id)
-                             .limit(size).offset((page - 1) * size)).all()
+            rows = c.execute(
+                sa.select(users).order_by(users.c.created_at, users.c.id).limit(size).offset((page - 1) * size)
+            ).all()
         return [_user(r) for r in rows], int(total)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from arcana.errors import ArcanaError, ErrorCode, MethodNotAllowed
 
@@ -37,9 +37,8 @@ def pick_request_id(given: str) -> str:
 
 
 def error_body(code: ErrorCode, message: str, request_id: str) -> bytes:
-    stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return json.dumps({"code": code.value, "message": message, "request_id": request_id,
-                       "timestamp": stamp}).encode()
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return json.dumps({"code": code.value, "message": message, "request_id": request_id, "timestamp": stamp}).encode()
 
 
 def error_headers(exc: ArcanaError) -> dict[str, str]:

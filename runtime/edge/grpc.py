@@ -12,8 +12,9 @@ import asyncio
 import base64
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
@@ -46,8 +47,11 @@ def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
 
 def _request_id(metadata: dict[str, str]) -> str:
     given = metadata.get("x-request-id", "")
-    return given if 0 < len(given) <= 128 and given.replace("-", "").replace("_", "").replace(".", "").isalnum() \
+    return (
+        given
+        if 0 < len(given) <= 128 and given.replace("-", "").replace("_", "").replace(".", "").isalnum()
         else uuid.uuid4().hex
+    )
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: ArcanaError) -> None:
@@ -63,7 +67,9 @@ class PluginMethods(grpc.GenericRpcHandler):
         return None if target is None else grpc.unary_unary_rpc_method_handler(_plugin_behavior(self._kernel, target))
 
 
-def _plugin_behavior(kernel: Kernel, target: RpcTarget) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]:
+def _plugin_behavior(
+    kernel: Kernel, target: RpcTarget
+) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]:
     async def behavior(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         metadata = _metadata(context)
         rid = _request_id(metadata)
@@ -135,17 +141,36 @@ def _kernel_methods(kernel: Kernel, protos: DescriptorSet) -> dict[str, tuple[Rp
     async def list_plugins(_: dict[str, Any], metadata: dict[str, str]) -> dict[str, Any]:
         require_role(auth.authenticate(metadata.get("authorization", "")), ("admin",))
         listing = plugins_listing(kernel)
-        return {"plugins": [{"name": p["name"], "version": p["version"], "state": p["state"], "source": p["source"],
-                             "routes": [{k: r[k] for k in ("method", "path", "handler")} for r in p["routes"]],
-                             "grpcMethods": p["grpc"], "lastError": p["last_error"] or []}
-                            for p in listing["plugins"]],
-                "failures": [{"name": f["name"] or "", "source": f["source"], "errors": f["errors"],
-                              "stillServing": f["still_serving"]} for f in listing["failures"]]}
+        return {
+            "plugins": [
+                {
+                    "name": p["name"],
+                    "version": p["version"],
+                    "state": p["state"],
+                    "source": p["source"],
+                    "routes": [{k: r[k] for k in ("method", "path", "handler")} for r in p["routes"]],
+                    "grpcMethods": p["grpc"],
+                    "lastError": p["last_error"] or [],
+                }
+                for p in listing["plugins"]
+            ],
+            "failures": [
+                {
+                    "name": f["name"] or "",
+                    "source": f["source"],
+                    "errors": f["errors"],
+                    "stillServing": f["still_serving"],
+                }
+                for f in listing["failures"]
+            ],
+        }
 
-    impls: dict[str, KernelMethod] = {"arcana.admin.v1.AdminService/ListPlugins": list_plugins,
-                                      "arcana.auth.v1.AuthService/Login": login,
-                                      "arcana.auth.v1.AuthService/Refresh": refresh,
-                                      "arcana.auth.v1.AuthService/Logout": logout}
+    impls: dict[str, KernelMethod] = {
+        "arcana.admin.v1.AdminService/ListPlugins": list_plugins,
+        "arcana.auth.v1.AuthService/Login": login,
+        "arcana.auth.v1.AuthService/Refresh": refresh,
+        "arcana.auth.v1.AuthService/Logout": logout,
+    }
     return {"/" + name: (protos.method(name), impl) for name, impl in impls.items()}
 
 
@@ -164,9 +189,13 @@ async def start_grpc_server(kernel: Kernel) -> grpc.aio.Server:
     """Build, bind and start the gRPC server; the caller stops it."""
     server_config = kernel.config.server
     limit = server_config.max_body_bytes
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit),
-                                      ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                                      ("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
     protos = kernel_descriptors()
     health = health_aio.HealthServicer()
     reflection = LiveReflection([protos])

@@ -31,7 +31,9 @@ class LiveReflection(ReflectionServicer):
     def __init__(self, kernel_sets: list[DescriptorSet]) -> None:
         self._kernel_files = [f for s in kernel_sets for f in s.files]
         self._kernel_files += _file_protos(health_pb2) + _file_protos(reflection_pb2)
-        self._kernel_services = sorted({n for s in kernel_sets for n in s.services()} | {HEALTH_SERVICE, REFLECTION_SERVICE})
+        self._kernel_services = sorted(
+            {n for s in kernel_sets for n in s.services()} | {HEALTH_SERVICE, REFLECTION_SERVICE}
+        )
         self.update_from(None)
 
     def update_from(self, snapshot: Snapshot | None) -> None:
@@ -40,7 +42,7 @@ class LiveReflection(ReflectionServicer):
         added: set[str] = set()
         files = list(self._kernel_files)
         names = set(self._kernel_services)
-        for plugin in (snapshot.plugins.values() if snapshot else []):
+        for plugin in snapshot.plugins.values() if snapshot else []:
             if plugin.descriptors is not None:
                 files += plugin.descriptors.files
                 names |= {m.service for m in plugin.rpc.values()}

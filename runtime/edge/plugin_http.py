@@ -12,7 +12,8 @@ per request. Errors use the same table and body as the rest of the edge.
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 from urllib.parse import parse_qs
 
 from arcana.dispatch import call_http, route_http
@@ -85,24 +86,36 @@ class PluginHttpEdge:
             response = HttpResponse(HTTP_STATUS[exc.code], error_body(exc.code, exc.message, rid), error_headers(exc))
         except Exception:  # a kernel bug: logged with its trace, the client gets INTERNAL and no trace
             logger.exception("unhandled error", extra={"request_id": rid})
-            response = HttpResponse(500, error_body(ErrorCode.INTERNAL, "internal error", rid),
-                                    {"content-type": "application/json"})
+            response = HttpResponse(
+                500, error_body(ErrorCode.INTERNAL, "internal error", rid), {"content-type": "application/json"}
+            )
         response.headers["x-request-id"] = rid
         response.headers["content-length"] = str(len(response.body))
-        await send({"type": "http.response.start", "status": response.status,
-                    "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()],
+            }
+        )
         await send({"type": "http.response.body", "body": response.body})
 
-    async def _handle(self, match: Match[RouteTarget], scope: Scope, receive: Receive,
-                      headers: dict[str, str], rid: str) -> HttpResponse:
+    async def _handle(
+        self, match: Match[RouteTarget], scope: Scope, receive: Receive, headers: dict[str, str], rid: str
+    ) -> HttpResponse:
         principal = self._kernel.auth.authenticate(headers.pop("authorization", ""))
         declared = headers.get("content-length", "0")
         if declared.isdigit() and int(declared) > self._limit:
             raise PayloadTooLarge(f"request body is larger than {self._limit} bytes")
         query = scope.get("query_string", b"")
-        req = HttpRequest(method=scope["method"], path=scope["path"],
-                          query=parse_qs(query.decode("latin-1"), keep_blank_values=True) if query else {},
-                          headers=headers, body=await _body(receive, self._limit), request_id=rid,
-                          traceparent=headers.get("traceparent", ""),
-                          principal=principal.as_json() if principal else None)
+        req = HttpRequest(
+            method=scope["method"],
+            path=scope["path"],
+            query=parse_qs(query.decode("latin-1"), keep_blank_values=True) if query else {},
+            headers=headers,
+            body=await _body(receive, self._limit),
+            request_id=rid,
+            traceparent=headers.get("traceparent", ""),
+            principal=principal.as_json() if principal else None,
+        )
         return await call_http(match, req, principal)

@@ -22,8 +22,12 @@ from arcana.errors import ArcanaError, ErrorCode
 from arcana.kernel import Kernel
 
 logger = logging.getLogger("arcana.rest")
-HTTP_ERROR_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED,
-                    413: ErrorCode.PAYLOAD_TOO_LARGE, 400: ErrorCode.VALIDATION_FAILED}
+HTTP_ERROR_CODES = {
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    400: ErrorCode.VALIDATION_FAILED,
+}
 
 
 def request_id() -> str:
@@ -70,7 +74,8 @@ def create_kernel_app(kernel: Kernel) -> Quart:
     async def http_error(exc: HTTPException) -> Response:
         code = HTTP_ERROR_CODES.get(exc.code or 500, ErrorCode.INTERNAL)
         message = {404: f"no route for {request.path}", 413: "request body is too large"}.get(
-            exc.code or 500, exc.description or exc.name)
+            exc.code or 500, exc.description or exc.name
+        )
         return _error(ArcanaError(message, code=code), request_id())
 
     @app.errorhandler(Exception)

@@ -7,8 +7,9 @@ is the first engine; a WebAssembly-component engine can sit beside it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from arcana_host.capability import CallContext, HostFunction
 
@@ -46,5 +47,6 @@ class CompiledModule(Protocol):
 class Engine(Protocol):
     def inspect(self, wasm: bytes) -> ModuleInfo: ...
 
-    def compile(self, wasm: bytes, functions: Sequence[HostFunction], *,
-                memory_mb: int, timeout_ms: int) -> CompiledModule: ...
+    def compile(
+        self, wasm: bytes, functions: Sequence[HostFunction], *, memory_mb: int, timeout_ms: int
+    ) -> CompiledModule: ...

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import extism
 from extism.extism import CompiledPlugin
-from extism_sys import ffi as _ffi, lib as _lib  # type: ignore[import-untyped]
+from extism_sys import ffi as _ffi  # type: ignore[import-untyped]
+from extism_sys import lib as _lib
 
 from arcana.engine import GuestFault, ModuleInfo, ModuleRejected
 from arcana.engine.inspect import ModuleInspector
@@ -118,11 +120,14 @@ class ExtismEngine:
     def inspect(self, wasm: bytes) -> ModuleInfo:
         return self._inspector.inspect(wasm)
 
-    def compile(self, wasm: bytes, functions: Sequence[HostFunction], *,
-                memory_mb: int, timeout_ms: int) -> ExtismCompiled:
-        manifest = {"wasm": [{"data": bytes(wasm)}],
-                    "memory": {"max_pages": max(1, memory_mb * 1024 * 1024 // WASM_PAGE)},
-                    "timeout_ms": timeout_ms}
+    def compile(
+        self, wasm: bytes, functions: Sequence[HostFunction], *, memory_mb: int, timeout_ms: int
+    ) -> ExtismCompiled:
+        manifest = {
+            "wasm": [{"data": bytes(wasm)}],
+            "memory": {"max_pages": max(1, memory_mb * 1024 * 1024 // WASM_PAGE)},
+            "timeout_ms": timeout_ms,
+        }
         try:
             compiled = CompiledPlugin(manifest, wasi=False, functions=[_link(f) for f in functions])
         except extism.Error as exc:

@@ -23,6 +23,5 @@ class ModuleInspector:
         exports = {}
         for exp in module.exports:
             if isinstance(exp.type, wasmtime.FuncType):
-                exports[exp.name] = (tuple(str(p) for p in exp.type.params),
-                                     tuple(str(r) for r in exp.type.results))
+                exports[exp.name] = (tuple(str(p) for p in exp.type.params), tuple(str(r) for r in exp.type.results))
         return ModuleInfo(imports, exports)

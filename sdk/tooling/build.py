@@ -175,8 +175,16 @@ def _compile_protos(src_dir: Path, tmp: Path) -> bytes | None:
 
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     out = tmp / "descriptors.pb"
-    cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{proto_dir}", f"-I{well_known}",
-           "--include_imports", f"--descriptor_set_out={out}", *files]
+    cmd = [
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        f"-I{proto_dir}",
+        f"-I{well_known}",
+        "--include_imports",
+        f"--descriptor_set_out={out}",
+        *files,
+    ]
     _run(src_dir, "protoc", cmd, cwd=proto_dir)
     return _read_output(src_dir, out)
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
-    "MANIFEST_SECTION",
     "DESCRIPTORS_SECTION",
+    "MANIFEST_SECTION",
     "CustomSection",
     "WasmFormatError",
     "append_custom_section",

@@ -19,8 +19,19 @@ from cryptography.x509.oid import NameOID
 def generate_stubs(proto: Path, out: Path) -> tuple[ModuleType, ModuleType]:
     """protoc (grpcio-tools) -> (messages module, stubs module), imported from `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{proto.parent}", f"--python_out={out}",
-                    f"--grpc_python_out={out}", proto.name], check=True, cwd=proto.parent)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{proto.parent}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            proto.name,
+        ],
+        check=True,
+        cwd=proto.parent,
+    )
     if str(out) not in sys.path:
         sys.path.insert(0, str(out))
     base = proto.stem
@@ -31,16 +42,30 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _cert(subject: str, issuer: str, key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCurvePrivateKey,
-          ca: bool, server: bool = False) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+def _cert(
+    subject: str,
+    issuer: str,
+    key: ec.EllipticCurvePrivateKey,
+    signer: ec.EllipticCurvePrivateKey,
+    ca: bool,
+    server: bool = False,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if server:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
     return builder.sign(signer, hashes.SHA256())
 
 
@@ -58,14 +83,21 @@ def make_pki(folder: Path) -> dict[str, Path]:
         files[name].write_bytes(data)
 
     def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     write("ca.pem", ca.public_bytes(serialization.Encoding.PEM))
-    for name, server, signer, issuer in (("server", True, ca_key, "arcana test CA"), ("client", False, ca_key, "arcana test CA"),
-                                         ("stranger", False, other_key, "other CA")):
+    for name, server, signer, issuer in (
+        ("server", True, ca_key, "arcana test CA"),
+        ("client", False, ca_key, "arcana test CA"),
+        ("stranger", False, other_key, "other CA"),
+    ):
         key = ec.generate_private_key(ec.SECP256R1())
         write(f"{name}.key", pem_key(key))
-        write(f"{name}.pem", _cert(name, issuer, key, signer, ca=False, server=server).public_bytes(serialization.Encoding.PEM))
+        write(
+            f"{name}.pem",
+            _cert(name, issuer, key, signer, ca=False, server=server).public_bytes(serialization.Encoding.PEM),
+        )
     _ = other_ca
     return files

@@ -20,11 +20,20 @@ TEST_SECRET = "arcana-test-secret-0123456789-abcdefghijklmnop"
 AUDIENCE = ISSUER = "arcana"
 
 
-def mint(sub: str = "u-test", roles: list[str] | None = None, secret: str = TEST_SECRET, ttl: int = 300,
-         **claims: object) -> str:
+def mint(
+    sub: str = "u-test", roles: list[str] | None = None, secret: str = TEST_SECRET, ttl: int = 300, **claims: object
+) -> str:
     now = int(time.time())
-    payload = {"sub": sub, "roles": roles or [], "iat": now, "exp": now + ttl, "jti": f"j-{now}-{sub}",
-               "iss": ISSUER, "aud": AUDIENCE, **claims}
+    payload = {
+        "sub": sub,
+        "roles": roles or [],
+        "iat": now,
+        "exp": now + ttl,
+        "jti": f"j-{now}-{sub}",
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        **claims,
+    }
     return jwt.encode(payload, secret, algorithm="HS256")
 
 
@@ -58,9 +67,24 @@ class ArcanaServer:
         env["ARCANA_JWT_SECRET"] = TEST_SECRET
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "arcana.cli", "serve", "--config", str(self.config_path),
-             "--plugins", str(self.plugins), "--http-port", str(self.port), "--grpc-port", str(self.grpc_port)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env)
+            [
+                sys.executable,
+                "-m",
+                "arcana.cli",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--plugins",
+                str(self.plugins),
+                "--http-port",
+                str(self.port),
+                "--grpc-port",
+                str(self.grpc_port),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         if wait_ready:
             self.wait_ready()
         return self

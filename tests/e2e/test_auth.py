@@ -11,8 +11,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import grpc
 import httpx
@@ -56,14 +57,19 @@ def _folder(base: Path, fixture_wasm: dict[str, Path]) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, fixture_wasm: dict[str, Path]) -> Iterator[ArcanaServer]:
     work = tmp_path_factory.mktemp("auth")
-    srv = ArcanaServer(_folder(work, fixture_wasm), work, {"auth": {"dev": False, "login_failures_per_account": 3}}).start()
+    srv = ArcanaServer(
+        _folder(work, fixture_wasm), work, {"auth": {"dev": False, "login_failures_per_account": 3}}
+    ).start()
     yield srv
     srv.stop()
 
 
 def create_user(server: ArcanaServer, email: str, roles: list[str], password: str = PASSWORD) -> dict[str, Any]:
-    r = httpx.post(f"{server.url}/api/v1/admin/users", json={"email": email, "password": password, "roles": roles},
-                   headers=admin_headers())
+    r = httpx.post(
+        f"{server.url}/api/v1/admin/users",
+        json={"email": email, "password": password, "roles": roles},
+        headers=admin_headers(),
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -136,12 +142,20 @@ def test_failed_logins_are_rate_limited_per_account(server: ArcanaServer) -> Non
 def test_admin_user_management(server: ArcanaServer) -> None:
     user = create_user(server, "managed@example.com", ["user"])
     refresh = login(server, "managed@example.com").json()["refresh_token"]
-    r = httpx.patch(f"{server.url}/api/v1/admin/users/{user['id']}", json={"roles": ["user", "editor"]}, headers=admin_headers())
+    r = httpx.patch(
+        f"{server.url}/api/v1/admin/users/{user['id']}", json={"roles": ["user", "editor"]}, headers=admin_headers()
+    )
     assert r.json()["roles"] == ["editor", "user"]
     page = httpx.get(f"{server.url}/api/v1/admin/users?page=1&size=2", headers=admin_headers()).json()
     assert page["size"] == 2 and len(page["items"]) <= 2 and page["total"] >= 1
-    assert httpx.post(f"{server.url}/api/v1/admin/users", json={"email": "MANAGED@example.com", "password": PASSWORD},
-                      headers=admin_headers()).status_code == 409
+    assert (
+        httpx.post(
+            f"{server.url}/api/v1/admin/users",
+            json={"email": "MANAGED@example.com", "password": PASSWORD},
+            headers=admin_headers(),
+        ).status_code
+        == 409
+    )
     httpx.patch(f"{server.url}/api/v1/admin/users/{user['id']}", json={"disabled": True}, headers=admin_headers())
     assert login(server, "managed@example.com").status_code == 401
     assert httpx.post(f"{server.url}/api/v1/auth/refresh", json={"refresh_token": refresh}).status_code == 401
@@ -161,7 +175,15 @@ def _attacks() -> dict[str, str]:
     good = mint("attacker", ["admin"])
     header, payload, signature = good.split(".")
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    claims = {"sub": "attacker", "roles": ["admin"], "iat": now, "exp": now + 300, "jti": "j", "iss": "arcana", "aud": "arcana"}
+    claims = {
+        "sub": "attacker",
+        "roles": ["admin"],
+        "iat": now,
+        "exp": now + 300,
+        "jti": "j",
+        "iss": "arcana",
+        "aud": "arcana",
+    }
     return {
         "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}.",
         "expired": mint("attacker", ["admin"], ttl=-10),
@@ -189,9 +211,16 @@ def test_token_attacks_are_refused_with_401(server: ArcanaServer, attack: str) -
 def test_a_token_from_an_independent_jwt_implementation_is_accepted(server: ArcanaServer) -> None:
     client = ROOT / "tests" / "e2e" / "node_client"
     if not (client / "node_modules" / "jsonwebtoken").is_dir():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=client, check=True, capture_output=True, timeout=300)
-    token = subprocess.run(["node", str(client / "sign_jwt.js"), TEST_SECRET, "node-user", "admin"],
-                           capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=client, check=True, capture_output=True, timeout=300
+        )
+    token = subprocess.run(
+        ["node", str(client / "sign_jwt.js"), TEST_SECRET, "node-user", "admin"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
     seen = httpx.post(f"{server.url}/api/v1/guarded/admin/1", json={}, headers=bearer(token))
     assert seen.status_code == 200 and seen.json()["principal"] == {"sub": "node-user", "roles": ["admin"]}
 
@@ -199,8 +228,11 @@ def test_a_token_from_an_independent_jwt_implementation_is_accepted(server: Arca
 def test_grpc_login_and_role_checks(server: ArcanaServer, tmp_path: Path) -> None:
     create_user(server, "grpc@example.com", ["user"])
     pb, stubs = generate_stubs(ROOT / "proto" / "arcana" / "auth" / "v1" / "auth.proto", tmp_path / "auth")
-    call_inspect = lambda ch, md: ch.unary_unary("/inspect.v1.Inspect/Envelope", request_serializer=lambda b: b,  # noqa: E731
-                                                 response_deserializer=lambda b: b)(b"", metadata=md)
+    call_inspect = lambda ch, md: ch.unary_unary(
+        "/inspect.v1.Inspect/Envelope",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )(b"", metadata=md)
     with grpc.insecure_channel(server.grpc_address) as channel:
         auth = stubs.AuthServiceStub(channel)
         pair = auth.Login(pb.LoginRequest(email="grpc@example.com", password=PASSWORD))
@@ -210,9 +242,11 @@ def test_grpc_login_and_role_checks(server: ArcanaServer, tmp_path: Path) -> Non
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
         rotated = auth.Refresh(pb.RefreshRequest(refresh_token=pair.refresh_token))
         assert rotated.refresh_token != pair.refresh_token
-        for metadata, code in (((), grpc.StatusCode.UNAUTHENTICATED),
-                               ((("authorization", "Bearer " + rotated.access_token),), grpc.StatusCode.PERMISSION_DENIED),
-                               ((("authorization", "Bearer " + _attacks()["alg none"]),), grpc.StatusCode.UNAUTHENTICATED)):
+        for metadata, code in (
+            ((), grpc.StatusCode.UNAUTHENTICATED),
+            ((("authorization", "Bearer " + rotated.access_token),), grpc.StatusCode.PERMISSION_DENIED),
+            ((("authorization", "Bearer " + _attacks()["alg none"]),), grpc.StatusCode.UNAUTHENTICATED),
+        ):
             with pytest.raises(grpc.RpcError) as info:
                 call_inspect(channel, metadata)
             assert info.value.code() == code
@@ -223,12 +257,29 @@ def test_grpc_login_and_role_checks(server: ArcanaServer, tmp_path: Path) -> Non
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_cli_bootstraps_an_admin_who_can_log_in(tmp_path: Path, fixture_wasm: dict[str, Path],
-                                                start_server: Callable[..., ArcanaServer]) -> None:
+def test_cli_bootstraps_an_admin_who_can_log_in(
+    tmp_path: Path, fixture_wasm: dict[str, Path], start_server: Callable[..., ArcanaServer]
+) -> None:
     server = start_server(_folder(tmp_path, fixture_wasm))
-    cli = subprocess.run([sys.executable, "-m", "arcana.cli", "user", "create", "--email", "root@example.com",
-                          "--role", "admin", "--config", str(server.config_path)],
-                         input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "arcana.cli",
+            "user",
+            "create",
+            "--email",
+            "root@example.com",
+            "--role",
+            "admin",
+            "--config",
+            str(server.config_path),
+        ],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert cli.returncode == 0, cli.stderr
     assert PASSWORD not in cli.stdout + cli.stderr
     token = login(server, "root@example.com").json()["access_token"]
@@ -241,8 +292,13 @@ def test_production_mode_refuses_to_start_without_a_strong_secret(tmp_path: Path
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCANA_")}
     env["ARCANA_JWT_SECRET"] = "tiny-s3cret"
     env["ARCANA_DATABASE__URL"] = f"sqlite:///{tmp_path / 'prod.db'}"
-    r = subprocess.run([sys.executable, "-m", "arcana.cli", "serve", "--config", str(config), "--http-port", "0"],
-                       capture_output=True, text=True, timeout=60, env=env)
+    r = subprocess.run(
+        [sys.executable, "-m", "arcana.cli", "serve", "--config", str(config), "--http-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert r.returncode == 2 and "ARCANA_JWT_SECRET" in r.stderr and "tiny-s3cret" not in r.stderr
 
 
@@ -254,23 +310,42 @@ def _hs256_signed_with(key: bytes, claims: dict[str, Any], kid: str) -> str:
 
 
 def _keypair(kind: str, folder: Path, kid: str) -> dict[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048) if kind == "RS256" else ed25519.Ed25519PrivateKey.generate()
+    key = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if kind == "RS256"
+        else ed25519.Ed25519PrivateKey.generate()
+    )
     private, public = folder / f"{kid}.key", folder / f"{kid}.pub"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return {"kid": kid, "private_key_file": str(private), "public_key_file": str(public)}
 
 
 @pytest.mark.parametrize("algorithm", ["RS256", "EdDSA"])
 def test_asymmetric_keys_rotate_by_kid_and_refuse_algorithm_confusion(
-        algorithm: str, tmp_path: Path, fixture_wasm: dict[str, Path], start_server: Callable[..., ArcanaServer]) -> None:
+    algorithm: str, tmp_path: Path, fixture_wasm: dict[str, Path], start_server: Callable[..., ArcanaServer]
+) -> None:
     old, new = _keypair(algorithm, tmp_path, "k1"), _keypair(algorithm, tmp_path, "k2")
     signing = serialization.load_pem_private_key(Path(old["private_key_file"]).read_bytes(), None)
     now = int(time.time())
-    claims = {"sub": "rot", "roles": ["admin"], "iat": now, "exp": now + 300, "jti": "j1", "iss": "arcana", "aud": "arcana"}
+    claims = {
+        "sub": "rot",
+        "roles": ["admin"],
+        "iat": now,
+        "exp": now + 300,
+        "jti": "j1",
+        "iss": "arcana",
+        "aud": "arcana",
+    }
     old_token = jwt.encode(claims, signing, algorithm=algorithm, headers={"kid": "k1"})
-    server = start_server(_folder(tmp_path, fixture_wasm),
-                          {"auth": {"algorithm": algorithm, "keys": [old, new], "active_kid": "k2", "dev": False}})
+    server = start_server(
+        _folder(tmp_path, fixture_wasm),
+        {"auth": {"algorithm": algorithm, "keys": [old, new], "active_kid": "k2", "dev": False}},
+    )
     url = f"{server.url}/api/v1/guarded/admin/1"
     assert httpx.post(url, json={}, headers=bearer(old_token)).status_code == 200  # signed before rotation, still valid
     confused = _hs256_signed_with(Path(new["public_key_file"]).read_bytes(), claims, "k2")
@@ -279,10 +354,15 @@ def test_asymmetric_keys_rotate_by_kid_and_refuse_algorithm_confusion(
     assert httpx.post(url, json={}, headers=bearer(unknown_kid)).status_code == 401
 
 
-def test_rest_mtls_requires_a_client_certificate_from_the_ca(tmp_path: Path, fixture_wasm: dict[str, Path],
-                                                              start_server: Callable[..., ArcanaServer]) -> None:
+def test_rest_mtls_requires_a_client_certificate_from_the_ca(
+    tmp_path: Path, fixture_wasm: dict[str, Path], start_server: Callable[..., ArcanaServer]
+) -> None:
     pki = make_pki(tmp_path / "pki")
-    tls = {"cert_file": str(pki["server.pem"]), "key_file": str(pki["server.key"]), "client_ca_file": str(pki["ca.pem"])}
+    tls = {
+        "cert_file": str(pki["server.pem"]),
+        "key_file": str(pki["server.key"]),
+        "client_ca_file": str(pki["ca.pem"]),
+    }
     server = ArcanaServer(_folder(tmp_path, fixture_wasm), tmp_path, {"server": {"http_tls": tls}})
     server.url = server.url.replace("http://", "https://")
     import ssl
@@ -310,8 +390,9 @@ def test_rest_mtls_requires_a_client_certificate_from_the_ca(tmp_path: Path, fix
         server.stop()
 
 
-def test_auth_host_functions_reach_plugins_through_the_sdk(tmp_path: Path, fixture_wasm: dict[str, Path],
-                                                           start_server: Callable[..., ArcanaServer]) -> None:
+def test_auth_host_functions_reach_plugins_through_the_sdk(
+    tmp_path: Path, fixture_wasm: dict[str, Path], start_server: Callable[..., ArcanaServer]
+) -> None:
     folder = tmp_path / "plugins"
     folder.mkdir()
     shutil.copyfile(fixture_wasm["authz"], folder / "authz.wasm")
@@ -328,8 +409,9 @@ def test_auth_host_functions_reach_plugins_through_the_sdk(tmp_path: Path, fixtu
     assert claims["sub"] == "minted" and claims["roles"] == ["reader"] and claims["exp"] - claims["iat"] == 60
 
 
-def test_auth_issue_needs_its_own_grant(tmp_path: Path, fixture_wasm: dict[str, Path],
-                                        start_server: Callable[..., ArcanaServer]) -> None:
+def test_auth_issue_needs_its_own_grant(
+    tmp_path: Path, fixture_wasm: dict[str, Path], start_server: Callable[..., ArcanaServer]
+) -> None:
     folder = tmp_path / "plugins"
     folder.mkdir()
     shutil.copyfile(fixture_wasm["authz"], folder / "authz.wasm")
@@ -338,8 +420,9 @@ def test_auth_issue_needs_its_own_grant(tmp_path: Path, fixture_wasm: dict[str, 
     assert any("auth_issue_token: needs capability 'auth.issue'" in e for e in failures[0]["errors"])
 
 
-def test_assemblyscript_auth_bindings(tmp_path: Path, fixture_wasm: dict[str, Path],
-                                      start_server: Callable[..., ArcanaServer]) -> None:
+def test_assemblyscript_auth_bindings(
+    tmp_path: Path, fixture_wasm: dict[str, Path], start_server: Callable[..., ArcanaServer]
+) -> None:
     folder = tmp_path / "plugins"
     folder.mkdir()
     shutil.copyfile(fixture_wasm["authz_as"], folder / "authz-as.wasm")
@@ -349,8 +432,9 @@ def test_assemblyscript_auth_bindings(tmp_path: Path, fixture_wasm: dict[str, Pa
     assert httpx.get(f"{server.url}/api/v1/test/authz-as/admin", headers=admin_headers()).json() == {"admin": True}
 
 
-def test_failed_logins_are_rate_limited_per_client_address(tmp_path: Path, fixture_wasm: dict[str, Path],
-                                                           start_server: Callable[..., ArcanaServer]) -> None:
+def test_failed_logins_are_rate_limited_per_client_address(
+    tmp_path: Path, fixture_wasm: dict[str, Path], start_server: Callable[..., ArcanaServer]
+) -> None:
     server = start_server(_folder(tmp_path, fixture_wasm), {"auth": {"login_failures_per_address": 3}})
     codes = [login(server, f"spray{i}@example.com", "guess-guess").status_code for i in range(3)]
     blocked = login(server, "fresh@example.com", "guess-guess")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import grpc
 import httpx
@@ -25,8 +25,11 @@ def server(tmp_path: Path, fixture_wasm: dict[str, Path], start_server: Callable
 
 
 def test_rest_envelope_carries_route_params_query_headers_and_body(server: ArcanaServer) -> None:
-    r = httpx.post(f"{server.url}/api/v1/test/inspect/a%20b?q=1&q=2&x=", json={"n": [1, {"k": None}]},
-                   headers={"x-request-id": "rid-1", "traceparent": TRACE, "X-Custom": "Yes"})
+    r = httpx.post(
+        f"{server.url}/api/v1/test/inspect/a%20b?q=1&q=2&x=",
+        json={"n": [1, {"k": None}]},
+        headers={"x-request-id": "rid-1", "traceparent": TRACE, "X-Custom": "Yes"},
+    )
     env = r.json()
     assert env["kind"] == "http" and env["method"] == "POST"
     assert env["path"] == "/api/v1/test/inspect/a b" and env["route"] == "/api/v1/test/inspect/{id}"
@@ -37,8 +40,9 @@ def test_rest_envelope_carries_route_params_query_headers_and_body(server: Arcan
 
 
 def test_rest_binary_body_arrives_base64(server: ArcanaServer) -> None:
-    env = httpx.post(f"{server.url}/api/v1/test/inspect/1", content=b"\x00\xffbin",
-                     headers={"content-type": "image/png"}).json()
+    env = httpx.post(
+        f"{server.url}/api/v1/test/inspect/1", content=b"\x00\xffbin", headers={"content-type": "image/png"}
+    ).json()
     assert env["body_base64"] == "AP9iaW4=" and "body" not in env
 
 
@@ -47,7 +51,9 @@ def test_grpc_envelope_carries_proto3_json_and_metadata(server: ArcanaServer) ->
     text = "hé".encode()
     probe = b"\x0a" + bytes([len(text)]) + text + b"\x10\x81\x80\x80\x80\x80\x80\x80\x10" + b"\x1a\x01a\x1a\x01b"
     with grpc.insecure_channel(server.grpc_address) as channel:
-        call = channel.unary_unary("/inspect.v1.Inspect/Envelope", request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        call = channel.unary_unary(
+            "/inspect.v1.Inspect/Envelope", request_serializer=lambda b: b, response_deserializer=lambda b: b
+        )
         raw = call(probe, metadata=[("traceparent", TRACE), ("x-request-id", "g-1"), ("x-team", "blue")])
     # Seen{json=...}: field 1, length-delimited.
     assert raw[0] == 0x0A
@@ -57,7 +63,7 @@ def test_grpc_envelope_carries_proto3_json_and_metadata(server: ArcanaServer) ->
         shift, i = shift + 7, i + 1
         if not raw[i - 1] & 0x80:
             break
-    env = json.loads(raw[i:i + length])
+    env = json.loads(raw[i : i + length])
     assert env["kind"] == "grpc" and env["method"] == "inspect.v1.Inspect/Envelope"
     assert env["message"] == {"text": "hé", "big": str(2**53 + 1), "tags": ["a", "b"]}
     assert env["metadata"]["x-team"] == "blue" and env["metadata"]["traceparent"] == TRACE

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import pytest
@@ -27,7 +27,7 @@ def test_hello_greets_by_name_with_json_escaping(server: ArcanaServer) -> None:
     assert r.status_code == 200 and r.json() == {"message": "Hello, Ada!"}
     assert r.headers["content-type"] == "application/json"
     tricky = httpx.get(f"{server.url}/api/v1/hello/a%22b%5C%F0%9F%98%80")
-    assert tricky.status_code == 200 and tricky.json() == {"message": 'Hello, a"b\\\U0001F600!'}
+    assert tricky.status_code == 200 and tricky.json() == {"message": 'Hello, a"b\\\U0001f600!'}
 
 
 def test_echo_returns_the_json_body(server: ArcanaServer) -> None:
@@ -37,7 +37,9 @@ def test_echo_returns_the_json_body(server: ArcanaServer) -> None:
 
 
 def test_echo_refuses_a_non_json_body_with_validation_error(server: ArcanaServer) -> None:
-    r = httpx.post(f"{server.url}/api/v1/echo", content=b"\x00\x01", headers={"content-type": "application/octet-stream"})
+    r = httpx.post(
+        f"{server.url}/api/v1/echo", content=b"\x00\x01", headers={"content-type": "application/octet-stream"}
+    )
     assert r.status_code == 400 and r.json()["code"] == "VALIDATION_FAILED"
 
 
@@ -78,7 +80,9 @@ def test_health_ready_and_admin_listing(server: ArcanaServer) -> None:
     listing = httpx.get(f"{server.url}/api/v1/admin/plugins", headers=admin_headers()).json()
     names = {p["name"]: p for p in listing["plugins"]}
     assert set(names) == {"hello", "echo"} and listing["failures"] == []
-    assert names["hello"]["routes"] == [{"method": "GET", "path": "/api/v1/hello/{name}", "handler": "hello", "public": True}]
+    assert names["hello"]["routes"] == [
+        {"method": "GET", "path": "/api/v1/hello/{name}", "handler": "hello", "public": True}
+    ]
 
 
 def test_metrics_are_exposed_for_prometheus(server: ArcanaServer) -> None:

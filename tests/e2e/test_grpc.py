@@ -8,9 +8,10 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import grpc
 import httpx
@@ -21,14 +22,16 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from arcana.descriptors import compile_proto_dir
 from arcana_sdk.wasm_sections import append_custom_section
-from conftest import ROOT, install
+from conftest import ROOT
 from e2e.grpc_support import generate_stubs, make_pki
 from e2e.server import ArcanaServer, admin_headers
 
 GREETER_PROTO = ROOT / "plugins" / "hello" / "proto" / "greeter.proto"
 HOSTILE = {"trap": "Trap", "loop": "Loop", "garbage": "Garbage", "badshape": "BadShape"}
-SIDECAR = '[plugin]\nname = "{name}"\nversion = "1.0.0"\n[capabilities]\nlog = true\n[limits]\ntimeout_ms = 500\n' \
-          '[[grpc]]\nmethod = "{method}"\nhandler = "{handler}"\npublic = true\n'
+SIDECAR = (
+    '[plugin]\nname = "{name}"\nversion = "1.0.0"\n[capabilities]\nlog = true\n[limits]\ntimeout_ms = 500\n'
+    '[[grpc]]\nmethod = "{method}"\nhandler = "{handler}"\npublic = true\n'
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +52,19 @@ def served(tmp_path_factory: pytest.TempPathFactory, fixture_wasm: dict[str, Pat
         source = ROOT / "plugins" / "echo" / "echo.wasm" if name == "echo" else fixture_wasm[name]
         shutil.copyfile(source, folder / f"g{name}.wasm")
         (folder / f"g{name}.pb").write_bytes(descriptors)
-        (folder / f"g{name}.toml").write_text(SIDECAR.format(name=f"g{name}", method=f"hostile.v1.Hostile/{method}", handler=name))
+        (folder / f"g{name}.toml").write_text(
+            SIDECAR.format(name=f"g{name}", method=f"hostile.v1.Hostile/{method}", handler=name)
+        )
     shutil.copyfile(ROOT / "plugins" / "hello" / "hello.wasm", folder / "mismatch.wasm")
     (folder / "mismatch.pb").write_bytes(descriptors)
-    (folder / "mismatch.toml").write_text(SIDECAR.format(name="mismatch", method="hostile.v1.Mismatch/Say", handler="hello"))
+    (folder / "mismatch.toml").write_text(
+        SIDECAR.format(name="mismatch", method="hostile.v1.Mismatch/Say", handler="hello")
+    )
     shutil.copyfile(ROOT / "plugins" / "hello" / "hello.wasm", folder / "streamer.wasm")
     (folder / "streamer.pb").write_bytes(descriptors)
-    (folder / "streamer.toml").write_text(SIDECAR.format(name="streamer", method="hostile.v1.Hostile/Stream", handler="hello"))
+    (folder / "streamer.toml").write_text(
+        SIDECAR.format(name="streamer", method="hostile.v1.Hostile/Stream", handler="hello")
+    )
     server = ArcanaServer(folder, work, {"server": {"max_body_bytes": 4096}}).start()
     yield server
     server.stop()
@@ -65,10 +74,14 @@ def _unary(channel: grpc.Channel, method: str) -> Callable[..., Any]:
     return channel.unary_unary(method, request_serializer=lambda b: b, response_deserializer=lambda b: b)
 
 
-def test_generated_stub_calls_the_plugin_twin_of_the_rest_route(served: ArcanaServer, greeter: tuple[ModuleType, ModuleType]) -> None:
+def test_generated_stub_calls_the_plugin_twin_of_the_rest_route(
+    served: ArcanaServer, greeter: tuple[ModuleType, ModuleType]
+) -> None:
     pb, stubs = greeter
     with grpc.insecure_channel(served.grpc_address) as channel:
-        reply, call = stubs.GreeterStub(channel).SayHello.with_call(pb.HelloRequest(name='Ada "L"'), metadata=[("x-request-id", "rid-7")])
+        reply, call = stubs.GreeterStub(channel).SayHello.with_call(
+            pb.HelloRequest(name='Ada "L"'), metadata=[("x-request-id", "rid-7")]
+        )
     assert reply.message == 'Hello, Ada "L"!'
     assert dict(call.trailing_metadata())["x-request-id"] == "rid-7"
     assert httpx.get(f"{served.url}/api/v1/hello/Ada").json() == {"message": "Hello, Ada!"}
@@ -77,19 +90,31 @@ def test_generated_stub_calls_the_plugin_twin_of_the_rest_route(served: ArcanaSe
 def test_an_independent_grpc_implementation_gets_the_same_answer(served: ArcanaServer) -> None:
     client = ROOT / "tests" / "e2e" / "node_client"
     if not (client / "node_modules").is_dir():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=client, check=True, capture_output=True, timeout=300)
-    out = subprocess.run(["node", str(client / "say_hello.js"), served.grpc_address, str(GREETER_PROTO), "grpc-js"],
-                         capture_output=True, text=True, timeout=60)
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=client, check=True, capture_output=True, timeout=300
+        )
+    out = subprocess.run(
+        ["node", str(client / "say_hello.js"), served.grpc_address, str(GREETER_PROTO), "grpc-js"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert json.loads(out.stdout) == {"message": "Hello, grpc-js!"}
 
 
-@pytest.mark.parametrize("name, status", [
-    ("trap", grpc.StatusCode.INTERNAL), ("loop", grpc.StatusCode.DEADLINE_EXCEEDED),
-    ("garbage", grpc.StatusCode.INTERNAL), ("badshape", grpc.StatusCode.INTERNAL),
-])
-def test_hostile_plugins_get_mapped_status_codes(served: ArcanaServer, name: str, status: grpc.StatusCode,
-                                                 greeter: tuple[ModuleType, ModuleType]) -> None:
+@pytest.mark.parametrize(
+    "name, status",
+    [
+        ("trap", grpc.StatusCode.INTERNAL),
+        ("loop", grpc.StatusCode.DEADLINE_EXCEEDED),
+        ("garbage", grpc.StatusCode.INTERNAL),
+        ("badshape", grpc.StatusCode.INTERNAL),
+    ],
+)
+def test_hostile_plugins_get_mapped_status_codes(
+    served: ArcanaServer, name: str, status: grpc.StatusCode, greeter: tuple[ModuleType, ModuleType]
+) -> None:
     with grpc.insecure_channel(served.grpc_address) as channel:
         with pytest.raises(grpc.RpcError) as info:
             _unary(channel, f"/hostile.v1.Hostile/{HOSTILE[name]}")(b"", timeout=10)
@@ -103,7 +128,9 @@ def test_plugin_errors_reply_types_and_unknown_methods(served: ArcanaServer) -> 
     with grpc.insecure_channel(served.grpc_address) as channel:
         with pytest.raises(grpc.RpcError) as info:
             _unary(channel, "/hostile.v1.Hostile/Echo")(b"")
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and info.value.details().startswith("VALIDATION_FAILED: ")
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and info.value.details().startswith(
+            "VALIDATION_FAILED: "
+        )
         with pytest.raises(grpc.RpcError) as info:
             _unary(channel, "/hostile.v1.Mismatch/Say")(b"\x0a\x01x")
         assert info.value.code() == grpc.StatusCode.INTERNAL and "malformed" in info.value.details()
@@ -128,8 +155,13 @@ def test_reflection_lists_kernel_and_plugin_services_and_resolves_them(served: A
     with grpc.insecure_channel(served.grpc_address) as channel:
         database = ProtoReflectionDescriptorDatabase(channel)
         services = set(database.get_services())
-        assert {"greeter.v1.Greeter", "hostile.v1.Hostile", "arcana.admin.v1.AdminService",
-                "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= services
+        assert {
+            "greeter.v1.Greeter",
+            "hostile.v1.Hostile",
+            "arcana.admin.v1.AdminService",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection",
+        } <= services
         pool = descriptor_pool.DescriptorPool(database)
         method = pool.FindServiceByName("greeter.v1.Greeter").methods_by_name["SayHello"]
         assert method.input_type.fields_by_name["name"].type == method.input_type.fields_by_name["name"].TYPE_STRING
@@ -139,7 +171,10 @@ def test_health_overall_and_per_plugin_service(served: ArcanaServer) -> None:
     with grpc.insecure_channel(served.grpc_address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         assert health.Check(health_pb2.HealthCheckRequest(service="")).status == health_pb2.HealthCheckResponse.SERVING
-        assert health.Check(health_pb2.HealthCheckRequest(service="greeter.v1.Greeter")).status == health_pb2.HealthCheckResponse.SERVING
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(service="greeter.v1.Greeter")).status
+            == health_pb2.HealthCheckResponse.SERVING
+        )
 
 
 def test_kernel_admin_service_lists_plugins(served: ArcanaServer, tmp_path: Path) -> None:
@@ -148,9 +183,13 @@ def test_kernel_admin_service_lists_plugins(served: ArcanaServer, tmp_path: Path
         with pytest.raises(grpc.RpcError) as info:
             stubs.AdminServiceStub(channel).ListPlugins(pb.ListPluginsRequest())
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        reply = stubs.AdminServiceStub(channel).ListPlugins(pb.ListPluginsRequest(), metadata=list(admin_headers().items()))
+        reply = stubs.AdminServiceStub(channel).ListPlugins(
+            pb.ListPluginsRequest(), metadata=list(admin_headers().items())
+        )
     hello = next(p for p in reply.plugins if p.name == "hello")
-    assert list(hello.grpc_methods) == ["greeter.v1.Greeter/SayHello"] and hello.routes[0].path == "/api/v1/hello/{name}"
+    assert (
+        list(hello.grpc_methods) == ["greeter.v1.Greeter/SayHello"] and hello.routes[0].path == "/api/v1/hello/{name}"
+    )
     assert any(f.name == "streamer" for f in reply.failures)
 
 
@@ -159,8 +198,9 @@ def _retagged(wasm: bytes, n: int) -> bytes:
     return append_custom_section(wasm, "test.generation", str(n).encode())
 
 
-def test_hot_reload_during_a_stream_of_grpc_calls_fails_none(tmp_path: Path, greeter: tuple[ModuleType, ModuleType],
-                                                             start_server: Callable[..., ArcanaServer]) -> None:
+def test_hot_reload_during_a_stream_of_grpc_calls_fails_none(
+    tmp_path: Path, greeter: tuple[ModuleType, ModuleType], start_server: Callable[..., ArcanaServer]
+) -> None:
     folder = tmp_path / "plugins"
     folder.mkdir()
     original = (ROOT / "plugins" / "hello" / "hello.wasm").read_bytes()
@@ -188,7 +228,10 @@ def test_hot_reload_during_a_stream_of_grpc_calls_fails_none(tmp_path: Path, gre
             (folder / ".next").write_bytes(module)
             (folder / ".next").replace(folder / "hello.wasm")
             deadline = time.monotonic() + 15
-            while httpx.get(f"{server.url}/api/v1/admin/plugins", headers=admin_headers()).json()["plugins"][0]["sha256"] != hashlib.sha256(module).hexdigest():
+            while (
+                httpx.get(f"{server.url}/api/v1/admin/plugins", headers=admin_headers()).json()["plugins"][0]["sha256"]
+                != hashlib.sha256(module).hexdigest()
+            ):
                 assert time.monotonic() < deadline, server.logs()[-2000:]
                 time.sleep(0.01)
     finally:
@@ -198,7 +241,9 @@ def test_hot_reload_during_a_stream_of_grpc_calls_fails_none(tmp_path: Path, gre
     assert failures == [] and calls[0] > 20
 
 
-def test_unloading_removes_the_method_health_and_reflection(tmp_path: Path, start_server: Callable[..., ArcanaServer]) -> None:
+def test_unloading_removes_the_method_health_and_reflection(
+    tmp_path: Path, start_server: Callable[..., ArcanaServer]
+) -> None:
     folder = tmp_path / "plugins"
     folder.mkdir()
     shutil.copyfile(ROOT / "plugins" / "hello" / "hello.wasm", folder / "hello.wasm")
@@ -215,18 +260,32 @@ def test_unloading_removes_the_method_health_and_reflection(tmp_path: Path, star
             assert time.monotonic() < deadline
             time.sleep(0.02)
         health = health_pb2_grpc.HealthStub(channel)
-        assert health.Check(health_pb2.HealthCheckRequest(service="greeter.v1.Greeter")).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(service="greeter.v1.Greeter")).status
+            == health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         assert "greeter.v1.Greeter" not in set(ProtoReflectionDescriptorDatabase(channel).get_services())
 
 
-def test_mtls_refuses_clients_without_a_certificate_from_the_ca(tmp_path: Path, greeter: tuple[ModuleType, ModuleType],
-                                                                start_server: Callable[..., ArcanaServer]) -> None:
+def test_mtls_refuses_clients_without_a_certificate_from_the_ca(
+    tmp_path: Path, greeter: tuple[ModuleType, ModuleType], start_server: Callable[..., ArcanaServer]
+) -> None:
     pki = make_pki(tmp_path / "pki")
     folder = tmp_path / "plugins"
     folder.mkdir()
     shutil.copyfile(ROOT / "plugins" / "hello" / "hello.wasm", folder / "hello.wasm")
-    server = start_server(folder, {"server": {"grpc_tls": {"cert_file": str(pki["server.pem"]), "key_file": str(pki["server.key"]),
-                                                           "client_ca_file": str(pki["ca.pem"])}}})
+    server = start_server(
+        folder,
+        {
+            "server": {
+                "grpc_tls": {
+                    "cert_file": str(pki["server.pem"]),
+                    "key_file": str(pki["server.key"]),
+                    "client_ca_file": str(pki["ca.pem"]),
+                }
+            }
+        },
+    )
     pb, stubs = greeter
     ca = pki["ca.pem"].read_bytes()
 
@@ -234,9 +293,14 @@ def test_mtls_refuses_clients_without_a_certificate_from_the_ca(tmp_path: Path, 
         with grpc.secure_channel(server.grpc_address, credentials) as channel:
             return str(stubs.GreeterStub(channel).SayHello(pb.HelloRequest(name="tls"), timeout=5).message)
 
-    assert say(grpc.ssl_channel_credentials(ca, pki["client.key"].read_bytes(), pki["client.pem"].read_bytes())) == "Hello, tls!"
-    for credentials in (grpc.ssl_channel_credentials(ca),
-                        grpc.ssl_channel_credentials(ca, pki["stranger.key"].read_bytes(), pki["stranger.pem"].read_bytes())):
+    assert (
+        say(grpc.ssl_channel_credentials(ca, pki["client.key"].read_bytes(), pki["client.pem"].read_bytes()))
+        == "Hello, tls!"
+    )
+    for credentials in (
+        grpc.ssl_channel_credentials(ca),
+        grpc.ssl_channel_credentials(ca, pki["stranger.key"].read_bytes(), pki["stranger.pem"].read_bytes()),
+    ):
         with pytest.raises(grpc.RpcError) as info:
             say(credentials)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE

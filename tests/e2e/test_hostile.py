@@ -6,7 +6,6 @@ import json
 import shutil
 import threading
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import pytest
@@ -50,14 +49,19 @@ def _echo_ok(server: ArcanaServer) -> None:
     assert r.status_code == 200 and r.json() == {"echo": {"still": "here"}}
 
 
-@pytest.mark.parametrize("route, status, code", [
-    ("trap", 500, "PLUGIN_FAILED"),
-    ("loop", 504, "PLUGIN_TIMEOUT"),
-    ("membomb", 500, "PLUGIN_FAILED"),
-    ("garbage", 500, "PLUGIN_FAILED"),
-    ("badshape", 500, "PLUGIN_FAILED"),
-])
-def test_misbehaving_plugin_gets_its_error_and_the_server_carries_on(server: ArcanaServer, route: str, status: int, code: str) -> None:
+@pytest.mark.parametrize(
+    "route, status, code",
+    [
+        ("trap", 500, "PLUGIN_FAILED"),
+        ("loop", 504, "PLUGIN_TIMEOUT"),
+        ("membomb", 500, "PLUGIN_FAILED"),
+        ("garbage", 500, "PLUGIN_FAILED"),
+        ("badshape", 500, "PLUGIN_FAILED"),
+    ],
+)
+def test_misbehaving_plugin_gets_its_error_and_the_server_carries_on(
+    server: ArcanaServer, route: str, status: int, code: str
+) -> None:
     for _ in range(2):  # the broken instance is discarded; a fresh one fails the same way
         r = httpx.get(f"{server.url}/api/v1/test/{route}", timeout=10)
         assert r.status_code == status, r.text
@@ -81,7 +85,9 @@ def test_failures_are_logged_with_plugin_name_and_version(server: ArcanaServer) 
 
 def test_a_long_running_plugin_does_not_block_other_requests(server: ArcanaServer) -> None:
     result: dict[str, httpx.Response] = {}
-    slow = threading.Thread(target=lambda: result.setdefault("r", httpx.get(f"{server.url}/api/v1/test/longloop", timeout=10)))
+    slow = threading.Thread(
+        target=lambda: result.setdefault("r", httpx.get(f"{server.url}/api/v1/test/longloop", timeout=10))
+    )
     slow.start()
     try:
         for _ in range(20):
@@ -98,7 +104,9 @@ def test_forbidden_import_and_broken_manifest_are_refused_at_load(server: Arcana
     assert "forbidden" not in serving and httpx.get(f"{server.url}/api/v1/test/forbidden").status_code == 404
     failures = {Path(f["source"]).stem: f for f in listing["failures"]}
     forbidden = " ".join(failures["forbidden"]["errors"])
-    assert "extism:host/user::store_get" in forbidden and "capability 'store'" in forbidden and "not granted" in forbidden
+    assert (
+        "extism:host/user::store_get" in forbidden and "capability 'store'" in forbidden and "not granted" in forbidden
+    )
     broken = failures["broken_manifest"]["errors"]
     assert any("plugin.name" in e and "not a valid name" in e for e in broken)
     assert any("plugin.colour: unknown field" in e for e in broken)
@@ -124,8 +132,10 @@ def test_concurrent_failures_do_not_disturb_good_calls(server: ArcanaServer) -> 
                 if r.status_code != expect:
                     errors.append(f"{route}: {r.status_code} {r.text[:100]}")
 
-    threads = [threading.Thread(target=hammer, args=a) for a in
-               [("trap", 500), ("garbage", 500), ("membomb", 500), ("echo", 200), ("echo", 200)]]
+    threads = [
+        threading.Thread(target=hammer, args=a)
+        for a in [("trap", 500), ("garbage", 500), ("membomb", 500), ("echo", 200), ("echo", 200)]
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import pytest
@@ -77,8 +77,9 @@ class Load:
             t.join()
 
 
-def test_replacing_a_plugin_serves_the_new_version(folder: Path, versions: dict[str, Path],
-                                                   start_server: Callable[..., ArcanaServer]) -> None:
+def test_replacing_a_plugin_serves_the_new_version(
+    folder: Path, versions: dict[str, Path], start_server: Callable[..., ArcanaServer]
+) -> None:
     install(versions["v1"], folder, "versioned")
     server = start_server(folder)
     wait_for(server, "v1")
@@ -87,8 +88,9 @@ def test_replacing_a_plugin_serves_the_new_version(folder: Path, versions: dict[
     print(f"reload-to-serving (polled over HTTP): {took * 1000:.0f} ms")
 
 
-def test_no_request_fails_across_many_reloads_under_load(folder: Path, versions: dict[str, Path],
-                                                         start_server: Callable[..., ArcanaServer]) -> None:
+def test_no_request_fails_across_many_reloads_under_load(
+    folder: Path, versions: dict[str, Path], start_server: Callable[..., ArcanaServer]
+) -> None:
     install(versions["v1"], folder, "versioned")
     server = start_server(folder)
     with Load(server) as load:
@@ -100,8 +102,9 @@ def test_no_request_fails_across_many_reloads_under_load(folder: Path, versions:
     assert load.seen.get("v1", 0) > 0 and load.seen.get("v2", 0) > 0
 
 
-def test_a_broken_new_version_leaves_the_old_one_serving(folder: Path, versions: dict[str, Path],
-                                                         start_server: Callable[..., ArcanaServer]) -> None:
+def test_a_broken_new_version_leaves_the_old_one_serving(
+    folder: Path, versions: dict[str, Path], start_server: Callable[..., ArcanaServer]
+) -> None:
     target = install(versions["v1"], folder, "versioned")
     server = start_server(folder)
     wait_for(server, "v1")
@@ -123,14 +126,17 @@ def test_a_broken_new_version_leaves_the_old_one_serving(folder: Path, versions:
     assert httpx.get(f"{server.url}/api/v1/admin/plugins", headers=admin_headers()).json()["failures"] == []
 
 
-def test_a_refused_version_with_a_readable_manifest_shows_as_last_error(folder: Path, versions: dict[str, Path],
-                                                                        start_server: Callable[..., ArcanaServer]) -> None:
+def test_a_refused_version_with_a_readable_manifest_shows_as_last_error(
+    folder: Path, versions: dict[str, Path], start_server: Callable[..., ArcanaServer]
+) -> None:
     target = install(versions["v1"], folder, "versioned")
     server = start_server(folder)
     wait_for(server, "v1")
     sidecar = target.with_suffix(".toml")
-    sidecar.write_text('[plugin]\nname = "versioned"\nversion = "2.0.0"\n[limits]\nmemory_mb = 100000\n'
-                       '[[route]]\nmethod = "GET"\npath = "/api/v1/test/version"\nhandler = "version"\npublic = true\n')
+    sidecar.write_text(
+        '[plugin]\nname = "versioned"\nversion = "2.0.0"\n[limits]\nmemory_mb = 100000\n'
+        '[[route]]\nmethod = "GET"\npath = "/api/v1/test/version"\nhandler = "version"\npublic = true\n'
+    )
     deadline = time.monotonic() + 15
     plugin: dict = {}
     while time.monotonic() < deadline:
@@ -142,8 +148,9 @@ def test_a_refused_version_with_a_readable_manifest_shows_as_last_error(folder: 
     assert httpx.get(server.url + VERSION_URL).json() == {"version": "v1"}
 
 
-def test_deleting_unloads_and_adding_loads(folder: Path, versions: dict[str, Path],
-                                           start_server: Callable[..., ArcanaServer]) -> None:
+def test_deleting_unloads_and_adding_loads(
+    folder: Path, versions: dict[str, Path], start_server: Callable[..., ArcanaServer]
+) -> None:
     server = start_server(folder)
     assert httpx.get(server.url + VERSION_URL).status_code == 404
     target = install(versions["v1"], folder, "versioned")
@@ -152,8 +159,9 @@ def test_deleting_unloads_and_adding_loads(folder: Path, versions: dict[str, Pat
     wait_for(server, 404)
 
 
-def test_a_half_written_file_is_never_served_half_written(folder: Path, versions: dict[str, Path],
-                                                          start_server: Callable[..., ArcanaServer]) -> None:
+def test_a_half_written_file_is_never_served_half_written(
+    folder: Path, versions: dict[str, Path], start_server: Callable[..., ArcanaServer]
+) -> None:
     target = install(versions["v1"], folder, "versioned")
     server = start_server(folder)
     wait_for(server, "v1")
@@ -161,7 +169,7 @@ def test_a_half_written_file_is_never_served_half_written(folder: Path, versions
     with Load(server, clients=2) as load:
         with target.open("wb") as f:  # in place, in slow pieces: the worst an operator can do
             for i in range(0, len(data), max(1, len(data) // 8)):
-                f.write(data[i:i + max(1, len(data) // 8)])
+                f.write(data[i : i + max(1, len(data) // 8)])
                 f.flush()
                 os.fsync(f.fileno())
                 time.sleep(0.1)
@@ -169,8 +177,9 @@ def test_a_half_written_file_is_never_served_half_written(folder: Path, versions
     assert load.failures == []
 
 
-def test_in_flight_call_finishes_on_the_version_it_started_on(folder: Path, fixture_wasm: dict[str, Path],
-                                                              tmp_path: Path, start_server: Callable[..., ArcanaServer]) -> None:
+def test_in_flight_call_finishes_on_the_version_it_started_on(
+    folder: Path, fixture_wasm: dict[str, Path], tmp_path: Path, start_server: Callable[..., ArcanaServer]
+) -> None:
     new = build_variant("slow", tmp_path, {".done = true": ".done_v2 = true"})
     target = install(fixture_wasm["slow"], folder, "slow")
     server = start_server(folder)

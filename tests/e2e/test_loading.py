@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
@@ -30,7 +30,8 @@ def _failures(server: ArcanaServer) -> dict[str, list[str]]:
 
 
 def test_a_route_owned_by_another_plugin_is_refused_and_the_owner_keeps_it(
-        tmp_path: Path, fixture_wasm: dict[str, Path], start_server: Callable[..., ArcanaServer]) -> None:
+    tmp_path: Path, fixture_wasm: dict[str, Path], start_server: Callable[..., ArcanaServer]
+) -> None:
     folder = tmp_path / "plugins"
     folder.mkdir()
     install(fixture_wasm["versioned"], folder, "versioned")
@@ -49,7 +50,8 @@ def test_a_route_owned_by_another_plugin_is_refused_and_the_owner_keeps_it(
 
 
 def test_sidecar_manifest_overrides_and_its_change_reloads(
-        tmp_path: Path, fixture_wasm: dict[str, Path], start_server: Callable[..., ArcanaServer]) -> None:
+    tmp_path: Path, fixture_wasm: dict[str, Path], start_server: Callable[..., ArcanaServer]
+) -> None:
     folder = tmp_path / "plugins"
     folder.mkdir()
     (folder / "renamed.toml").write_text(SIDECAR.format(name="renamed", path="/api/v1/renamed/a"))
@@ -65,16 +67,20 @@ def test_sidecar_manifest_overrides_and_its_change_reloads(
 
 
 def test_operator_grant_unlocks_a_requested_capability(
-        tmp_path: Path, fixture_wasm: dict[str, Path], start_server: Callable[..., ArcanaServer]) -> None:
+    tmp_path: Path, fixture_wasm: dict[str, Path], start_server: Callable[..., ArcanaServer]
+) -> None:
     folder = tmp_path / "plugins"
     folder.mkdir()
-    (folder / "logger.toml").write_text(SIDECAR.format(name="logger", path="/api/v1/x").replace(
-        "[[route]]", "[capabilities]\nlog = true\n[[route]]"))
+    (folder / "logger.toml").write_text(
+        SIDECAR.format(name="logger", path="/api/v1/x").replace("[[route]]", "[capabilities]\nlog = true\n[[route]]")
+    )
     install(fixture_wasm["versioned"], folder, "logger")
     server = start_server(folder, {"grants": {"*": []}})
     errors = _failures(server)["logger.wasm"]
-    assert errors == ["capabilities.log: requested but not granted to 'logger' by the operator "
-                      "(fix: grant it in the config (grants: {logger: [log]}) or drop the request)"]
+    assert errors == [
+        "capabilities.log: requested but not granted to 'logger' by the operator "
+        "(fix: grant it in the config (grants: {logger: [log]}) or drop the request)"
+    ]
 
 
 def _arcana(*args: str) -> subprocess.CompletedProcess[str]:
@@ -100,4 +106,8 @@ def test_serve_refuses_a_bad_config_naming_the_key(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("server:\n  htp_port: 1\n")
     result = _arcana("serve", "--config", str(config))
-    assert result.returncode == 2 and "unknown config key 'server.htp_port'" in result.stderr and "bad.yaml" in result.stderr
+    assert (
+        result.returncode == 2
+        and "unknown config key 'server.htp_port'" in result.stderr
+        and "bad.yaml" in result.stderr
+    )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -33,8 +34,12 @@ def config(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     if request.param == "postgresql":
         path = tmp_path / "migrate.yaml"
         path.write_text(yaml.safe_dump(config))
-        done = subprocess.run([sys.executable, "-m", "arcana.cli", "migrate", "--config", str(path)],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "arcana.cli", "migrate", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0 and "upgraded from None to revision" in done.stdout, done.stderr
     return config
 
@@ -55,7 +60,8 @@ def create(url: str, title: str, tags: list[str]) -> dict[str, Any]:
 
 
 def test_notes_crud_pagination_filter_sort_versions_across_a_restart(
-        config: dict[str, Any], plugins: Path, start_server: Callable[..., ArcanaServer]) -> None:
+    config: dict[str, Any], plugins: Path, start_server: Callable[..., ArcanaServer]
+) -> None:
     server = start_server(plugins, config)
     url = server.url
     notes = [create(url, f"note {i:02d}", ["even" if i % 2 == 0 else "odd", "all"]) for i in range(25)]
@@ -64,9 +70,13 @@ def test_notes_crud_pagination_filter_sort_versions_across_a_restart(
 
     page = httpx.get(f"{url}/api/v1/notes", params={"size": 10, "page": 3}, headers=ALICE).json()
     assert (page["total"], page["page"], page["size"], len(page["items"])) == (25, 3, 10, 5)
-    newest_first = [n["title"] for n in httpx.get(f"{url}/api/v1/notes", params={"size": 3}, headers=ALICE).json()["items"]]
+    newest_first = [
+        n["title"] for n in httpx.get(f"{url}/api/v1/notes", params={"size": 3}, headers=ALICE).json()["items"]
+    ]
     assert newest_first == ["note 24", "note 23", "note 22"]
-    odd = httpx.get(f"{url}/api/v1/notes", params={"tag": "odd", "sort": "title", "order": "asc", "size": 50}, headers=ALICE).json()
+    odd = httpx.get(
+        f"{url}/api/v1/notes", params={"tag": "odd", "sort": "title", "order": "asc", "size": 50}, headers=ALICE
+    ).json()
     assert odd["total"] == 12 and [n["title"] for n in odd["items"]][:3] == ["note 01", "note 03", "note 05"]
     assert httpx.get(f"{url}/api/v1/notes", params={"tag": "none"}, headers=ALICE).json()["total"] == 0
     assert httpx.get(f"{url}/api/v1/notes", params={"sort": "body"}, headers=ALICE).status_code == 400
@@ -79,7 +89,11 @@ def test_notes_crud_pagination_filter_sort_versions_across_a_restart(
     assert httpx.post(f"{url}/api/v1/notes", json={"body": "no title"}, headers=ALICE).status_code == 400
 
     updated = httpx.put(note_url, json={"title": "renamed", "tags": ["x"], "version": 1}, headers=ALICE)
-    assert updated.status_code == 200 and updated.json()["version"] == 2 and updated.json()["created_at"] == first["created_at"]
+    assert (
+        updated.status_code == 200
+        and updated.json()["version"] == 2
+        and updated.json()["created_at"] == first["created_at"]
+    )
     stale = httpx.put(note_url, json={"title": "lost update", "version": 1}, headers=ALICE)
     assert stale.status_code == 409 and stale.json()["code"] == "CONFLICT"
     assert httpx.put(note_url, json={"title": "no version"}, headers=ALICE).status_code == 400
@@ -96,12 +110,17 @@ def test_notes_crud_pagination_filter_sort_versions_across_a_restart(
     assert httpx.get(f"{restarted}/api/v1/notes/{first['id']}", headers=ALICE).json()["title"] == "by if-match"
     assert httpx.get(f"{restarted}/api/v1/notes", headers=ALICE).json()["total"] == 24
     assert httpx.get(f"{restarted}/api/v1/notes/{notes[1]['id']}", headers=ALICE).status_code == 404
-    assert httpx.put(f"{restarted}/api/v1/notes/{first['id']}", json={"title": "t", "version": 2}, headers=ALICE).status_code == 409
-
+    assert (
+        httpx.put(
+            f"{restarted}/api/v1/notes/{first['id']}", json={"title": "t", "version": 2}, headers=ALICE
+        ).status_code
+        == 409
+    )
 
 
 def test_each_user_sees_only_their_notes_and_admin_sees_all(
-        config: dict[str, Any], plugins: Path, start_server: Callable[..., ArcanaServer]) -> None:
+    config: dict[str, Any], plugins: Path, start_server: Callable[..., ArcanaServer]
+) -> None:
     url = start_server(plugins, config).url
     mine = create(url, "alice's", ["a"])
     theirs = httpx.post(f"{url}/api/v1/notes", json={"title": "bob's"}, headers=BOB).json()

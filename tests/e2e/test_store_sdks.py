@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -22,8 +23,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, fixture_wasm: dict[str, Pat
     folder.mkdir()
     for name in PROBES.values():
         install(fixture_wasm[name], folder, name)
-    config = {"database": {"url": f"sqlite:///{work}/store.db"},
-              "grants": {"*": ["log"], "storeprobe": ["store"], "asprobe": ["store"]}}
+    config = {
+        "database": {"url": f"sqlite:///{work}/store.db"},
+        "grants": {"*": ["log"], "storeprobe": ["store"], "asprobe": ["store"]},
+    }
     server = ArcanaServer(folder, work, config).start()
     yield server
     server.stop()
@@ -32,6 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, fixture_wasm: dict[str, Pat
 def caller(server: ArcanaServer, sdk: str) -> Callable[..., httpx.Response]:
     def call(name: str, **args: Any) -> httpx.Response:
         return httpx.post(f"{server.url}/probe/{sdk}", json={"call": name, **args}, timeout=10)
+
     return call
 
 
@@ -61,7 +65,9 @@ def test_document_bindings_with_errors_as_values(server: ArcanaServer, sdk: str)
     assert stale.status_code == 409 and stale.json()["code"] == "CONFLICT"
     assert call("get", collection="things", id="missing").status_code == 404
     call("put", collection="things", id="z", doc={"name": "z", "tags": ["t"]})
-    page = call("query", collection="things", filter={"tags": {"$contains": "t"}}, sort="name", order="desc", size=5).json()
+    page = call(
+        "query", collection="things", filter={"tags": {"$contains": "t"}}, sort="name", order="desc", size=5
+    ).json()
     assert page == {"ids": ["z"], "total": 1, "page": 1, "size": 5}
     assert call("query", collection="things", sort="name").json()["ids"] == [made["id"], "z"]
     assert call("delete", collection="things", id="z", expected_version=9).status_code == 409
@@ -72,12 +78,22 @@ def test_document_bindings_with_errors_as_values(server: ArcanaServer, sdk: str)
 @pytest.mark.parametrize("sdk", PROBES)
 def test_batch_binding_is_atomic(server: ArcanaServer, sdk: str) -> None:
     call = caller(server, sdk)
-    ok = call("batch", ops=[{"op": "put", "collection": "b", "id": "one", "doc": {"n": 1}},
-                            {"op": "put", "collection": "b", "id": "one", "doc": {"n": 2}},
-                            {"op": "delete", "collection": "b", "id": "one", "expected_version": 2}])
+    ok = call(
+        "batch",
+        ops=[
+            {"op": "put", "collection": "b", "id": "one", "doc": {"n": 1}},
+            {"op": "put", "collection": "b", "id": "one", "doc": {"n": 2}},
+            {"op": "delete", "collection": "b", "id": "one", "expected_version": 2},
+        ],
+    )
     assert ok.json() == {"versions": [1, 2, None]}
-    failed = call("batch", ops=[{"op": "put", "collection": "b", "id": "two", "doc": {}},
-                                {"op": "delete", "collection": "b", "id": "absent"}])
+    failed = call(
+        "batch",
+        ops=[
+            {"op": "put", "collection": "b", "id": "two", "doc": {}},
+            {"op": "delete", "collection": "b", "id": "absent"},
+        ],
+    )
     assert failed.status_code == 404 and failed.json()["message"].startswith("ops[1]: ")
     assert call("get", collection="b", id="two").status_code == 404
 

@@ -12,9 +12,14 @@ from arcana.events import KernelEvents
 
 
 def _service(db: Path, time_cost: int, events: KernelEvents | None = None) -> tuple[AuthService, Database]:
-    config: ArcanaConfig = load_config(None, environ={
-        "ARCANA_DATABASE__URL": f"sqlite:///{db}", "ARCANA_AUTH__ARGON2_TIME_COST": str(time_cost),
-        "ARCANA_AUTH__ARGON2_MEMORY_KIB": "8192"})
+    config: ArcanaConfig = load_config(
+        None,
+        environ={
+            "ARCANA_DATABASE__URL": f"sqlite:///{db}",
+            "ARCANA_AUTH__ARGON2_TIME_COST": str(time_cost),
+            "ARCANA_AUTH__ARGON2_MEMORY_KIB": "8192",
+        },
+    )
     database = Database(config.database)
     assert database.prepare() is None
     return AuthService(config, database, events or KernelEvents()), database

@@ -38,15 +38,18 @@ def test_unknown_section_from_environment_is_named() -> None:
         load_config(None, environ={"ARCANA_SEVER__PORT": "1"})
 
 
-@pytest.mark.parametrize("text, message", [
-    ("server:\n  http_port: eighty\n", "'server.http_port' must be int, got 'eighty'"),
-    ("server:\n  http_port: 70000\n", "'server.http_port' must be a port"),
-    ("executor:\n  threads: true\n", "'executor.threads' must be int"),
-    ("logging:\n  level: loud\n", "'logging.level' must be debug"),
-    ("grants:\n  notes: store\n", "'grants.notes' must be a list"),
-    ("- a\n- b\n", "top level must be a mapping"),
-    ("server: [1\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("server:\n  http_port: eighty\n", "'server.http_port' must be int, got 'eighty'"),
+        ("server:\n  http_port: 70000\n", "'server.http_port' must be a port"),
+        ("executor:\n  threads: true\n", "'executor.threads' must be int"),
+        ("logging:\n  level: loud\n", "'logging.level' must be debug"),
+        ("grants:\n  notes: store\n", "'grants.notes' must be a list"),
+        ("- a\n- b\n", "top level must be a mapping"),
+        ("server: [1\n", "not valid YAML"),
+    ],
+)
 def test_bad_values_stop_start_up_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(text)

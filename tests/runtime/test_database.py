@@ -13,7 +13,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from arcana.config import REPO_ROOT, DatabaseConfig, load_config
-from arcana.database import Database, create_db_engine, current_revision, head_revision, map_db_errors, migrate, resolve_url
+from arcana.database import (
+    Database,
+    create_db_engine,
+    current_revision,
+    head_revision,
+    map_db_errors,
+    migrate,
+    resolve_url,
+)
 from arcana.errors import ConfigError, ServiceUnavailable
 from arcana_host.store.schema import metadata
 
@@ -42,7 +50,9 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
-def test_migrations_build_exactly_the_declared_schema(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_migrations_build_exactly_the_declared_schema(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     url = f"sqlite:///{tmp_path}/m.db" if kind == "sqlite" else request.getfixturevalue("fresh_postgres_url")
     engine = create_db_engine(DatabaseConfig(url=url))
     assert migrate(engine) == (None, head_revision()) and current_revision(engine) == head_revision()
@@ -63,8 +73,15 @@ def _store_objects(obj: object, name: str | None, type_: str, reflected: bool, c
 def test_concurrent_first_migrations_queue_instead_of_colliding(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"database": {"url": f"sqlite:///{tmp_path}/race.db"}}))
-    procs = [subprocess.Popen([sys.executable, "-m", "arcana.cli", "migrate", "--config", str(config)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "arcana.cli", "migrate", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     results = [p.communicate(timeout=60) + (p.returncode,) for p in procs]
     assert all(code == 0 for _, _, code in results), results
     outputs = sorted(out for out, _, _ in results)

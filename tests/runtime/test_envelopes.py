@@ -16,11 +16,22 @@ def _req(body: bytes, content_type: str) -> HttpRequest:
 
 
 def test_json_body_is_embedded_as_json() -> None:
-    env = json.loads(http_envelope(_req(b'{"a":[1,2]}', "application/json; charset=utf-8"), "/api/v1/x/{id}", {"id": "1"}))
-    assert env == {"kind": "http", "method": "POST", "path": "/api/v1/x/1", "route": "/api/v1/x/{id}",
-                   "params": {"id": "1"}, "query": {"q": ["a", "b"]},
-                   "headers": {"content-type": "application/json; charset=utf-8"}, "principal": None,
-                   "request_id": "rid", "traceparent": "tp", "body": {"a": [1, 2]}}
+    env = json.loads(
+        http_envelope(_req(b'{"a":[1,2]}', "application/json; charset=utf-8"), "/api/v1/x/{id}", {"id": "1"})
+    )
+    assert env == {
+        "kind": "http",
+        "method": "POST",
+        "path": "/api/v1/x/1",
+        "route": "/api/v1/x/{id}",
+        "params": {"id": "1"},
+        "query": {"q": ["a", "b"]},
+        "headers": {"content-type": "application/json; charset=utf-8"},
+        "principal": None,
+        "request_id": "rid",
+        "traceparent": "tp",
+        "body": {"a": [1, 2]},
+    }
 
 
 def test_binary_body_arrives_as_base64() -> None:
@@ -35,7 +46,11 @@ def test_malformed_json_body_is_a_validation_error() -> None:
 
 def test_response_defaults_and_header_case() -> None:
     out = parse_http_output("p", b'{"body":{"ok":true},"headers":{"X-A":"b"}}')
-    assert (out.status, out.body, out.headers) == (200, b'{"ok":true}', {"x-a": "b", "content-type": "application/json"})
+    assert (out.status, out.body, out.headers) == (
+        200,
+        b'{"ok":true}',
+        {"x-a": "b", "content-type": "application/json"},
+    )
 
 
 def test_binary_response_from_base64() -> None:
@@ -46,20 +61,23 @@ def test_binary_response_from_base64() -> None:
 def test_plugin_error_keeps_its_code() -> None:
     with pytest.raises(Exception) as info:
         parse_http_output("p", b'{"error":{"code":"NOT_FOUND","message":"no note 4"}}')
-    assert getattr(info.value, "code") == ErrorCode.NOT_FOUND and str(info.value) == "no note 4"
+    assert info.value.code == ErrorCode.NOT_FOUND and str(info.value) == "no note 4"
 
 
-@pytest.mark.parametrize("output, why", [
-    (b"\x00garbage", "output is not JSON"),
-    (b"[1,2]", "output must be a JSON object"),
-    (b'{"status":"nope"}', "status must be an integer"),
-    (b'{"status":99}', "status must be an integer"),
-    (b'{"headers":{"a":1}}', "headers must be an object of strings"),
-    (b'{"bogus":1}', "unknown response fields"),
-    (b'{"body_base64":"***"}', "not valid base64"),
-    (b'{"error":"boom"}', "error must be an object"),
-    (b'{"error":{"code":"TEAPOT"}}', "unknown error code"),
-])
+@pytest.mark.parametrize(
+    "output, why",
+    [
+        (b"\x00garbage", "output is not JSON"),
+        (b"[1,2]", "output must be a JSON object"),
+        (b'{"status":"nope"}', "status must be an integer"),
+        (b'{"status":99}', "status must be an integer"),
+        (b'{"headers":{"a":1}}', "headers must be an object of strings"),
+        (b'{"bogus":1}', "unknown response fields"),
+        (b'{"body_base64":"***"}', "not valid base64"),
+        (b'{"error":"boom"}', "error must be an object"),
+        (b'{"error":{"code":"TEAPOT"}}', "unknown error code"),
+    ],
+)
 def test_malformed_output_is_plugin_failed_without_leaking_details(output: bytes, why: str) -> None:
     with pytest.raises(PluginFailed) as info:
         parse_http_output("p", output)

@@ -35,9 +35,7 @@ EMPTY_MODULE = b"\x00asm\x01\x00\x00\x00"
 LOGGED: list[dict[str, Any]] = []
 
 
-@extism.host_fn(
-    name="log", namespace="extism:host/user", signature=([extism.ValType.I64], [extism.ValType.I64])
-)
+@extism.host_fn(name="log", namespace="extism:host/user", signature=([extism.ValType.I64], [extism.ValType.I64]))
 def _host_log(plugin: extism.CurrentPlugin, params: list[Any], results: list[Any], *user_data: Any) -> None:
     """Stand-in for the kernel's `log`: record the request, reply {}."""
     LOGGED.append(json.loads(plugin.input_string(params[0])))
@@ -57,7 +55,7 @@ def _call(wasm: bytes, handler: str, envelope: dict[str, Any]) -> Any:
 
 
 def test_custom_section_roundtrip() -> None:
-    payload = "[plugin]\nname = \"x\"  # é\n".encode() * 20  # > 127 bytes: multi-byte LEB128
+    payload = '[plugin]\nname = "x"  # é\n'.encode() * 20  # > 127 bytes: multi-byte LEB128
     wasm = append_custom_section(append_custom_section(EMPTY_MODULE, "other", b"1"), MANIFEST_SECTION, payload)
     assert [s.name for s in custom_sections(wasm)] == ["other", MANIFEST_SECTION]
     assert read_custom_section(wasm, MANIFEST_SECTION) == payload
@@ -114,7 +112,9 @@ def examples(build_dir: Path) -> dict[str, bytes]:
 def fixtures(build_dir: Path) -> dict[str, bytes]:
     """Every hostile/test fixture plugin, built once."""
     out = build_dir / "fixtures"
-    return {p.name: build_plugin(p, out / f"{p.name}.wasm").read_bytes() for p in sorted(FIXTURES.iterdir()) if p.is_dir()}
+    return {
+        p.name: build_plugin(p, out / f"{p.name}.wasm").read_bytes() for p in sorted(FIXTURES.iterdir()) if p.is_dir()
+    }
 
 
 @pytest.mark.toolchain

@@ -7,14 +7,14 @@ Create Date: 2026-11-25
 Mirrors ``arcana_host.store.schema``.
 """
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0003_store_order_index"
-down_revision: Union[str, Sequence[str], None] = "0002_identity"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = "0002_identity"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

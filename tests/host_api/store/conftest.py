@@ -8,8 +8,9 @@ engine does (JSON bytes in, JSON bytes out), as a given plugin.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -50,8 +51,9 @@ def backend(database: Database) -> SqlStoreBackend:
 
 @pytest.fixture
 def store(backend: SqlStoreBackend) -> StoreCapability:
-    return StoreCapability(StoreConfig(max_doc_bytes=2048, max_value_bytes=512, max_page_size=50,
-                                       max_batch_ops=10), backend)
+    return StoreCapability(
+        StoreConfig(max_doc_bytes=2048, max_value_bytes=512, max_page_size=50, max_batch_ops=10), backend
+    )
 
 
 @pytest.fixture

@@ -18,8 +18,16 @@ THREADS, ROUNDS = 4, 10
 def test_threads_and_two_processes_lose_no_update(backend: SqlStoreBackend, database: Database) -> None:
     backend.put(PLUGIN, PutOp(COLLECTION, {"count": 0}, DOC))
     url = database.engine.url.render_as_string(hide_password=False)
-    others = [subprocess.Popen([sys.executable, str(HAMMER), url, str(THREADS), str(ROUNDS)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    others = [
+        subprocess.Popen(
+            [sys.executable, str(HAMMER), url, str(THREADS), str(ROUNDS)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     for proc in others:  # all three processes start together
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n", proc.stderr
     for proc in others:

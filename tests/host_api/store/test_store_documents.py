@@ -19,8 +19,14 @@ def test_put_generates_an_id_and_every_document_carries_its_metadata(backend: St
     assert STAMP.match(doc.created_at) and doc.created_at == doc.updated_at
     got = backend.get("p", "notes", doc.id)
     assert got == doc
-    assert got.to_json() == {"title": "a", "nested": {"x": [1, 2.5, None, True]}, "id": doc.id, "version": 1,
-                             "created_at": doc.created_at, "updated_at": doc.updated_at}
+    assert got.to_json() == {
+        "title": "a",
+        "nested": {"x": [1, 2.5, None, True]},
+        "id": doc.id,
+        "version": 1,
+        "created_at": doc.created_at,
+        "updated_at": doc.updated_at,
+    }
 
 
 def test_upsert_bumps_the_version_and_keeps_created_at(backend: StoreBackend) -> None:
@@ -84,15 +90,28 @@ def test_plugins_and_collections_are_separate_spaces(backend: StoreBackend) -> N
 
 def test_batch_applies_every_operation_in_order(backend: StoreBackend) -> None:
     backend.put("p", PutOp("notes", {"v": 1}, id="old"))
-    results = backend.batch("p", [PutOp("notes", {"v": 1}, id="a"), PutOp("notes", {"v": 2}, id="a"),
-                                  DeleteOp("notes", "old", expected_version=1), PutOp("notes", {"gen": True})])
+    results = backend.batch(
+        "p",
+        [
+            PutOp("notes", {"v": 1}, id="a"),
+            PutOp("notes", {"v": 2}, id="a"),
+            DeleteOp("notes", "old", expected_version=1),
+            PutOp("notes", {"gen": True}),
+        ],
+    )
     assert [r.version if r else None for r in results] == [1, 2, None, 1]
     assert backend.get("p", "notes", "a").body == {"v": 2}
     assert backend.get("p", "notes", results[3].id).body == {"gen": True}  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("failing", [DeleteOp("notes", "absent"), PutOp("notes", {"v": 9}, id="keep", expected_version=7),
-                                     PutOp("notes", {}, id="keep", expected_version=0)])
+@pytest.mark.parametrize(
+    "failing",
+    [
+        DeleteOp("notes", "absent"),
+        PutOp("notes", {"v": 9}, id="keep", expected_version=7),
+        PutOp("notes", {}, id="keep", expected_version=0),
+    ],
+)
 def test_batch_is_all_or_nothing(backend: StoreBackend, failing: PutOp | DeleteOp) -> None:
     backend.put("p", PutOp("notes", {"v": 1}, id="keep"))
     with pytest.raises((NotFound, Conflict), match=r"^ops\[2\]: "):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -28,8 +29,7 @@ def test_crud_round_trip_through_json(host: Host) -> None:
     created = host("store_put", collection="notes", doc={"title": "t", "tags": ["a"]})["doc"]
     assert set(created) == {"title", "tags", "id", "version", "created_at", "updated_at"}
     assert host("store_get", collection="notes", id=created["id"]) == {"doc": created}
-    updated = host("store_put", collection="notes", id=created["id"], doc={"title": "u"},
-                   expected_version=1)["doc"]
+    updated = host("store_put", collection="notes", id=created["id"], doc={"title": "u"}, expected_version=1)["doc"]
     assert updated["version"] == 2 and updated["created_at"] == created["created_at"]
     stale = host("store_put", collection="notes", id=created["id"], doc={"title": "x"}, expected_version=1)
     assert error_code(stale) == "CONFLICT" and "version 2" in stale["error"]["message"]
@@ -50,16 +50,29 @@ def test_kv_round_trip_through_json(host: Host) -> None:
 
 def test_batch_through_json_is_atomic(host: Host) -> None:
     host("store_put", collection="c", id="keep", doc={"v": 1})
-    ok = host("store_batch", ops=[{"op": "put", "collection": "c", "id": "n", "doc": {}},
-                                  {"op": "delete", "collection": "c", "id": "keep", "expected_version": 1}])
+    ok = host(
+        "store_batch",
+        ops=[
+            {"op": "put", "collection": "c", "id": "n", "doc": {}},
+            {"op": "delete", "collection": "c", "id": "keep", "expected_version": 1},
+        ],
+    )
     assert [list(r) for r in ok["results"]] == [["doc"], ["deleted"]]
-    failed = host("store_batch", ops=[{"op": "put", "collection": "c", "id": "m", "doc": {}},
-                                      {"op": "put", "collection": "c", "id": "n", "doc": {}, "expected_version": 5}])
+    failed = host(
+        "store_batch",
+        ops=[
+            {"op": "put", "collection": "c", "id": "m", "doc": {}},
+            {"op": "put", "collection": "c", "id": "n", "doc": {}, "expected_version": 5},
+        ],
+    )
     assert error_code(failed) == "CONFLICT" and failed["error"]["message"].startswith("ops[1]: ")
     assert error_code(host("store_get", collection="c", id="m")) == "NOT_FOUND"
     bad = host("store_batch", ops=[{"op": "put", "collection": "c", "doc": {}}, {"op": "upsert"}])
     assert error_code(bad) == "VALIDATION_FAILED" and bad["error"]["message"].startswith("ops[1]: ")
-    assert error_code(host("store_batch", ops=[{"op": "delete", "collection": "c", "id": "x"}] * 11)) == "VALIDATION_FAILED"
+    assert (
+        error_code(host("store_batch", ops=[{"op": "delete", "collection": "c", "id": "x"}] * 11))
+        == "VALIDATION_FAILED"
+    )
 
 
 def test_two_plugins_with_the_same_names_see_different_data(host: Host) -> None:
@@ -74,8 +87,19 @@ def test_two_plugins_with_the_same_names_see_different_data(host: Host) -> None:
     assert host("store_get", plugin="beta", collection="notes", id="n1")["doc"]["version"] == 1
 
 
-INJECTIONS = ["x'; DROP TABLE store_documents; --", 'x" OR 1=1 --', "notes/../other", "$.title", "a b",
-              "ünïcode", "", "x" * 65, "1notes", "notes;", "notes\x00"]
+INJECTIONS = [
+    "x'; DROP TABLE store_documents; --",
+    'x" OR 1=1 --',
+    "notes/../other",
+    "$.title",
+    "a b",
+    "ünïcode",
+    "",
+    "x" * 65,
+    "1notes",
+    "notes;",
+    "notes\x00",
+]
 
 
 @pytest.mark.parametrize("name", INJECTIONS)
@@ -106,14 +130,35 @@ def test_bad_keys_are_refused(host: Host, key: str) -> None:
     assert error_code(host("kv_set", key=key, value=1)) == "VALIDATION_FAILED"
 
 
-@pytest.mark.parametrize("filter", [
-    {"title') OR 1=1 --": 1}, {"a..b": 1}, {".a": 1}, {"a[0]": 1}, {"a'": 1}, {"a.b.c.d.e.f.g.h.i": 1},
-    {"title": {"$where": "1=1"}}, {"title": {"$regex": ".*"}}, {"title": {}}, {"title": {"$in": []}},
-    {"title": {"$in": "x"}}, {"title": {"$gt": True}}, {"title": {"$prefix": 1}}, {"title": [1]},
-    {"title": {"$contains": None}}, {"version": "1"}, {"id": 3}, {"id": {"$contains": "x"}},
-    {"version": {"$prefix": "1"}}, "title = 1", ["title"], {"n": {"$in": list(range(101))}},
-    {"n": 2**64}, {"s": "x" * 1025},
-])
+@pytest.mark.parametrize(
+    "filter",
+    [
+        {"title') OR 1=1 --": 1},
+        {"a..b": 1},
+        {".a": 1},
+        {"a[0]": 1},
+        {"a'": 1},
+        {"a.b.c.d.e.f.g.h.i": 1},
+        {"title": {"$where": "1=1"}},
+        {"title": {"$regex": ".*"}},
+        {"title": {}},
+        {"title": {"$in": []}},
+        {"title": {"$in": "x"}},
+        {"title": {"$gt": True}},
+        {"title": {"$prefix": 1}},
+        {"title": [1]},
+        {"title": {"$contains": None}},
+        {"version": "1"},
+        {"id": 3},
+        {"id": {"$contains": "x"}},
+        {"version": {"$prefix": "1"}},
+        "title = 1",
+        ["title"],
+        {"n": {"$in": list(range(101))}},
+        {"n": 2**64},
+        {"s": "x" * 1025},
+    ],
+)
 def test_bad_filters_are_refused(host: Host, filter: object) -> None:
     reply = host("store_query", collection="c", filter=filter)
     assert error_code(reply) == "VALIDATION_FAILED", reply
@@ -135,18 +180,21 @@ def test_hostile_values_are_stored_as_data(host: Host, database: Database) -> No
         assert conn.execute(sa.select(sa.func.count()).select_from(documents)).scalar_one() == 1
 
 
-@pytest.mark.parametrize("request_, code", [
-    ({"collection": "c", "doc": {"x": "y" * 3000}}, "PAYLOAD_TOO_LARGE"),
-    ({"collection": "c", "doc": {"id": "mine"}}, "VALIDATION_FAILED"),
-    ({"collection": "c", "doc": {"version": 3}}, "VALIDATION_FAILED"),
-    ({"collection": "c", "doc": [1]}, "VALIDATION_FAILED"),
-    ({"collection": "c"}, "VALIDATION_FAILED"),
-    ({"collection": "c", "doc": {"s": "nul\x00"}}, "VALIDATION_FAILED"),
-    ({"collection": "c", "doc": {"n": float("nan")}}, "VALIDATION_FAILED"),
-    ({"collection": "c", "doc": {}, "expected_version": -1}, "VALIDATION_FAILED"),
-    ({"collection": "c", "doc": {}, "expected_version": "1"}, "VALIDATION_FAILED"),
-    ({"collection": 5, "doc": {}}, "VALIDATION_FAILED"),
-])
+@pytest.mark.parametrize(
+    "request_, code",
+    [
+        ({"collection": "c", "doc": {"x": "y" * 3000}}, "PAYLOAD_TOO_LARGE"),
+        ({"collection": "c", "doc": {"id": "mine"}}, "VALIDATION_FAILED"),
+        ({"collection": "c", "doc": {"version": 3}}, "VALIDATION_FAILED"),
+        ({"collection": "c", "doc": [1]}, "VALIDATION_FAILED"),
+        ({"collection": "c"}, "VALIDATION_FAILED"),
+        ({"collection": "c", "doc": {"s": "nul\x00"}}, "VALIDATION_FAILED"),
+        ({"collection": "c", "doc": {"n": float("nan")}}, "VALIDATION_FAILED"),
+        ({"collection": "c", "doc": {}, "expected_version": -1}, "VALIDATION_FAILED"),
+        ({"collection": "c", "doc": {}, "expected_version": "1"}, "VALIDATION_FAILED"),
+        ({"collection": 5, "doc": {}}, "VALIDATION_FAILED"),
+    ],
+)
 def test_put_bounds_and_shapes(host: Host, request_: dict[str, object], code: str) -> None:
     reply = host("store_put", **request_)
     assert error_code(reply) == code, reply
@@ -179,9 +227,13 @@ def test_a_database_that_is_down_is_service_unavailable_not_a_crash() -> None:
     down = create_db_engine(DatabaseConfig(url="postgresql+psycopg://nobody@127.0.0.1:1/none"))
     store = StoreCapability(StoreConfig(), SqlStoreBackend(down))
     fn = {f.name: f for f in store.host_functions()}
-    for name, request in (("store_get", {"collection": "c", "id": "a"}), ("kv_incr", {"key": "k"}),
-                          ("store_query", {"collection": "c"})):
+    for name, request in (
+        ("store_get", {"collection": "c", "id": "a"}),
+        ("kv_incr", {"key": "k"}),
+        ("store_query", {"collection": "c"}),
+    ):
         reply = json.loads(_run_host_function(fn[name], CallContext("p", "1.0.0"), json.dumps(request).encode()))
-        assert reply == {"error": {"code": "SERVICE_UNAVAILABLE",
-                                   "message": "store: the database is unavailable; try again later"}}
+        assert reply == {
+            "error": {"code": "SERVICE_UNAVAILABLE", "message": "store: the database is unavailable; try again later"}
+        }
     down.dispose()

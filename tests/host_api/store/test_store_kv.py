@@ -14,7 +14,9 @@ from arcana_host.store.sql_backend import SqlStoreBackend
 from arcana_host.store.sql_kv import PURGE_EVERY
 
 
-@pytest.mark.parametrize("value", [1, -(2**63), 2**63 - 1, 2**64, 1.5, "text", "", None, True, [1, "a"], {"a": {"b": []}}])
+@pytest.mark.parametrize(
+    "value", [1, -(2**63), 2**63 - 1, 2**64, 1.5, "text", "", None, True, [1, "a"], {"a": {"b": []}}]
+)
 def test_set_and_get_any_json_value(backend: StoreBackend, value: object) -> None:
     backend.kv_set("p", "k", value, None)
     entry = backend.kv_get("p", "k")

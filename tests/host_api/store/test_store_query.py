@@ -36,35 +36,38 @@ def ids(backend: StoreBackend, **request: Any) -> list[str]:
     return [d.id for d in page.items]
 
 
-@pytest.mark.parametrize("filter, expected", [
-    ({"title": "apple"}, ["d"]),                                # equality is exact and case-sensitive
-    ({"n": 3}, ["a"]),                                          # the number 3, not the string "3" nor [3]
-    ({"n": "3"}, ["c"]),
-    ({"n": 1.5}, ["b"]),
-    ({"done": True}, ["b"]),
-    ({"done": False}, ["c"]),
-    ({"done": None}, ["a", "d", "e", "f"]),                     # null or missing
-    ({"meta.author": "ann"}, ["a", "d"]),                       # nested paths
-    ({"meta.stars": {"$gte": 3}}, ["a", "e"]),
-    ({"meta.stars": {"$gt": 2, "$lt": 5}}, ["e"]),              # several operators: all must hold
-    ({"n": {"$lte": 1.5}}, ["b", "d"]),                         # ranges on numbers skip non-numbers
-    ({"title": {"$gte": "a", "$lt": "b"}}, ["d"]),              # upper case sorts before lower case
-    ({"title": {"$lt": "B"}}, ["a", "f"]),                      # byte order: "" < "Apple" < "B"
-    ({"title": {"$in": ["apple", "Cherry", "nope"]}}, ["c", "d"]),
-    ({"n": {"$in": [3, "3", None]}}, ["a", "c"]),               # null in $in: none of these lack n
-    ({"title": {"$prefix": "App"}}, ["a"]),                     # case-sensitive prefix
-    ({"title": {"$prefix": "Ä"}}, ["e"]),
-    ({"title": {"$prefix": "%"}}, []),                          # no LIKE wildcards
-    ({"title": {"$prefix": "_pple"}}, []),
-    ({"tags": {"$contains": "sweet"}}, ["a", "c"]),             # arrays holding it, or the value itself
-    ({"tags": {"$contains": "food"}, "meta.author": "bob"}, ["b"]),
-    ({"n": {"$contains": 3}}, ["a", "f"]),
-    ({"id": {"$in": ["a", "c", "zz"]}}, ["a", "c"]),            # metadata fields
-    ({"id": {"$prefix": "b"}}, ["b"]),
-    ({"version": 1, "id": {"$gt": "d"}}, ["e", "f"]),
-    ({"created_at": {"$gte": "2000-01-01"}}, ["a", "b", "c", "d", "e", "f"]),
-    ({"missing.deeply.nested": 1}, []),
-])
+@pytest.mark.parametrize(
+    "filter, expected",
+    [
+        ({"title": "apple"}, ["d"]),  # equality is exact and case-sensitive
+        ({"n": 3}, ["a"]),  # the number 3, not the string "3" nor [3]
+        ({"n": "3"}, ["c"]),
+        ({"n": 1.5}, ["b"]),
+        ({"done": True}, ["b"]),
+        ({"done": False}, ["c"]),
+        ({"done": None}, ["a", "d", "e", "f"]),  # null or missing
+        ({"meta.author": "ann"}, ["a", "d"]),  # nested paths
+        ({"meta.stars": {"$gte": 3}}, ["a", "e"]),
+        ({"meta.stars": {"$gt": 2, "$lt": 5}}, ["e"]),  # several operators: all must hold
+        ({"n": {"$lte": 1.5}}, ["b", "d"]),  # ranges on numbers skip non-numbers
+        ({"title": {"$gte": "a", "$lt": "b"}}, ["d"]),  # upper case sorts before lower case
+        ({"title": {"$lt": "B"}}, ["a", "f"]),  # byte order: "" < "Apple" < "B"
+        ({"title": {"$in": ["apple", "Cherry", "nope"]}}, ["c", "d"]),
+        ({"n": {"$in": [3, "3", None]}}, ["a", "c"]),  # null in $in: none of these lack n
+        ({"title": {"$prefix": "App"}}, ["a"]),  # case-sensitive prefix
+        ({"title": {"$prefix": "Ä"}}, ["e"]),
+        ({"title": {"$prefix": "%"}}, []),  # no LIKE wildcards
+        ({"title": {"$prefix": "_pple"}}, []),
+        ({"tags": {"$contains": "sweet"}}, ["a", "c"]),  # arrays holding it, or the value itself
+        ({"tags": {"$contains": "food"}, "meta.author": "bob"}, ["b"]),
+        ({"n": {"$contains": 3}}, ["a", "f"]),
+        ({"id": {"$in": ["a", "c", "zz"]}}, ["a", "c"]),  # metadata fields
+        ({"id": {"$prefix": "b"}}, ["b"]),
+        ({"version": 1, "id": {"$gt": "d"}}, ["e", "f"]),
+        ({"created_at": {"$gte": "2000-01-01"}}, ["a", "b", "c", "d", "e", "f"]),
+        ({"missing.deeply.nested": 1}, []),
+    ],
+)
 def test_filters(seeded: StoreBackend, filter: dict[str, Any], expected: list[str]) -> None:
     assert ids(seeded, filter=filter, sort="id") == expected
 
@@ -88,7 +91,9 @@ def test_pages_and_totals(seeded: StoreBackend) -> None:
     assert [d.id for d in first.items] == ["a", "b", "c", "d"] and [d.id for d in second.items] == ["e", "f"]
     assert (first.total, second.total, beyond.total, beyond.items) == (6, 6, 6, [])
     assert second.to_json()["page"] == 2 and second.to_json()["size"] == 4
-    filtered = seeded.query("p", parse.query({"collection": "recipes", "filter": {"meta.author": "ann"}, "size": 1}, config))
+    filtered = seeded.query(
+        "p", parse.query({"collection": "recipes", "filter": {"meta.author": "ann"}, "size": 1}, config)
+    )
     assert filtered.total == 2 and len(filtered.items) == 1
 
 

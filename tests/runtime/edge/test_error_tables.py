@@ -15,11 +15,19 @@ def test_every_code_has_an_http_status_and_a_grpc_status() -> None:
 
 
 def test_the_architecture_table_holds() -> None:
-    expected = {"VALIDATION_FAILED": (400, "INVALID_ARGUMENT"), "UNAUTHORIZED": (401, "UNAUTHENTICATED"),
-                "FORBIDDEN": (403, "PERMISSION_DENIED"), "NOT_FOUND": (404, "NOT_FOUND"),
-                "CONFLICT": (409, "ALREADY_EXISTS"), "PAYLOAD_TOO_LARGE": (413, "RESOURCE_EXHAUSTED"),
-                "RATE_LIMITED": (429, "RESOURCE_EXHAUSTED"), "PLUGIN_TIMEOUT": (504, "DEADLINE_EXCEEDED"),
-                "SERVICE_UNAVAILABLE": (503, "UNAVAILABLE"), "PLUGIN_FAILED": (500, "INTERNAL"), "INTERNAL": (500, "INTERNAL")}
+    expected = {
+        "VALIDATION_FAILED": (400, "INVALID_ARGUMENT"),
+        "UNAUTHORIZED": (401, "UNAUTHENTICATED"),
+        "FORBIDDEN": (403, "PERMISSION_DENIED"),
+        "NOT_FOUND": (404, "NOT_FOUND"),
+        "CONFLICT": (409, "ALREADY_EXISTS"),
+        "PAYLOAD_TOO_LARGE": (413, "RESOURCE_EXHAUSTED"),
+        "RATE_LIMITED": (429, "RESOURCE_EXHAUSTED"),
+        "PLUGIN_TIMEOUT": (504, "DEADLINE_EXCEEDED"),
+        "SERVICE_UNAVAILABLE": (503, "UNAVAILABLE"),
+        "PLUGIN_FAILED": (500, "INTERNAL"),
+        "INTERNAL": (500, "INTERNAL"),
+    }
     for code, (http, rpc) in expected.items():
         assert HTTP_STATUS[ErrorCode(code)] == http and GRPC_STATUS[ErrorCode(code)].name == rpc
 
