@@ -1,37 +1,40 @@
-"""The public host-function catalogue: every name a plugin may import.
+"""The public host-function catalogue, derived from the capabilities themselves.
 
-This is the contract of ARCHITECTURE.md section 3.4: each host function in
-namespace `extism:host/user` belongs to one capability, whose grant unlocks
-it. The kernel checks a module's imports against this table *before* it
-instantiates the module, so a function named here whose capability is not yet
-implemented by this kernel is still recognised and refused by name.
+Every function a plugin may import lives in namespace ``extism:host/user``
+and belongs to one grant. The table is read off each capability class's
+``functions`` declaration, so it cannot drift from what the kernel links; the
+guest SDKs (Zig, AssemblyScript, C) are checked against it in tests.
 """
 
 from __future__ import annotations
 
-HOST_NAMESPACE = "extism:host/user"
+from collections.abc import Mapping
+from types import MappingProxyType
 
-CATALOG: dict[str, str] = {
-    "log": "log",
-    "auth_hash_password": "auth",
-    "auth_verify_password": "auth",
-    "auth_check_role": "auth",
-    "auth_issue_token": "auth.issue",
-    "store_get": "store",
-    "store_put": "store",
-    "store_delete": "store",
-    "store_query": "store",
-    "store_batch": "store",
-    "kv_get": "store",
-    "kv_set": "store",
-    "kv_delete": "store",
-    "kv_incr": "store",
-    "queue_enqueue": "queue",
-    "queue_status": "queue",
-    "http_fetch": "http",
-    "event_emit": "events",
-    "config_get": "config",
-}
+from arcana.types import HOST_NAMESPACE, HostFunction
+from arcana_host.auth import AuthCapability
+from arcana_host.log import LogCapability
+from arcana_host.store import StoreCapability
+
+__all__ = ["CAPABILITY_CLASSES", "CATALOG", "HOST_NAMESPACE", "KNOWN_GRANTS", "capability_of"]
+# The capability classes a kernel offers, in the order they are built and closed.
+CAPABILITY_CLASSES = (LogCapability, StoreCapability, AuthCapability)
+
+
+def _catalog() -> dict[str, HostFunction]:
+    found: dict[str, HostFunction] = {}
+    for cls in CAPABILITY_CLASSES:
+        for fn in cls.functions:
+            if fn.name in found:
+                raise RuntimeError(f"host function {fn.name} is declared twice")  # a kernel bug, caught by any test
+            found[fn.name] = fn
+    return found
+
+
+# Function name -> the grant that unlocks it.
+CATALOG: Mapping[str, str] = MappingProxyType({name: fn.grant for name, fn in _catalog().items()})
+# Every grant an operator may give: each capability's own and the extra ones its functions name (`auth.issue`).
+KNOWN_GRANTS = frozenset(cls.name for cls in CAPABILITY_CLASSES) | frozenset(CATALOG.values())
 
 
 def capability_of(function: str) -> str | None:

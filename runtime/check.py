@@ -8,8 +8,8 @@ from pathlib import Path
 
 from arcana.config import ArcanaConfig
 from arcana.engine.extism_engine import ExtismEngine
-from arcana.errors import PluginLoadError
-from arcana.loader import FileChanging, PluginLoader
+from arcana.errors import FileChanging, PluginLoadError
+from arcana.loader import PluginLoader
 from arcana_host.registry import Capabilities
 
 
@@ -29,8 +29,8 @@ def check_plugin(path: Path, config: ArcanaConfig) -> int:
     granted = config.granted(m.name)
     print(f"OK {m.name} {m.version}  ({path}, sha256 {plugin.sha256[:12]})")
     print(
-        f"  limits: memory {plugin.pool.limits.memory_mb} MB, timeout {plugin.pool.limits.timeout_ms} ms, "
-        f"concurrency {plugin.pool.limits.max_concurrency}"
+        f"  limits: memory {plugin.limits.memory_mb} MB, timeout {plugin.limits.timeout_ms} ms, "
+        f"concurrency {plugin.limits.max_concurrency}"
     )
     for cap in sorted(m.requested_capabilities()):
         print(f"  capability {cap}: {'granted' if cap in granted else 'refused'}")

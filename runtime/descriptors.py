@@ -18,9 +18,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, json_format, messag
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import DecodeError, Message
 
-
-class DescriptorError(ValueError):
-    pass
+from arcana.errors import DescriptorError
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Envelopes: the one JSON shape a handler receives, and the one it returns.
 
-See ARCHITECTURE.md section 3.2. Building and checking them is independent of
-any transport, so the REST edge (and later gRPC, jobs, events) share it.
+The envelope contract is documented for plugin authors in sdk/README.md.
+Building and checking them is independent of any transport, so the REST and
+gRPC edges (and later jobs and events) share it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ class HttpRequest:
     body: bytes
     request_id: str
     traceparent: str = ""
-    # The verified principal, {"sub", "roles"}, or None for anonymous calls.
-    principal: dict[str, Any] | None = None
+    # The raw `Authorization` header: the core authenticates it; it never reaches a plugin.
+    authorization: str = ""
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,9 @@ def is_json_type(content_type: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-def http_envelope(req: HttpRequest, route: str, params: dict[str, str]) -> bytes:
+def http_envelope(
+    req: HttpRequest, route: str, params: dict[str, str], principal: dict[str, Any] | None = None
+) -> bytes:
     envelope: dict[str, Any] = {
         "kind": "http",
         "method": req.method,
@@ -52,7 +55,7 @@ def http_envelope(req: HttpRequest, route: str, params: dict[str, str]) -> bytes
         "params": params,
         "query": req.query,
         "headers": req.headers,
-        "principal": req.principal,
+        "principal": principal,
         "request_id": req.request_id,
         "traceparent": req.traceparent,
     }

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
 
-from arcana.engine import CompiledModule, GuestFault, Instance, ModuleRejected
-from arcana.errors import PluginFailed, PluginTimeout, ServiceUnavailable
-from arcana_host.capability import CallContext
+from arcana.engine import CompiledModule, Instance
+from arcana.errors import GuestFault, ModuleRejected, PluginFailed, PluginTimeout, ServiceUnavailable
+from arcana.types import CallContext
 
 logger = logging.getLogger("arcana.executor")
 # Process-wide metric objects are the accepted exception to "no global state": Prometheus collects them.

@@ -1,8 +1,11 @@
-"""The kernel: owns the registry and the machinery that fills it.
+"""The kernel: one per process, and the one face that edges, the admin APIs and the CLI use.
 
-One ``Kernel`` per process. Edges read ``kernel.registry.snapshot``; the
-watcher and the admin API call ``kernel.sync``. Loading runs on the thread
-pool, so compiling a big module never stalls requests in flight.
+Construction does no I/O; ``start`` opens the database (upgrading a SQLite
+schema), builds the identity service and the host capabilities, and makes the
+loader. Edges call ``kernel.core`` for plugin calls, ``kernel.identity`` for
+the kernel's own auth and user routes, and ``plugins_view`` for the admin
+listing; the watcher calls ``sync``. Loading runs on the thread pool, so
+compiling a big module never stalls requests in flight.
 """
 
 from __future__ import annotations
@@ -16,42 +19,79 @@ from pathlib import Path
 
 from arcana.auth.service import AuthService
 from arcana.config import ArcanaConfig
+from arcana.core import RequestCore
 from arcana.database import Database
 from arcana.engine import Engine
-from arcana.engine.extism_engine import ExtismEngine
-from arcana.errors import ConfigError, PluginLoadError, Problem
+from arcana.errors import ConfigError, FileChanging, PluginLoadError, Problem
 from arcana.events import KernelEvents
-from arcana.loader import FileChanging, PluginLoader, is_plugin_file, plugin_files
+from arcana.loader import PluginLoader, is_plugin_file, plugin_files
 from arcana.registry import LoadFailure, Registry, Snapshot
-from arcana_host.capability import HostServices
-from arcana_host.registry import Capabilities
+from arcana.types import Principal
+from arcana.views import PluginsView, plugins_view
+from arcana_host.registry import Capabilities, HostServices
 
 logger = logging.getLogger("arcana.kernel")
+Listener = Callable[[Snapshot], Awaitable[None]]
+
+
+class KernelNotStarted(RuntimeError):
+    """A kernel service was used before ``Kernel.start`` (a bug in the caller)."""
 
 
 class Kernel:
-    def __init__(
-        self, config: ArcanaConfig, engine: Engine | None = None, capabilities: Capabilities | None = None
-    ) -> None:
+    def __init__(self, config: ArcanaConfig, engine: Engine | None = None) -> None:
         self.config = config
         self.plugins_dir = config.plugins_dir()
-        self.threads = ThreadPoolExecutor(config.executor.threads, thread_name_prefix="arcana-plugin")
         self.events = KernelEvents()
-        self.database = Database(config.database)
-        not_ready = self.database.prepare()
-        if not_ready:
-            self.database.close()
-            raise ConfigError(f"database: {not_ready}; run `arcana migrate`")
-        self.auth = AuthService(config, self.database, self.events)
-        services = HostServices(identity=self.auth, database=self.database)
-        self.capabilities = capabilities or Capabilities.from_config(config, services)
-        self.loader = PluginLoader(config, engine or ExtismEngine(), self.capabilities, self.threads)
         self.registry = Registry()
+        self.core = RequestCore(self.registry, self.authenticate)
         self.ready = False
+        self._engine = engine
+        self._threads = ThreadPoolExecutor(config.executor.threads, thread_name_prefix="arcana-plugin")
+        self._database: Database | None = None
+        self._identity: AuthService | None = None
+        self._capabilities: Capabilities | None = None
+        self._loader: PluginLoader | None = None
         self._sync_lock = asyncio.Lock()
-        self._listeners: list[Callable[[Snapshot], Awaitable[None]]] = []
+        self._listeners: list[Listener] = []
 
-    def on_change(self, listener: Callable[[Snapshot], Awaitable[None]]) -> None:
+    def start(self) -> None:
+        """Open what the kernel serves from: the database, identity, capabilities, the loader."""
+        database = Database(self.config.database)
+        not_ready = database.prepare()
+        if not_ready:
+            database.close()
+            raise ConfigError(f"database: {not_ready}; run `arcana migrate`")
+        self._database = database
+        self._identity = AuthService(self.config, database, self.events)
+        services = HostServices(identity=self._identity, database=database)
+        self._capabilities = Capabilities.from_config(self.config, services)
+        if self._engine is None:
+            from arcana.engine.extism_engine import ExtismEngine  # the engine loads native code: only when serving
+
+            self._engine = ExtismEngine()
+        self._loader = PluginLoader(self.config, self._engine, self._capabilities, self._threads)
+
+    @property
+    def identity(self) -> AuthService:
+        """Login, refresh, logout and user administration (the kernel's own auth routes)."""
+        if self._identity is None:
+            raise KernelNotStarted("the kernel is not started")
+        return self._identity
+
+    def authenticate(self, authorization: str) -> Principal | None:
+        """`Authorization` header -> principal; None without one; Unauthorized when it is not valid."""
+        return self.identity.authenticate(authorization)
+
+    @property
+    def plugin_count(self) -> int:
+        return len(self.registry.snapshot.plugins)
+
+    def plugins_view(self) -> PluginsView:
+        """What is loaded and what was refused, for the admin APIs."""
+        return plugins_view(self.registry.snapshot, list(self.registry.failures.values()))
+
+    def on_change(self, listener: Listener) -> None:
         """Call ``listener`` with the new snapshot after every sync (edges keep derived state current)."""
         self._listeners.append(listener)
 
@@ -72,15 +112,14 @@ class Kernel:
         if not path.exists():
             gone = self.registry.remove(path)
             if gone is not None:
-                logger.info(
-                    "plugin unloaded",
-                    extra={"plugin": gone.name, "plugin_version": gone.manifest.version, "source": str(path)},
-                )
+                extra = {"plugin": gone.name, "plugin_version": gone.manifest.version, "source": str(path)}
+                logger.info("plugin unloaded", extra=extra)
             return
+        if self._loader is None:
+            raise KernelNotStarted("the kernel is not started")
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
         try:
-            plugin = await loop.run_in_executor(self.threads, self.loader.load, path)
+            plugin = await asyncio.get_running_loop().run_in_executor(self._threads, self._loader.load, path)
         except FileChanging:
             logger.info("plugin file still being written; waiting for it to settle", extra={"source": str(path)})
             return
@@ -92,32 +131,23 @@ class Kernel:
             return
         current = self.registry.snapshot.plugins.get(plugin.name)
         unchanged = current is not None and current.source == path and current.sha256 == plugin.sha256
-        if unchanged and current.manifest == plugin.manifest:
+        if unchanged and current is not None and current.manifest == plugin.manifest:
             plugin.pool.retire()
+            self.registry.clear_failure(path)  # the same good build is back: the failure is over
             return
         problems = self.registry.install(plugin)
         if problems:
             plugin.pool.retire()
             self._failed(path, problems, plugin.name)
             return
-        logger.info(
-            "plugin loaded",
-            extra={
-                "plugin": plugin.name,
-                "plugin_version": plugin.manifest.version,
-                "source": str(path),
-                "ms": round((time.perf_counter() - started) * 1000, 2),
-            },
-        )
+        extra = {"plugin": plugin.name, "plugin_version": plugin.manifest.version, "source": str(path)}
+        logger.info("plugin loaded", extra={**extra, "sha256": plugin.sha256, "ms": _ms_since(started)})
 
     def _failed(self, path: Path, problems: list[Problem], plugin: str | None) -> None:
         self.registry.record_failure(LoadFailure(path, tuple(problems), plugin))
         kept = self.registry.snapshot.plugins.get(plugin) if plugin else None
-        logger.error(
-            "plugin refused: %s",
-            "; ".join(map(str, problems)),
-            extra={"plugin": plugin, "source": str(path), "still_serving": kept.manifest.version if kept else None},
-        )
+        extra = {"plugin": plugin, "source": str(path), "still_serving": kept.manifest.version if kept else None}
+        logger.error("plugin refused: %s", "; ".join(map(str, problems)), extra=extra)
 
     def sidecar_owner(self, path: Path) -> Path | None:
         """A sidecar manifest's change reloads the module beside it."""
@@ -132,6 +162,12 @@ class Kernel:
     def close(self) -> None:
         for plugin in self.registry.snapshot.plugins.values():
             plugin.pool.retire()
-        self.capabilities.close()
-        self.database.close()
-        self.threads.shutdown(wait=False, cancel_futures=True)
+        if self._capabilities is not None:
+            self._capabilities.close()
+        if self._database is not None:
+            self._database.close()
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

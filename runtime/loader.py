@@ -15,20 +15,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arcana.config import ArcanaConfig
-from arcana.descriptors import DescriptorError, DescriptorSet, RpcMethod
-from arcana.engine import Engine, ModuleInfo, ModuleRejected
-from arcana.errors import PluginLoadError, Problem
+from arcana.descriptors import DescriptorSet, RpcMethod
+from arcana.engine import Engine, ModuleInfo
+from arcana.errors import (
+    DescriptorError,
+    FileChanging,
+    ManifestInvalid,
+    ModuleRejected,
+    PluginLoadError,
+    Problem,
+    WasmFormatError,
+)
 from arcana.executor import EffectiveLimits, InstancePool
-from arcana.manifest import Manifest, ManifestInvalid, parse_manifest
+from arcana.manifest import Manifest, parse_manifest
 from arcana.registry import LoadedPlugin
-from arcana.wasm_binary import DESCRIPTORS_SECTION, MANIFEST_SECTION, WasmFormatError, custom_sections
-from arcana_host.registry import Capabilities
+from arcana.wasm_binary import DESCRIPTORS_SECTION, MANIFEST_SECTION, custom_sections
+from arcana_host.registry import Capabilities, ConfiguredPlugin
 
 HANDLER_SIGNATURE = ((), ("i32",))
-
-
-class FileChanging(Exception):
-    """The file changed while it was read: a writer is still at work."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,8 @@ class Checked:
     sha256: str
     manifest: Manifest
     limits: EffectiveLimits
-    capabilities: frozenset[str]
+    # The host as this plugin sees it: its granted capabilities and linked functions.
+    host: ConfiguredPlugin
     info: ModuleInfo
     descriptors: DescriptorSet | None
     rpc: dict[str, RpcMethod]
@@ -69,7 +74,7 @@ class PluginLoader:
         self._threads = threads
 
     def check(self, path: Path) -> Checked:
-        """Validate without compiling for the engine; raise PluginLoadError with every problem."""
+        """Validate and link without compiling (no I/O but reading the file); PluginLoadError lists every problem."""
         wasm = read_stable(path)
         try:
             sections = custom_sections(wasm)  # walked once: manifest and descriptors both live here
@@ -78,23 +83,20 @@ class PluginLoader:
         manifest = self._manifest(path, sections)
         problems: list[Problem] = []
         limits = self._limits(manifest, problems)
-        granted = self._config.granted(manifest.name)
-        problems += self._capabilities.check_grants(manifest, granted)
         try:
             info = self._engine.inspect(wasm)
         except ModuleRejected as exc:
-            raise PluginLoadError(
-                str(path), [Problem("module", str(exc), "rebuild the plugin")], manifest.name
-            ) from exc
-        problems += self._capabilities.check_imports(
-            manifest.name, info.imports, manifest.requested_capabilities(), granted
-        )
+            problem = Problem("module", str(exc), "rebuild the plugin")
+            raise PluginLoadError(str(path), [problem], manifest.name) from exc
+        configured = self._capabilities.configure(manifest, self._config.granted(manifest.name), info.imports)
+        if not isinstance(configured, ConfiguredPlugin):
+            problems += configured
         problems += self._exports(manifest, info)
         descriptors, rpc = self._rpc(path, sections, manifest, problems)
-        if problems:
+        if problems or not isinstance(configured, ConfiguredPlugin):
             raise PluginLoadError(str(path), problems, manifest.name)
-        caps = manifest.requested_capabilities() & granted
-        return Checked(wasm, hashlib.sha256(wasm).hexdigest(), manifest, limits, caps, info, descriptors, rpc)
+        sha256 = hashlib.sha256(wasm).hexdigest()
+        return Checked(wasm, sha256, manifest, limits, configured, info, descriptors, rpc)
 
     def load(self, path: Path) -> LoadedPlugin:
         checked = self.check(path)
@@ -102,7 +104,7 @@ class PluginLoader:
         try:
             compiled = self._engine.compile(
                 checked.wasm,
-                self._capabilities.functions_for(checked.capabilities),
+                checked.host.functions,
                 memory_mb=checked.limits.memory_mb,
                 timeout_ms=checked.limits.timeout_ms,
             )

@@ -14,8 +14,8 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from arcana.errors import Problem
-from arcana.paths import PathTemplate, PathTemplateError
+from arcana.errors import ManifestInvalid, PathTemplateError, Problem
+from arcana.paths import PathTemplate
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
@@ -86,13 +86,6 @@ class Manifest:
     def handlers(self) -> frozenset[str]:
         entries: list[Any] = [*self.routes, *self.grpc, *self.jobs, *self.subscriptions]
         return frozenset(e.handler for e in entries)
-
-
-class ManifestInvalid(Exception):
-    def __init__(self, problems: list[Problem], name: str | None = None) -> None:
-        super().__init__("; ".join(map(str, problems)))
-        self.problems = problems
-        self.name = name
 
 
 def parse_manifest(text: str) -> Manifest:

@@ -13,14 +13,12 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import unquote
 
+from arcana.errors import PathTemplateError
+
 PARAM_RE = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 LITERAL_RE = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%-]+$")
 
 T = TypeVar("T")
-
-
-class PathTemplateError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -102,7 +100,9 @@ class RouteTrie(Generic[T]):
         if entry is None:
             return frozenset(node.entries)
         template, target = entry
-        params = {name: unquote(part) for (kind, name), part in zip(template.segments, parts) if kind == "param"}
+        params = {
+            name: unquote(part) for (kind, name), part in zip(template.segments, parts, strict=True) if kind == "param"
+        }
         return Match(template, target, params)
 
     def _find(self, node: _Node[T], parts: list[str], i: int) -> _Node[T] | None:

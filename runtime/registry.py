@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 from arcana.descriptors import DescriptorSet, RpcMethod
 from arcana.errors import Problem
-from arcana.executor import InstancePool
+from arcana.executor import EffectiveLimits, InstancePool
 from arcana.manifest import GrpcMethod, Manifest, Route
 from arcana.paths import RouteTrie
 
@@ -35,6 +35,14 @@ class LoadedPlugin:
     @property
     def name(self) -> str:
         return self.manifest.name
+
+    @property
+    def limits(self) -> EffectiveLimits:
+        return self.pool.limits
+
+    @property
+    def in_flight(self) -> int:
+        return self.pool.in_flight
 
 
 @dataclass(frozen=True)
@@ -145,6 +153,10 @@ class Registry:
             self._plugins = candidate
         gone.pool.retire()
         return gone
+
+    def clear_failure(self, source: Path) -> None:
+        with self._lock:
+            self._failures.pop(source, None)
 
     def record_failure(self, failure: LoadFailure) -> None:
         with self._lock:

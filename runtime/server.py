@@ -37,6 +37,7 @@ def _tls_options(tls: TlsConfig) -> dict[str, Any]:
 
 async def serve(config: ArcanaConfig) -> None:
     kernel = Kernel(config)
+    kernel.start()
     app = create_rest_app(kernel)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -65,7 +66,7 @@ async def serve(config: ArcanaConfig) -> None:
         logger.info(
             "arcana ready",
             extra={
-                "plugins": sorted(kernel.registry.snapshot.plugins),
+                "plugins": sorted(p.name for p in kernel.plugins_view().plugins),
                 "http_port": config.server.http_port,
                 "grpc_port": config.server.grpc_port,
                 "plugins_dir": str(kernel.plugins_dir),

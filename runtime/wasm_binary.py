@@ -1,53 +1,25 @@
-"""Reads the custom sections of a WebAssembly binary (pure Python, no engine).
+"""The custom sections of a plugin module, read once per load.
 
-The manifest (`arcana.manifest`, TOML) and, for gRPC, the descriptor set
-(`arcana.descriptors`) travel inside the module as custom sections written by
-`arcana plugin build`.
+The manifest (``arcana.manifest``, TOML) and, for gRPC, the descriptor set
+(``arcana.descriptors``) travel inside the module as custom sections written
+by ``arcana plugin build``. The reader is the SDK tooling's (one
+implementation for the writer and the reader); this adapter maps its format
+error into the kernel's tree.
 """
 
 from __future__ import annotations
 
-MAGIC = b"\x00asm"
-MANIFEST_SECTION = "arcana.manifest"
-DESCRIPTORS_SECTION = "arcana.descriptors"
+from arcana.errors import WasmFormatError
+from arcana_sdk import wasm_sections
+
+MANIFEST_SECTION = wasm_sections.MANIFEST_SECTION
+DESCRIPTORS_SECTION = wasm_sections.DESCRIPTORS_SECTION
 
 
-class WasmFormatError(ValueError):
-    pass
-
-
-def _leb_u32(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data) or shift > 28:
-            raise WasmFormatError("truncated or malformed LEB128 integer")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-
-
-def custom_sections(data: bytes) -> dict[str, bytes]:
-    """Name -> payload of every custom section (the first one wins on duplicates)."""
-    if data[:4] != MAGIC:
-        raise WasmFormatError("not a WebAssembly module (bad magic number)")
-    if len(data) < 8:
-        raise WasmFormatError("truncated WebAssembly header")
-    sections: dict[str, bytes] = {}
-    pos = 8
-    while pos < len(data):
-        section_id = data[pos]
-        size, body = _leb_u32(data, pos + 1)
-        end = body + size
-        if end > len(data):
-            raise WasmFormatError(f"section at byte {pos} runs past the end of the file (truncated?)")
-        if section_id == 0:
-            name_len, name_at = _leb_u32(data, body)
-            if name_at + name_len > end:
-                raise WasmFormatError(f"custom section at byte {pos} has a bad name length")
-            name = data[name_at : name_at + name_len].decode("utf-8", "replace")
-            sections.setdefault(name, data[name_at + name_len : end])
-        pos = end
-    return sections
+def custom_sections(wasm: bytes) -> dict[str, bytes]:
+    """Name -> payload; the last section of a name wins, as in ``arcana_sdk.wasm_sections.read_custom_section``."""
+    try:
+        found = wasm_sections.custom_sections(wasm)
+    except wasm_sections.WasmFormatError as exc:
+        raise WasmFormatError(str(exc)) from exc
+    return {section.name: section.payload for section in found}

@@ -28,6 +28,8 @@ def _modules(package: str) -> dict[str, set[str]]:
     return found
 
 
+# Pure modules: contracts and data, importable by anything.
+LEAVES = ("arcana.manifest", "arcana.errors", "arcana.paths", "arcana.types")
 ALL = {**_modules("arcana"), **_modules("arcana_host"), **_modules("arcana_sdk")}
 
 
@@ -46,10 +48,8 @@ def test_only_the_engine_package_imports_extism_or_wasmtime() -> None:
 
 
 def test_manifest_types_and_errors_are_leaves() -> None:
-    leaves = {
-        m: i for m, i in ALL.items() if m in ("arcana.manifest", "arcana.errors", "arcana.paths", "arcana.wasm_binary")
-    }
-    assert len(leaves) == 4
+    leaves = {m: i for m, i in ALL.items() if m in LEAVES}
+    assert len(leaves) == len(LEAVES)
     assert (
         _offenders(
             leaves,
@@ -67,6 +67,22 @@ def test_manifest_types_and_errors_are_leaves() -> None:
         )
         == []
     )
+
+
+def test_leaves_import_only_other_leaves_of_the_kernel() -> None:
+    leaves = {m: i for m, i in ALL.items() if m in LEAVES}
+    kernel_imports = {i for imports in leaves.values() for i in imports if i.startswith("arcana.")}
+    assert kernel_imports <= set(LEAVES)
+
+
+def test_the_engine_knows_the_host_only_through_the_types_module() -> None:
+    engine = {m: i for m, i in ALL.items() if m.startswith("arcana.engine")}
+    assert _offenders(engine, ("arcana_host", "arcana.executor", "arcana.registry", "arcana.kernel", "arcana.edge")) == []
+
+
+def test_only_the_edges_and_the_server_import_grpc_and_web_frameworks() -> None:
+    outside = {m: i for m, i in ALL.items() if not m.startswith(("arcana.edge", "arcana.server"))}
+    assert _offenders(outside, ("grpc", "grpc_health", "grpc_reflection", "quart", "werkzeug", "uvicorn")) == []
 
 
 def test_host_api_never_imports_the_executor_or_the_edges() -> None:

@@ -8,14 +8,14 @@ the database as a bound parameter.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 # Fields every document carries, kept by the store beside the body. They are
 # reserved at the top level of a document body, and filter/sort on them reads
 # the store's own columns.
 META_FIELDS = ("id", "version", "created_at", "updated_at")
 
-Scalar = Union[str, int, float, bool, None]
+Scalar = str | int | float | bool | None
 # Operators of a filter condition (``{"field": {"$gt": 1}}``); "eq" is the
 # plain ``{"field": value}``.
 OPERATORS = ("eq", "gt", "gte", "lt", "lte", "in", "prefix", "contains")

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from arcana.auth.limits import FailureWindow
 from arcana.auth.passwords import Passwords
 from arcana.auth.refresh import RefreshTokens
-from arcana.auth.tokens import Principal, Tokens
+from arcana.auth.tokens import Tokens
 from arcana.auth.users import User, Users, check_password, check_roles, normalize_email
 from arcana.config import ArcanaConfig
 from arcana.database import Database
-from arcana.errors import ArcanaError, ErrorCode, Forbidden, RateLimited, Unauthorized, ValidationFailed
+from arcana.errors import InvalidCredentials, RateLimited, Unauthorized, ValidationFailed
 from arcana.events import ADMIN_USER_CHANGED, AUTH_LOGIN, AUTH_LOGIN_FAILED, AUTH_LOGOUT, AUTH_TOKEN_REUSE, KernelEvents
+from arcana.types import Principal
 
 BAD_LOGIN = "invalid email or password"
-
-
-class InvalidCredentials(ArcanaError):
-    code = ErrorCode.INVALID_CREDENTIALS
-
-
-class LoginRateLimited(RateLimited):
-    def __init__(self, retry_after: float) -> None:
-        super().__init__("too many failed logins; try again later")
-        self.retry_after = max(1, math.ceil(retry_after))
 
 
 @dataclass(frozen=True)
@@ -63,7 +53,7 @@ class AuthService:
         wait = max(self._per_account.blocked_for(key), self._per_address.blocked_for(address))
         if wait:
             self.events.emit(AUTH_LOGIN_FAILED, {"email": key, "address": address, "reason": "rate_limited"})
-            raise LoginRateLimited(wait)
+            raise RateLimited("too many failed logins; try again later", retry_after=wait)
         user = self.users.by_email(key)
         ok = self.passwords.verify(user.password_hash if user else None, password)  # one Argon2 run either way
         if user is None or not ok or user.disabled:
@@ -125,6 +115,12 @@ class AuthService:
 
     # ---- administration (role admin is checked by the edge)
 
+    def list_users(self, page: int, size: int) -> tuple[list[User], int]:
+        return self.users.page(page, size)
+
+    def get_user(self, user_id: str) -> User:
+        return self.users.get(user_id)
+
     def create_user(self, email: str, password: str, roles: list[str]) -> User:
         check_password(password)
         user = self.users.create(normalize_email(email), self.passwords.hash(password), check_roles(roles))
@@ -158,12 +154,3 @@ class AuthService:
         self.users.delete(user_id)
         self.refresh_tokens.revoke_user(user_id)
         self.events.emit(ADMIN_USER_CHANGED, {"user_id": user_id, "change": "deleted"})
-
-
-def require_role(principal: Principal | None, roles: tuple[str, ...]) -> Principal:
-    """401 without a principal; 403 unless it holds one of `roles` (any role when empty)."""
-    if principal is None:
-        raise Unauthorized("authentication required")
-    if roles and not set(roles) & set(principal.roles):
-        raise Forbidden(f"requires one of the roles: {', '.join(roles)}")
-    return principal

@@ -12,7 +12,6 @@ import os
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +19,12 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 
 from arcana.config import AuthConfig
-from arcana.errors import ConfigError, ErrorCode, Unauthorized
+from arcana.errors import ConfigError, TokenExpired, Unauthorized
+from arcana.types import Principal
 
 logger = logging.getLogger("arcana.auth")
 MIN_SECRET_BYTES = 32
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti"]
-
-
-@dataclass(frozen=True)
-class Principal:
-    sub: str
-    roles: tuple[str, ...]
-    jti: str = ""
-
-    def as_json(self) -> dict[str, Any]:
-        return {"sub": self.sub, "roles": list(self.roles)}
-
-
-class TokenExpired(Unauthorized):
-    code = ErrorCode.TOKEN_EXPIRED
 
 
 class Tokens:
@@ -123,4 +109,4 @@ class Tokens:
             or not all(isinstance(r, str) for r in roles)
         ):
             raise Unauthorized("the access token is invalid")
-        return Principal(claims["sub"], tuple(roles), str(claims["jti"]))
+        return Principal(claims["sub"], tuple(roles), str(claims["jti"]), int(claims["iat"]))

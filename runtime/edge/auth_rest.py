@@ -13,24 +13,23 @@ from arcana.kernel import Kernel
 
 def auth_blueprint(kernel: Kernel) -> Blueprint:
     bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
-    auth = kernel.auth
 
     @bp.post("/login")
     async def login() -> Any:
         body = await json_object()
         address = request.remote_addr or "unknown"
-        pair = await asyncio.to_thread(auth.login, body.get("email"), body.get("password"), address)
+        pair = await asyncio.to_thread(kernel.identity.login, body.get("email"), body.get("password"), address)
         return pair.as_json()
 
     @bp.post("/refresh")
     async def refresh() -> Any:
         body = await json_object()
-        return (await asyncio.to_thread(auth.refresh, body.get("refresh_token"))).as_json()
+        return (await asyncio.to_thread(kernel.identity.refresh, body.get("refresh_token"))).as_json()
 
     @bp.post("/logout")
     async def logout() -> Any:
         body = await json_object()
-        await asyncio.to_thread(auth.logout, body.get("refresh_token"))
+        await asyncio.to_thread(kernel.identity.logout, body.get("refresh_token"))
         return "", 204
 
     return bp

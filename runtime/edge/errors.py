@@ -1,10 +1,8 @@
-"""The one table from error codes to HTTP statuses, and the REST error body."""
+"""The one table from error codes to HTTP statuses, and the REST error body and headers."""
 
 from __future__ import annotations
 
 import json
-import re
-import uuid
 from datetime import UTC, datetime
 
 from arcana.errors import ArcanaError, ErrorCode, MethodNotAllowed
@@ -27,27 +25,25 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 }
 
 
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-UNAUTHENTICATED = (ErrorCode.UNAUTHORIZED, ErrorCode.TOKEN_EXPIRED, ErrorCode.INVALID_CREDENTIALS)
-
-
-def pick_request_id(given: str) -> str:
-    """The caller's request id when it is a sane token, else a fresh one."""
-    return given if REQUEST_ID_RE.match(given) else uuid.uuid4().hex
-
-
 def error_body(code: ErrorCode, message: str, request_id: str) -> bytes:
     stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return json.dumps({"code": code.value, "message": message, "request_id": request_id, "timestamp": stamp}).encode()
+    body = {"code": code.value, "message": message, "request_id": request_id, "timestamp": stamp}
+    return json.dumps(body).encode()
 
 
 def error_headers(exc: ArcanaError) -> dict[str, str]:
     headers = {"content-type": "application/json"}
-    if exc.code in UNAUTHENTICATED:
+    if HTTP_STATUS[exc.code] == 401:  # by code: a plugin's own UNAUTHORIZED gets the challenge too
         headers["www-authenticate"] = "Bearer"
     if isinstance(exc, MethodNotAllowed):
         headers["allow"] = ", ".join(sorted(exc.allowed))
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        headers["retry-after"] = str(int(retry_after))
+    if exc.retry_after is not None:
+        headers["retry-after"] = str(exc.retry_after)
     return headers
+
+
+def error_response(exc: ArcanaError, request_id: str) -> tuple[int, bytes, dict[str, str]]:
+    """Status, body and headers of the REST answer to ``exc``."""
+    headers = error_headers(exc)
+    headers["x-request-id"] = request_id
+    return HTTP_STATUS[exc.code], error_body(exc.code, exc.message, request_id), headers

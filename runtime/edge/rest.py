@@ -14,9 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
+from arcana.core import request_id as pick_request_id
+from arcana.core import unexpected as internal_error
 from arcana.edge.admin import admin_blueprint
 from arcana.edge.auth_rest import auth_blueprint
-from arcana.edge.errors import HTTP_STATUS, error_body, error_headers, pick_request_id
+from arcana.edge.errors import error_response
 from arcana.edge.plugin_http import PluginHttpEdge
 from arcana.errors import ArcanaError, ErrorCode
 from arcana.kernel import Kernel
@@ -35,9 +37,8 @@ def request_id() -> str:
 
 
 def _error(exc: ArcanaError, rid: str) -> Response:
-    headers = error_headers(exc)
-    headers["x-request-id"] = rid
-    return Response(error_body(exc.code, exc.message, rid), HTTP_STATUS[exc.code], headers)
+    status, body, headers = error_response(exc, rid)
+    return Response(body, status, headers)
 
 
 def create_rest_app(kernel: Kernel) -> PluginHttpEdge:
@@ -64,7 +65,7 @@ def create_kernel_app(kernel: Kernel) -> Quart:
     async def ready() -> Any:
         if not kernel.ready:
             return {"status": "loading"}, 503
-        return {"status": "ready", "plugins": len(kernel.registry.snapshot.plugins)}
+        return {"status": "ready", "plugins": kernel.plugin_count}
 
     @app.errorhandler(ArcanaError)
     async def arcana_error(exc: ArcanaError) -> Response:
@@ -81,7 +82,6 @@ def create_kernel_app(kernel: Kernel) -> Quart:
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:
         rid = request_id()
-        logger.exception("unhandled error", extra={"request_id": rid})
-        return _error(ArcanaError("internal error", code=ErrorCode.INTERNAL), rid)
+        return _error(internal_error(exc, rid), rid)
 
     return app

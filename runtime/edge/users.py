@@ -28,31 +28,32 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 
 
 def register_user_admin(bp: Blueprint, kernel: Kernel) -> None:
-    auth = kernel.auth
     # Argon2 and the database are blocking: keep them off the event loop.
     run = asyncio.to_thread
 
     @bp.get("/users")
     async def list_users() -> Any:
         page, size = _int_arg("page", 1, 1, 1_000_000), _int_arg("size", 20, 1, MAX_PAGE_SIZE)
-        users, total = await run(auth.users.page, page, size)
+        users, total = await run(kernel.identity.list_users, page, size)
         return {"items": [u.public() for u in users], "total": total, "page": page, "size": size}
 
     @bp.post("/users")
     async def create_user() -> Any:
         body = await json_object()
-        user = await run(auth.create_user, str(body.get("email", "")), body.get("password"), body.get("roles", []))
+        user = await run(
+            kernel.identity.create_user, str(body.get("email", "")), body.get("password"), body.get("roles", [])
+        )
         return user.public(), 201
 
     @bp.get("/users/<user_id>")
     async def get_user(user_id: str) -> Any:
-        return (await run(auth.users.get, user_id)).public()
+        return (await run(kernel.identity.get_user, user_id)).public()
 
     @bp.patch("/users/<user_id>")
     async def update_user(user_id: str) -> Any:
-        return (await run(auth.update_user, user_id, await json_object())).public()
+        return (await run(kernel.identity.update_user, user_id, await json_object())).public()
 
     @bp.delete("/users/<user_id>")
     async def delete_user(user_id: str) -> Any:
-        await run(auth.delete_user, user_id)
+        await run(kernel.identity.delete_user, user_id)
         return "", 204

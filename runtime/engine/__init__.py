@@ -2,7 +2,9 @@
 
 The executor talks only to these protocols, never to Extism or wasmtime; this
 package is the only one that imports them. Extism (core modules, Extism ABI)
-is the first engine; a WebAssembly-component engine can sit beside it.
+is the first engine; a WebAssembly-component engine can sit beside it. An
+engine reports a failed guest call as ``GuestFault`` and a module it cannot
+run as ``ModuleRejected`` (both in ``arcana.errors``).
 """
 
 from __future__ import annotations
@@ -11,20 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from arcana_host.capability import CallContext, HostFunction
-
-
-class GuestFault(Exception):
-    """The guest failed: ``kind`` is trap, timeout, oom or cancelled."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail
-
-
-class ModuleRejected(Exception):
-    """The bytes are not a module this engine can run (invalid, truncated...)."""
+from arcana.types import CallContext, LinkedFunction
 
 
 @dataclass(frozen=True)
@@ -48,5 +37,5 @@ class Engine(Protocol):
     def inspect(self, wasm: bytes) -> ModuleInfo: ...
 
     def compile(
-        self, wasm: bytes, functions: Sequence[HostFunction], *, memory_mb: int, timeout_ms: int
+        self, wasm: bytes, functions: Sequence[LinkedFunction], *, memory_mb: int, timeout_ms: int
     ) -> CompiledModule: ...

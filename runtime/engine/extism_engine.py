@@ -7,7 +7,6 @@ through a process-global registry that hands every plugin every function.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -17,49 +16,28 @@ from extism.extism import CompiledPlugin
 from extism_sys import ffi as _ffi  # type: ignore[import-untyped]
 from extism_sys import lib as _lib
 
-from arcana.engine import GuestFault, ModuleInfo, ModuleRejected
+from arcana.engine import ModuleInfo
 from arcana.engine.inspect import ModuleInspector
-from arcana.errors import ArcanaError
-from arcana_host.capability import CallContext, HostFunction
-from arcana_host.catalog import HOST_NAMESPACE
+from arcana.errors import GuestFault, ModuleRejected
+from arcana.types import HOST_NAMESPACE, CallContext, LinkedFunction
 
 logger = logging.getLogger("arcana.engine")
 WASM_PAGE = 65536
 
 
-def _error_reply(code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
-
-
-def _run_host_function(fn: HostFunction, context: Any, request: bytes) -> bytes:
-    """Never raises: every failure becomes an error value for the guest."""
-    if not isinstance(context, CallContext):
-        return _error_reply("INTERNAL", "host function called outside a plugin call")
-    try:
-        payload = json.loads(request) if request else {}
-        if not isinstance(payload, dict):
-            return _error_reply("VALIDATION_FAILED", f"{fn.name} takes a JSON object")
-        return json.dumps(fn.handler(context, payload), separators=(",", ":")).encode()
-    except json.JSONDecodeError:
-        return _error_reply("VALIDATION_FAILED", f"{fn.name} was given invalid JSON")
-    except ArcanaError as exc:
-        return _error_reply(exc.code.value, exc.message)
-    except Exception:  # a raise here would be printed and dropped by Extism: log it, answer INTERNAL
-        logger.exception("host function %s failed", fn.name, extra={"plugin": context.plugin})
-        return _error_reply("INTERNAL", f"{fn.name} failed inside the host")
-
-
 @_ffi.callback("void(ExtismCurrentPlugin*, const ExtismVal*, ExtismSize, ExtismVal*, ExtismSize, void*)")
 def _dispatch(current: Any, inputs: Any, n_inputs: int, outputs: Any, n_outputs: int, user_data: Any) -> None:
-    fn: HostFunction = _ffi.from_handle(user_data)[0]
+    fn: LinkedFunction = _ffi.from_handle(user_data)[0]
     try:
         ctx_handle = _lib.extism_current_plugin_host_context(current)
         context = _ffi.from_handle(ctx_handle) if ctx_handle != _ffi.NULL else None
+        if not isinstance(context, CallContext):
+            raise TypeError("host function called outside a plugin call")
         offset = inputs[0].v.i64
         length = _lib.extism_current_plugin_memory_length(current, offset)
         base = _lib.extism_current_plugin_memory(current)
         request = bytes(_ffi.buffer(base + offset, length)) if length else b""
-        reply = _run_host_function(fn, context, request)
+        reply = fn.call(context, request)  # never raises: the binding maps every failure to an error value
         out = _lib.extism_current_plugin_memory_alloc(current, len(reply))
         if out == 0:
             outputs[0].v.i64 = 0
@@ -72,7 +50,7 @@ def _dispatch(current: Any, inputs: Any, n_inputs: int, outputs: Any, n_outputs:
         outputs[0].v.i64 = 0
 
 
-def _link(fn: HostFunction) -> extism.Function:
+def _link(fn: LinkedFunction) -> extism.Function:
     return extism.Function(HOST_NAMESPACE, fn.name, [extism.ValType.I64], [extism.ValType.I64], _dispatch, fn)
 
 
@@ -121,7 +99,7 @@ class ExtismEngine:
         return self._inspector.inspect(wasm)
 
     def compile(
-        self, wasm: bytes, functions: Sequence[HostFunction], *, memory_mb: int, timeout_ms: int
+        self, wasm: bytes, functions: Sequence[LinkedFunction], *, memory_mb: int, timeout_ms: int
     ) -> ExtismCompiled:
         manifest = {
             "wasm": [{"data": bytes(wasm)}],

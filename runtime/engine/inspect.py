@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import wasmtime
 
-from arcana.engine import ModuleInfo, ModuleRejected
+from arcana.engine import ModuleInfo
+from arcana.errors import ModuleRejected
 
 
 class ModuleInspector:

@@ -17,8 +17,9 @@ import sqlalchemy as sa
 
 from arcana.config import DatabaseConfig
 from arcana.database import Database, migrate
-from arcana.engine.extism_engine import _run_host_function
-from arcana_host.capability import CallContext
+from arcana.manifest import Manifest
+from arcana.types import CallContext, PluginSpec
+from arcana_host.binding import link_capability
 from arcana_host.store import StoreCapability, StoreConfig
 from arcana_host.store.schema import documents, kv
 from arcana_host.store.sql_backend import SqlStoreBackend
@@ -59,10 +60,10 @@ def store(backend: SqlStoreBackend) -> StoreCapability:
 @pytest.fixture
 def host(store: StoreCapability) -> Host:
     """host("store_put", collection=..., doc=..., plugin="other") -> the JSON reply."""
-    functions = {fn.name: fn for fn in store.host_functions()}
 
     def call(name: str, plugin: str = "alpha", **request: Any) -> dict[str, Any]:
-        reply = _run_host_function(functions[name], CallContext(plugin, "1.0.0"), json.dumps(request).encode())
+        functions = link_capability(store, PluginSpec(Manifest(plugin, "1.0.0"), frozenset({"store"})))
+        reply = functions[name].call(CallContext(plugin, "1.0.0"), json.dumps(request).encode())
         return json.loads(reply)  # type: ignore[no-any-return]
 
     return call

@@ -12,8 +12,9 @@ from prometheus_client import REGISTRY
 
 from arcana.config import DatabaseConfig
 from arcana.database import Database, create_db_engine
-from arcana.engine.extism_engine import _run_host_function
-from arcana_host.capability import CallContext
+from arcana.manifest import Manifest
+from arcana.types import CallContext, PluginSpec
+from arcana_host.binding import link_capability
 from arcana_host.store import StoreCapability, StoreConfig
 from arcana_host.store.schema import documents, kv
 from arcana_host.store.sql_backend import SqlStoreBackend
@@ -211,10 +212,10 @@ def test_size_limits_are_clear(host: Host) -> None:
     assert error_code(host("kv_set", key="k")) == "VALIDATION_FAILED"
 
 
-def test_calls_are_counted_by_plugin_operation_and_outcome(host: Host) -> None:
+def test_calls_are_counted_by_plugin_function_and_outcome(host: Host) -> None:
     def count(outcome: str) -> float:
-        labels = {"plugin": "metered", "operation": "store_get", "outcome": outcome}
-        return REGISTRY.get_sample_value("arcana_store_operations_total", labels) or 0.0
+        labels = {"plugin": "metered", "capability": "store", "function": "store_get", "outcome": outcome}
+        return REGISTRY.get_sample_value("arcana_host_calls_total", labels) or 0.0
 
     before_ok, before_missing = count("ok"), count("not_found")
     host("store_put", plugin="metered", collection="c", id="a", doc={})
@@ -226,13 +227,13 @@ def test_calls_are_counted_by_plugin_operation_and_outcome(host: Host) -> None:
 def test_a_database_that_is_down_is_service_unavailable_not_a_crash() -> None:
     down = create_db_engine(DatabaseConfig(url="postgresql+psycopg://nobody@127.0.0.1:1/none"))
     store = StoreCapability(StoreConfig(), SqlStoreBackend(down))
-    fn = {f.name: f for f in store.host_functions()}
+    fn = link_capability(store, PluginSpec(Manifest("p", "1.0.0"), frozenset({"store"})))
     for name, request in (
         ("store_get", {"collection": "c", "id": "a"}),
         ("kv_incr", {"key": "k"}),
         ("store_query", {"collection": "c"}),
     ):
-        reply = json.loads(_run_host_function(fn[name], CallContext("p", "1.0.0"), json.dumps(request).encode()))
+        reply = json.loads(fn[name].call(CallContext("p", "1.0.0"), json.dumps(request).encode()))
         assert reply == {
             "error": {"code": "SERVICE_UNAVAILABLE", "message": "store: the database is unavailable; try again later"}
         }

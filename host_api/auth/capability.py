@@ -11,12 +11,10 @@ never keys.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Protocol
 
-from arcana.errors import Problem, ServiceUnavailable, ValidationFailed
-from arcana.manifest import Manifest
-from arcana_host.capability import CallContext, HostFunction
+from arcana.errors import ServiceUnavailable, ValidationFailed
+from arcana.types import CallContext, HostFunction, JsonObject, PluginSpec
 
 MAX_ISSUED_TTL_S = 3600
 
@@ -31,14 +29,14 @@ class Identity(Protocol):
     def issue_token(self, sub: str, roles: list[str], ttl_s: int) -> tuple[str, int]: ...
 
 
-def _text(request: dict[str, Any], key: str, limit: int = 1024) -> str:
+def _text(request: JsonObject, key: str, limit: int = 1024) -> str:
     value = request.get(key)
     if not isinstance(value, str) or not value or len(value) > limit:
         raise ValidationFailed(f"'{key}' must be a non-empty string of at most {limit} characters")
     return value
 
 
-class IdentityCapability:
+class AuthCapability:
     name = "auth"
 
     def __init__(self, identity: Identity | None) -> None:
@@ -49,37 +47,40 @@ class IdentityCapability:
             raise ServiceUnavailable("identity is not available in this process")
         return self._identity
 
-    def host_functions(self) -> Sequence[HostFunction]:
-        return [
-            HostFunction("auth_hash_password", "auth", self.hash_password),
-            HostFunction("auth_verify_password", "auth", self.verify_password),
-            HostFunction("auth_check_role", "auth", self.check_role),
-            HostFunction("auth_issue_token", "auth.issue", self.issue_token),
-        ]
+    def configure(self, plugin: PluginSpec) -> None:
+        return None
 
-    def configure(self, manifest: Manifest) -> list[Problem]:
-        return []
+    def prepare(self, state: None, call: CallContext) -> CallContext:
+        return call
 
     def close(self) -> None:
-        pass
+        return None
 
-    def hash_password(self, ctx: CallContext, request: dict[str, Any]) -> dict[str, Any]:
+    def hash_password(self, call: CallContext, request: JsonObject) -> JsonObject:
         return {"hash": self._service().hash_password(_text(request, "password"))}
 
-    def verify_password(self, ctx: CallContext, request: dict[str, Any]) -> dict[str, Any]:
+    def verify_password(self, call: CallContext, request: JsonObject) -> JsonObject:
         return {"valid": self._service().verify_password(_text(request, "hash"), _text(request, "password"))}
 
-    def check_role(self, ctx: CallContext, request: dict[str, Any]) -> dict[str, Any]:
+    def check_role(self, call: CallContext, request: JsonObject) -> JsonObject:
         role = _text(request, "role", 64)
-        roles = (ctx.principal or {}).get("roles", [])
+        roles: Any = (call.principal or {}).get("roles", [])
         return {"has_role": role in roles}
 
-    def issue_token(self, ctx: CallContext, request: dict[str, Any]) -> dict[str, Any]:
+    def issue_token(self, call: CallContext, request: JsonObject) -> JsonObject:
         roles = request.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise ValidationFailed("'roles' must be a list of strings")
         ttl = request.get("ttl_s", 900)
-        if not isinstance(ttl, int) or not 1 <= ttl <= MAX_ISSUED_TTL_S:
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= MAX_ISSUED_TTL_S:
             raise ValidationFailed(f"'ttl_s' must be an integer 1-{MAX_ISSUED_TTL_S}")
         token, expires_in = self._service().issue_token(_text(request, "sub", 256), roles, ttl)
         return {"access_token": token, "expires_in": expires_in}
+
+    functions = (
+        HostFunction("auth_hash_password", "auth", hash_password),
+        HostFunction("auth_verify_password", "auth", verify_password),
+        HostFunction("auth_check_role", "auth", check_role),
+        # Minting tokens is a grant of its own: most plugins that hash passwords must not issue tokens.
+        HostFunction("auth_issue_token", "auth.issue", issue_token),
+    )

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
-from arcana.errors import Problem, ValidationFailed
-from arcana.manifest import Manifest
-from arcana_host.capability import CallContext, HostFunction
+from arcana.errors import ValidationFailed
+from arcana.types import CallContext, HostFunction, JsonObject, PluginSpec
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -24,28 +22,29 @@ logger = logging.getLogger("arcana.plugin")
 
 
 class LogCapability:
+    """Granted to every plugin by the default config (``grants: {"*": [log]}``)."""
+
     name = "log"
 
-    def host_functions(self) -> Sequence[HostFunction]:
-        return [HostFunction("log", self.name, self.log)]
+    def configure(self, plugin: PluginSpec) -> None:
+        return None
 
-    def configure(self, manifest: Manifest) -> list[Problem]:
-        return []
+    def prepare(self, state: None, call: CallContext) -> CallContext:
+        return call
 
     def close(self) -> None:
-        pass
+        return None
 
-    def log(self, ctx: CallContext, request: dict[str, Any]) -> dict[str, Any]:
+    def log(self, call: CallContext, request: JsonObject) -> JsonObject:
         level = LEVELS.get(str(request.get("level", "info")).lower())
         if level is None:
             raise ValidationFailed(f"unknown log level {request.get('level')!r}; use debug|info|warn|error")
         message = str(request.get("message", ""))[:MAX_MESSAGE_CHARS]
-        fields = request.get("fields") or {}
+        fields: Any = request.get("fields") or {}
         if not isinstance(fields, dict):
             raise ValidationFailed("log fields must be a JSON object")
-        logger.log(
-            level,
-            message,
-            extra={"plugin": ctx.plugin, "plugin_version": ctx.version, "request_id": ctx.request_id, "fields": fields},
-        )
+        extra = {"plugin": call.plugin, "plugin_version": call.version, "request_id": call.request_id}
+        logger.log(level, message, extra={**extra, "fields": fields})
         return {}
+
+    functions = (HostFunction("log", "log", log),)

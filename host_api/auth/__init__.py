@@ -1,5 +1,5 @@
 """The `auth` capability: password hashing and role checks for plugins (`auth.issue` to mint tokens)."""
 
-from arcana_host.identity.capability import IdentityCapability
+from arcana_host.auth.capability import AuthCapability, Identity
 
-__all__ = ["IdentityCapability"]
+__all__ = ["AuthCapability", "Identity"]

@@ -1,0 +1,86 @@
+"""Turns a capability's declared host functions into what an engine links.
+
+This is the one JSON boundary of the host API, shared by every engine: the
+request bytes are parsed into a JSON object, the handler runs with the
+capability's per-call state, and the reply (or the error, in the public
+model) is serialized back. A linked function never raises: an exception
+inside an Extism host function would be printed and dropped by the SDK, so
+every failure becomes an error value and, when it is a kernel fault, a log
+line with its trace. Every call is counted by outcome and timed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+from arcana.errors import ArcanaError, ErrorCode
+from arcana.types import CallContext, Capability, HostFunction, JsonObject, LinkedFunction, PluginSpec
+
+logger = logging.getLogger("arcana.host")
+_COMPACT = (",", ":")
+# Labels are names the kernel or the manifest fixed, never a value a plugin picks per call.
+HOST_CALLS = Counter(
+    "arcana_host_calls_total", "Host-function calls by outcome.", ["plugin", "capability", "function", "outcome"]
+)
+HOST_CALL_SECONDS = Histogram(
+    "arcana_host_call_seconds",
+    "Time spent in host functions.",
+    ["function"],
+    buckets=(0.00005, 0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+)
+
+
+def error_reply(code: ErrorCode, message: str) -> bytes:
+    return json.dumps({"error": {"code": code.value, "message": message}}, separators=_COMPACT).encode()
+
+
+def link(capability: Capability, state: Any, fn: HostFunction) -> LinkedFunction:
+    """``fn`` bound to one plugin's ``state`` of ``capability``, behind the JSON boundary."""
+    key, handler = capability.name, fn.handler
+    seconds = HOST_CALL_SECONDS.labels(fn.name)
+
+    def call(context: CallContext, request: bytes) -> bytes:
+        started, outcome = time.perf_counter(), "internal"
+        try:
+            payload = _parse(fn.name, request)
+            prepared = context.prepared.get(key, _MISSING)
+            if prepared is _MISSING:
+                prepared = context.prepared[key] = capability.prepare(state, context)
+            reply = json.dumps(handler(capability, prepared, payload), separators=_COMPACT).encode()
+            outcome = "ok"
+            return reply
+        except ArcanaError as exc:
+            outcome = exc.code.value.lower()
+            return error_reply(exc.code, exc.message)
+        except Exception:  # a raise would be printed and dropped by the engine: log it, answer INTERNAL
+            logger.exception("host function %s failed", fn.name, extra={"plugin": context.plugin})
+            return error_reply(ErrorCode.INTERNAL, f"{fn.name} failed inside the host")
+        finally:
+            HOST_CALLS.labels(context.plugin, key, fn.name, outcome).inc()
+            seconds.observe(time.perf_counter() - started)
+
+    return LinkedFunction(fn.name, call)
+
+
+def _parse(name: str, request: bytes) -> JsonObject:
+    try:
+        payload = json.loads(request) if request else {}
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise ArcanaError(f"{name} was given invalid JSON", code=ErrorCode.VALIDATION_FAILED) from None
+    if not isinstance(payload, dict):
+        raise ArcanaError(f"{name} takes a JSON object", code=ErrorCode.VALIDATION_FAILED)
+    return payload
+
+
+_MISSING = object()
+
+
+def link_capability(capability: Capability, plugin: PluginSpec) -> dict[str, LinkedFunction]:
+    """Every function of ``capability`` that ``plugin`` was granted, configured and linked (tests, tools)."""
+    state = capability.configure(plugin)
+    return {fn.name: link(capability, state, fn) for fn in capability.functions if fn.grant in plugin.granted}

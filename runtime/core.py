@@ -1,0 +1,159 @@
+"""The one request core: every edge parses its transport, calls in here, and serializes.
+
+A plugin call, whatever the transport, goes: route (done by the edge's
+lookup, ``route_http`` / ``rpc_target``) -> authenticate -> authorize ->
+call context -> envelope -> pool call -> parse the output -> errors. Only
+``ArcanaError`` leaves this module; anything else is a kernel bug, logged
+here once with its trace and answered as INTERNAL with no details
+(``unexpected``). Request ids follow one rule (``request_id``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from arcana.descriptors import RpcMethod
+from arcana.envelopes import (
+    HttpRequest,
+    HttpResponse,
+    grpc_envelope,
+    http_envelope,
+    parse_grpc_output,
+    parse_http_output,
+)
+from arcana.errors import (
+    ArcanaError,
+    DescriptorError,
+    Forbidden,
+    InternalError,
+    MethodNotAllowed,
+    PluginFailed,
+    Unauthorized,
+    ValidationFailed,
+)
+from arcana.paths import Match
+from arcana.registry import LoadedPlugin, Registry, RouteTarget, RpcTarget
+from arcana.types import CallContext, Principal
+
+logger = logging.getLogger("arcana.core")
+# A caller's request id is kept when it is a sane token (it may end up in logs and headers), else replaced.
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# `Authorization` header value -> principal (None when absent); raises Unauthorized when invalid.
+Authenticate = Callable[[str], Principal | None]
+
+
+def request_id(given: str) -> str:
+    """The caller's request id when it is a sane token, else a fresh one: the same rule on every edge."""
+    return given if REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+
+
+def unexpected(exc: BaseException, rid: str, **where: Any) -> InternalError:
+    """The one catch-all: log a kernel bug with its trace, give the client INTERNAL and nothing else."""
+    logger.error("unhandled error", exc_info=exc, extra={"request_id": rid, **where})
+    return InternalError()
+
+
+def require_role(principal: Principal | None, roles: tuple[str, ...]) -> Principal:
+    """401 without a principal; 403 unless it holds one of ``roles`` (any role when empty)."""
+    if principal is None:
+        raise Unauthorized("authentication required")
+    if roles and not set(roles) & set(principal.roles):
+        raise Forbidden(f"requires one of the roles: {', '.join(roles)}")
+    return principal
+
+
+def decode_message(method: RpcMethod, data: bytes) -> dict[str, Any]:
+    """Wire bytes -> proto3 JSON, or VALIDATION_FAILED naming the expected type."""
+    try:
+        return method.decode(data)
+    except Exception as exc:  # protobuf raises DecodeError and, for bad UTF-8, others
+        raise ValidationFailed(f"request is not a valid {method.input_type.DESCRIPTOR.full_name}") from exc
+
+
+class RequestCore:
+    """Routes and runs plugin calls over the registry's current snapshot."""
+
+    def __init__(self, registry: Registry, authenticate: Authenticate) -> None:
+        self._registry = registry
+        self._authenticate = authenticate
+
+    def route_http(self, method: str, path: str) -> Match[RouteTarget] | None:
+        """The plugin route for (method, path); None when no plugin serves the path; 405 with the allowed methods."""
+        found = self._registry.snapshot.routes.match(method, path)
+        if isinstance(found, frozenset):
+            allowed = ", ".join(sorted(found))
+            raise MethodNotAllowed(f"{method} is not allowed on {path}; allowed: {allowed}", found)
+        return found
+
+    def rpc_target(self, wire_method: str) -> RpcTarget | None:
+        """The plugin method for a gRPC path ("/pkg.Service/Method"), or None."""
+        return self._registry.snapshot.rpc.get(wire_method)
+
+    def authenticate(self, authorization: str) -> Principal | None:
+        return self._authenticate(authorization)
+
+    async def call_http(self, match: Match[RouteTarget], req: HttpRequest) -> HttpResponse:
+        plugin, route = match.target.plugin, match.target.route
+        try:
+            principal = self._admit(route.public, route.roles, req.authorization)
+            context = self._context(plugin, req.request_id, req.traceparent, principal)
+            if route.abi == "raw":
+                output = await plugin.pool.call(route.handler, req.body, context)
+                return HttpResponse(200, output, {"content-type": route.content_type})
+            envelope = http_envelope(req, route.path.raw, match.params, context.principal)
+            return parse_http_output(plugin.name, await plugin.pool.call(route.handler, envelope, context))
+        except ArcanaError as exc:
+            _log_refused(exc, plugin, req.request_id)
+            raise
+        except Exception as exc:  # the one catch-all for plugin calls
+            raise unexpected(exc, req.request_id, plugin=plugin.name) from exc
+
+    async def call_grpc(
+        self, target: RpcTarget, data: bytes, metadata: dict[str, str], rid: str, authorization: str
+    ) -> bytes:
+        """Wire bytes in, wire bytes out: the plugin sees only proto3 JSON envelopes."""
+        plugin, entry = target.plugin, target.entry
+        try:
+            principal = self._admit(entry.public, entry.roles, authorization)
+            context = self._context(plugin, rid, metadata.get("traceparent", ""), principal)
+            if entry.abi == "raw":
+                return await plugin.pool.call(entry.handler, data, context)
+            message = decode_message(target.method, data)
+            envelope = grpc_envelope(
+                target.method.full_name, message, metadata, rid, context.traceparent, context.principal
+            )
+            reply = parse_grpc_output(plugin.name, await plugin.pool.call(entry.handler, envelope, context))
+            try:
+                return target.method.encode(reply)
+            except DescriptorError as exc:
+                raise PluginFailed(f"plugin '{plugin.name}' returned a malformed response", detail=str(exc)) from exc
+        except ArcanaError as exc:
+            _log_refused(exc, plugin, rid)
+            raise
+        except Exception as exc:  # the one catch-all for plugin calls
+            raise unexpected(exc, rid, plugin=plugin.name) from exc
+
+    def _admit(self, public: bool, roles: tuple[str, ...], authorization: str) -> Principal | None:
+        """Authenticate, then RBAC from the manifest, before the plugin runs."""
+        principal = self._authenticate(authorization)
+        if not public:
+            require_role(principal, roles)
+        return principal
+
+    @staticmethod
+    def _context(plugin: LoadedPlugin, rid: str, traceparent: str, principal: Principal | None) -> CallContext:
+        deadline = time.monotonic() + plugin.limits.timeout_ms / 1000
+        who = principal.as_json() if principal is not None else None
+        return CallContext(plugin.name, plugin.manifest.version, rid, who, deadline, traceparent)
+
+
+def _log_refused(exc: ArcanaError, plugin: LoadedPlugin, rid: str) -> None:
+    """A refused plugin output is the operator's business: its detail goes to the log, never the client."""
+    if exc.detail:
+        extra = {"plugin": plugin.name, "plugin_version": plugin.manifest.version, "request_id": rid}
+        logger.warning("plugin output refused: %s", exc.detail, extra=extra)
