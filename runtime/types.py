@@ -112,8 +112,11 @@ class Capability(Protocol):
     the public catalogue is known without building anything.
     """
 
-    name: str
-    functions: Sequence[HostFunction]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def functions(self) -> Sequence[HostFunction]: ...
 
     def configure(self, plugin: PluginSpec) -> Any:
         """Per-plugin state (e.g. allow-lists), pure and quick; raise CapabilityRefused to refuse."""

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -35,7 +35,7 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _document(row: Row[Any]) -> Document:
+def _document(row: Row[Any, Any, Any, Any, Any]) -> Document:
     return Document(row.id, row.version, row.created_at, row.updated_at, row.doc)
 
 
@@ -80,9 +80,11 @@ class SqlStoreBackend:
         with self._tx(self._writer) as conn:
             for i, op in enumerate(ops):
                 try:
-                    results.append(
-                        self._put(conn, plugin, op) if isinstance(op, PutOp) else self._delete(conn, plugin, op)
-                    )
+                    if isinstance(op, PutOp):
+                        results.append(self._put(conn, plugin, op))
+                    else:
+                        self._delete(conn, plugin, op)
+                        results.append(None)
                 except ArcanaError as exc:  # the transaction rolls back as this leaves `with`
                     raise type(exc)(f"ops[{i}]: {exc.message}", code=exc.code) from exc
         return results
@@ -123,13 +125,13 @@ class SqlStoreBackend:
                 plugin=plugin, collection=op.collection, id=id, version=1, created_at=now, updated_at=now, doc=op.body
             )
             if op.expected_version == 0:
-                stmt = insert.on_conflict_do_nothing(index_elements=["plugin", "collection", "id"])
+                upsert = insert.on_conflict_do_nothing(index_elements=["plugin", "collection", "id"])
             else:
-                stmt = insert.on_conflict_do_update(
+                upsert = insert.on_conflict_do_update(
                     index_elements=["plugin", "collection", "id"],
                     set_={"doc": insert.excluded.doc, "updated_at": now, "version": documents.c.version + 1},
                 )
-            row = conn.execute(stmt.returning(*returning)).first()
+            row = conn.execute(upsert.returning(*returning)).first()
             if row is None:
                 raise Conflict(f"document '{id}' already exists in collection '{op.collection}'")
         return Document(id, row.version, row.created_at, now, op.body)
@@ -142,7 +144,7 @@ class SqlStoreBackend:
             self._explain_miss(conn, plugin, op.collection, op.id, op.expected_version)
 
     @staticmethod
-    def _explain_miss(conn: Connection, plugin: str, collection: str, id: str, expected: int | None) -> None:
+    def _explain_miss(conn: Connection, plugin: str, collection: str, id: str, expected: int | None) -> NoReturn:
         current = conn.execute(sa.select(documents.c.version).where(_key(plugin, collection, id))).scalar()
         if current is None:
             raise NotFound(f"no document '{id}' in collection '{collection}'")

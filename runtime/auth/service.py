@@ -46,7 +46,8 @@ class AuthService:
         self._per_account = FailureWindow(config.auth.login_failures_per_account, window)
         self._per_address = FailureWindow(config.auth.login_failures_per_address, window)
 
-    def login(self, email: str, password: str, address: str) -> TokenPair:
+    def login(self, email: object, password: object, address: str) -> TokenPair:
+        """Email and password as the client sent them: their types are checked here, at the boundary."""
         if not isinstance(email, str) or not isinstance(password, str) or not email or not password:
             raise ValidationFailed("email and password are required strings")
         key = email.strip().lower()
@@ -68,7 +69,7 @@ class AuthService:
         self.events.emit(AUTH_LOGIN, {"user_id": user.id, "email": user.email, "address": address})
         return self._pair(user, self.refresh_tokens.start_family(user.id))
 
-    def refresh(self, refresh_token: str) -> TokenPair:
+    def refresh(self, refresh_token: object) -> TokenPair:
         if not isinstance(refresh_token, str) or not refresh_token:
             raise ValidationFailed("refresh_token is required")
         rotation = self.refresh_tokens.rotate(refresh_token)
@@ -82,7 +83,7 @@ class AuthService:
             raise Unauthorized("the account is disabled")
         return self._pair(user, rotation.token)
 
-    def logout(self, refresh_token: str) -> None:
+    def logout(self, refresh_token: object) -> None:
         if not isinstance(refresh_token, str) or not refresh_token:
             raise ValidationFailed("refresh_token is required")
         user_id = self.refresh_tokens.revoke(refresh_token)
@@ -121,9 +122,9 @@ class AuthService:
     def get_user(self, user_id: str) -> User:
         return self.users.get(user_id)
 
-    def create_user(self, email: str, password: str, roles: list[str]) -> User:
-        check_password(password)
-        user = self.users.create(normalize_email(email), self.passwords.hash(password), check_roles(roles))
+    def create_user(self, email: str, password: object, roles: object) -> User:
+        secret = check_password(password)
+        user = self.users.create(normalize_email(email), self.passwords.hash(secret), check_roles(roles))
         self.events.emit(ADMIN_USER_CHANGED, {"user_id": user.id, "change": "created"})
         return user
 
@@ -141,8 +142,7 @@ class AuthService:
                 raise ValidationFailed("disabled must be true or false")
             values["disabled"] = changes["disabled"]
         if "password" in changes:
-            check_password(changes["password"])
-            values["password_hash"] = self.passwords.hash(changes["password"])
+            values["password_hash"] = self.passwords.hash(check_password(changes["password"]))
         user = self.users.update(user_id, **values)
         if values.get("disabled") or "password_hash" in values:
             self.refresh_tokens.revoke_user(user_id)

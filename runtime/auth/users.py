@@ -48,15 +48,16 @@ def normalize_email(email: str) -> str:
     return email
 
 
-def check_roles(roles: list[str]) -> tuple[str, ...]:
+def check_roles(roles: object) -> tuple[str, ...]:
     if not isinstance(roles, list) or not all(isinstance(r, str) and ROLE_RE.match(r) for r in roles):
         raise ValidationFailed("roles must be a list of lowercase role names")
     return tuple(sorted(set(roles)))
 
 
-def check_password(password: str) -> None:
+def check_password(password: object) -> str:
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
         raise ValidationFailed(f"password must be at least {MIN_PASSWORD} characters")
+    return password
 
 
 def _user(row: Any) -> User:

@@ -9,7 +9,6 @@ call itself is the core's.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -22,26 +21,24 @@ from arcana.core import RequestCore, request_id
 from arcana.descriptors import DescriptorSet, compile_proto_dir
 from arcana.edge.grpc_kernel import KernelMethods, kernel_methods
 from arcana.edge.grpc_services import LiveReflection, sync_health
-from arcana.edge.grpc_wire import abort, metadata_of
+from arcana.edge.grpc_wire import Behavior, abort, metadata_of
 from arcana.errors import ArcanaError
 from arcana.kernel import Kernel
 from arcana.registry import RpcTarget, Snapshot
-
-Behavior = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
 
 
 class PluginMethods(grpc.GenericRpcHandler):
     def __init__(self, core: RequestCore) -> None:
         self._core = core
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        target = self._core.rpc_target(handler_call_details.method)  # type: ignore[attr-defined]
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[bytes, bytes] | None:
+        target = self._core.rpc_target(handler_call_details.method)
         return None if target is None else grpc.unary_unary_rpc_method_handler(self._behavior(target))
 
     def _behavior(self, target: RpcTarget) -> Behavior:
         core = self._core
 
-        async def behavior(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def behavior(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
             metadata = metadata_of(context)
             rid = request_id(metadata.get("x-request-id", ""))
             authorization = metadata.pop("authorization", "")
@@ -80,7 +77,7 @@ async def start_grpc_server(kernel: Kernel) -> grpc.aio.Server:
     reflection = LiveReflection([protos])
     server.add_generic_rpc_handlers((KernelMethods(kernel_methods(kernel, protos)), PluginMethods(kernel.core)))
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection, server)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection, server)  # type: ignore[no-untyped-call]
     known: set[str] = set()
 
     async def follow(snapshot: Snapshot) -> None:

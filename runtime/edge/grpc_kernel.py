@@ -16,7 +16,7 @@ import grpc
 
 from arcana.core import decode_message, request_id, require_role, unexpected
 from arcana.descriptors import DescriptorSet, RpcMethod
-from arcana.edge.grpc_wire import abort, metadata_of
+from arcana.edge.grpc_wire import Behavior, abort, metadata_of
 from arcana.errors import ArcanaError
 from arcana.kernel import Kernel
 from arcana.views import FailureView, PluginsView, PluginView
@@ -29,13 +29,13 @@ class KernelMethods(grpc.GenericRpcHandler):
     def __init__(self, methods: dict[str, tuple[RpcMethod, KernelMethod]]) -> None:
         self._methods = methods
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        found = self._methods.get(handler_call_details.method)  # type: ignore[attr-defined]
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[bytes, bytes] | None:
+        found = self._methods.get(handler_call_details.method)
         return None if found is None else grpc.unary_unary_rpc_method_handler(_behavior(*found))
 
 
-def _behavior(method: RpcMethod, impl: KernelMethod) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]:
-    async def behavior(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+def _behavior(method: RpcMethod, impl: KernelMethod) -> Behavior:
+    async def behavior(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         metadata = metadata_of(context)
         rid = request_id(metadata.get("x-request-id", ""))
         context.set_trailing_metadata((("x-request-id", rid),))

@@ -8,7 +8,7 @@ Quart's context globals (`request`) stay inside the edge modules.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Quart, Response, request
@@ -19,7 +19,7 @@ from arcana.core import unexpected as internal_error
 from arcana.edge.admin import admin_blueprint
 from arcana.edge.auth_rest import auth_blueprint
 from arcana.edge.errors import error_response
-from arcana.edge.plugin_http import PluginHttpEdge
+from arcana.edge.plugin_http import ASGIApp, PluginHttpEdge
 from arcana.errors import ArcanaError, ErrorCode
 from arcana.kernel import Kernel
 
@@ -43,7 +43,8 @@ def _error(exc: ArcanaError, rid: str) -> Response:
 
 def create_rest_app(kernel: Kernel) -> PluginHttpEdge:
     """The ASGI app to serve; ``.kernel_app`` is the Quart app behind it."""
-    return PluginHttpEdge(kernel, create_kernel_app(kernel))
+    # Quart types its ASGI signature with precise TypedDicts; ours is the general mapping form of the same protocol.
+    return PluginHttpEdge(kernel, cast(ASGIApp, create_kernel_app(kernel)))
 
 
 def create_kernel_app(kernel: Kernel) -> Quart:

@@ -13,7 +13,7 @@ from typing import Any
 
 import extism
 from extism.extism import CompiledPlugin
-from extism_sys import ffi as _ffi  # type: ignore[import-untyped]
+from extism_sys import ffi as _ffi
 from extism_sys import lib as _lib
 
 from arcana.engine import ModuleInfo

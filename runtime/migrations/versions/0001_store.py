@@ -19,7 +19,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _name(length: int) -> sa.types.TypeEngine:
+def _name(length: int) -> sa.types.TypeEngine[str]:
     """Strings compared byte-wise on both backends (PostgreSQL's "C" collation = SQLite's BINARY)."""
     return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
 
