@@ -27,7 +27,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from arcana.config import REPO_ROOT, DatabaseConfig
+from arcana.config import DatabaseConfig
 from arcana.errors import ServiceUnavailable, ValidationFailed
 
 logger = logging.getLogger("arcana.database")
@@ -38,13 +38,13 @@ _PG_MIGRATION_LOCK = 0x617263616E61  # "arcana"
 
 
 def resolve_url(url: str) -> URL:
-    """The URL with a relative SQLite path made absolute and psycopg as PostgreSQL's driver."""
+    """The URL with psycopg as PostgreSQL's driver.
+
+    A SQLite path is used as given: ``load_config`` already made a relative
+    one absolute (against the config file's folder or the base directory).
+    """
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        path = parsed.database or ""
-        if path and path != ":memory:" and not path.startswith("file:") and not Path(path).is_absolute():
-            parsed = parsed.set(database=str(REPO_ROOT / path))
-    elif parsed.drivername == "postgresql":
+    if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
 

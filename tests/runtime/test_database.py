@@ -12,7 +12,7 @@ import yaml
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from arcana.config import REPO_ROOT, DatabaseConfig, load_config
+from arcana.config import DatabaseConfig, load_config
 from arcana.database import (
     Database,
     create_db_engine,
@@ -28,11 +28,15 @@ from arcana_host.store.schema import metadata
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
-def test_relative_sqlite_paths_resolve_against_the_repository() -> None:
-    assert resolve_url("sqlite:///.data/arcana.db").database == str(REPO_ROOT / ".data" / "arcana.db")
-    assert resolve_url("sqlite:////abs/x.db").database == "/abs/x.db"
+def test_resolve_url_picks_psycopg_and_leaves_sqlite_paths_to_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert resolve_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
-    assert load_config(None, environ={}).database.url == "sqlite:///.data/arcana.db"
+    assert resolve_url("sqlite:////abs/x.db").database == "/abs/x.db"
+    # load_config made the default's relative path absolute, against the working directory here.
+    monkeypatch.chdir(tmp_path)
+    url = load_config(None, environ={}).database.url
+    assert resolve_url(url).database == str(tmp_path / ".data" / "arcana.db")
 
 
 @pytest.mark.parametrize("url", ["mysql://x/y", "sqlite.db", "postgres://h/db"])
