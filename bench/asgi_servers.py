@@ -45,7 +45,7 @@ def run(quick: bool, logdir: Path | None = None) -> list[Row]:
             for name in order:
                 got[name].append(load(ports[name], PATH, connections=32, seconds=seconds))
     rps = {k: [x.rps for x in v] for k, v in got.items()}
-    ratio = median(a / b for a, b in zip(rps["uvicorn"], rps["hypercorn"]))
+    ratio = median(a / b for a, b in zip(rps["uvicorn"], rps["hypercorn"], strict=True))
     tool = got["uvicorn"][0].tool
     return [
         Row(

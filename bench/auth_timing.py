@@ -36,7 +36,9 @@ def main() -> None:
         }
         config = load_config(None, environ=env)
         database = Database(config.database)
-        database.prepare()
+        not_ready = database.prepare()  # creates the SQLite schema; names what is wrong otherwise
+        if not_ready:
+            raise SystemExit(f"database: {not_ready}")
         auth = AuthService(config, database, KernelEvents())
         auth.create_user("known@example.com", "the right password", ["user"])
         cases = {

@@ -36,10 +36,12 @@ import extism
 import uvloop
 from extism.extism import CompiledPlugin
 
-from arcana.engine.extism_engine import WASM_PAGE, ExtismEngine
+from arcana.engine.extism_engine import WASM_PAGE, ExtismCompiled, ExtismEngine
 from arcana.executor import EffectiveLimits, InstancePool
-from arcana_host.capability import CallContext
-from arcana_host.logs import LogCapability
+from arcana.manifest import Manifest
+from arcana.types import CallContext, LinkedFunction, PluginSpec
+from arcana_host.binding import link_capability
+from arcana_host.log import LogCapability
 from common import ECHO_ENVELOPE, HELLO_ENVELOPE, ROOT, Row, calibrate, compact, median, time_per_call
 
 MEMORY_MB, TIMEOUT_MS, CONCURRENCY = 16, 1000, 8  # what both example manifests ask for
@@ -149,6 +151,152 @@ def _interleave(subjects: dict[str, Callable[[int], float]], batch_s: float, rou
     return out
 
 
+def _log_functions(plugin: str) -> list[LinkedFunction]:
+    """The kernel's real ``log`` capability, configured and linked for ``plugin`` as the loader does it."""
+    spec = PluginSpec(Manifest(plugin, "bench"), frozenset({"log"}))
+    return list(link_capability(LogCapability(), spec).values())
+
+
+def _per_call(fn: Callable[[], object]) -> Callable[[int], float]:
+    return lambda n: time_per_call(fn, n)
+
+
+def _call_rows(
+    name: str,
+    handler: str,
+    envelope: dict[str, Any],
+    compiled: ExtismCompiled,
+    raw_compiled: CompiledPlugin,
+    threads: ThreadPoolExecutor,
+    runner: _LoopRunner,
+    rounds: int,
+    batch_s: float,
+) -> list[Row]:
+    """Benchmark 1 for one plugin; its instances are freed when this returns."""
+    data = compact(envelope)
+    ctx = CallContext(plugin=name, version="bench", request_id="r")
+    instance = compiled.instantiate()
+    raw = extism.Plugin(raw_compiled, functions=None)
+    expected = raw.call(handler, data)
+    got = instance.call(handler, data, ctx)
+    if json.loads(got) != json.loads(expected):
+        raise RuntimeError(f"{name}: engine and raw Extism disagree: {got!r} vs {expected!r}")
+    pool = InstancePool(
+        name,
+        "bench",
+        compiled,
+        EffectiveLimits(MEMORY_MB, TIMEOUT_MS, CONCURRENCY),
+        threads,
+        compiled.instantiate(),
+    )
+    py = _python_handler(name)
+    subjects = {
+        "python": _per_call(lambda: py(data)),
+        "raw": _per_call(lambda: raw.call(handler, data)),
+        "engine": _per_call(lambda: instance.call(handler, data, ctx)),
+        "pool": _pool_sequential(runner, pool, handler, data, ctx),
+        "pool x8": _pool_concurrent(runner, pool, handler, data, ctx),
+    }
+    if name == "hello":
+        subjects["hop"] = _thread_hop(runner, threads)
+    try:
+        got_rounds = _interleave(subjects, batch_s, rounds)
+    finally:
+        pool.retire()
+    us = {k: [v * 1e6 for v in vs] for k, vs in got_rounds.items()}
+    label = f"call {name}"
+
+    def vs_raw(key: str) -> float:
+        return median(a / b for a, b in zip(us[key], us["raw"], strict=True))
+
+    rows = [
+        Row(
+            label,
+            "python (same JSON work)",
+            median(us["python"]),
+            "us/call",
+            "raw extism",
+            vs_raw("python"),
+            "x raw",
+            rounds=us["python"],
+        ),
+        Row(label, "raw extism.Plugin.call", median(us["raw"]), "us/call", "(floor)", rounds=us["raw"]),
+    ]
+    if "hop" in us:
+        rows.append(
+            Row(
+                label,
+                "thread hop only (run_in_executor no-op)",
+                median(us["hop"]),
+                "us/call",
+                note="part of the pool's overhead",
+                rounds=us["hop"],
+            )
+        )
+    for key, subject in (
+        ("engine", "ExtismEngine instance.call"),
+        ("pool", "InstancePool.call (uvloop)"),
+        ("pool x8", "InstancePool.call, 8 concurrent"),
+    ):
+        overhead = median(a - b for a, b in zip(us[key], us["raw"], strict=True))
+        note = f"overhead {overhead:+.1f} us"
+        if key == "pool x8":
+            note += " (wall time per call; guests can run on both cores)"
+        rows.append(
+            Row(
+                label,
+                subject,
+                median(us[key]),
+                "us/call",
+                "raw extism",
+                vs_raw(key),
+                "x raw",
+                target="" if key == "pool x8" else "overhead <= 50 us",
+                ok=None if key == "pool x8" else overhead <= 50,
+                note=note,
+                rounds=us[key],
+            )
+        )
+    return rows
+
+
+def _instantiate_rows(
+    name: str, compiled: ExtismCompiled, raw_compiled: CompiledPlugin, rounds: int, batch_s: float
+) -> list[Row]:
+    """Benchmark 2 for one plugin: instance start from the compiled module."""
+
+    def make_ours() -> None:
+        compiled.instantiate()
+
+    def make_raw() -> None:
+        extism.Plugin(raw_compiled, functions=None)
+
+    inst = _interleave({"ours": _per_call(make_ours), "raw": _per_call(make_raw)}, batch_s, rounds)
+    ms = {k: [v * 1e3 for v in vs] for k, vs in inst.items()}
+    return [
+        Row(
+            f"instantiate {name}",
+            "raw extism.Plugin(CompiledPlugin)",
+            median(ms["raw"]),
+            "ms",
+            "(floor)",
+            rounds=ms["raw"],
+        ),
+        Row(
+            f"instantiate {name}",
+            "ExtismCompiled.instantiate()",
+            median(ms["ours"]),
+            "ms",
+            "raw extism",
+            median(a / b for a, b in zip(ms["ours"], ms["raw"], strict=True)),
+            "x raw",
+            target="<= 0.5 ms",
+            ok=median(ms["ours"]) <= 0.5,
+            rounds=ms["ours"],
+        ),
+    ]
+
+
 def run(quick: bool) -> list[Row]:
     # Many short rounds: on a shared machine a noisy spell then hits every
     # subject alike, and the paired per-round comparisons cancel it.
@@ -157,134 +305,14 @@ def run(quick: bool) -> list[Row]:
     threads = ThreadPoolExecutor(16, thread_name_prefix="arcana-plugin")  # the kernel's default pool size
     runner = _LoopRunner()
     engine = ExtismEngine()
-    functions = LogCapability().host_functions()
     try:
         for name, (path, handler, envelope) in PLUGINS.items():
             wasm = path.read_bytes()
-            data = compact(envelope)
-            ctx = CallContext(plugin=name, version="bench", request_id="r")
+            functions = _log_functions(name)
             compiled = engine.compile(wasm, functions, memory_mb=MEMORY_MB, timeout_ms=TIMEOUT_MS)
-            instance = compiled.instantiate()
             raw_compiled = CompiledPlugin(_raw_manifest(wasm), wasi=False, functions=[_noop_log])
-            raw = extism.Plugin(raw_compiled, functions=None)
-            expected = raw.call(handler, data)
-            got = instance.call(handler, data, ctx)
-            if json.loads(got) != json.loads(expected):
-                raise RuntimeError(f"{name}: engine and raw Extism disagree: {got!r} vs {expected!r}")
-            pool = InstancePool(
-                name,
-                "bench",
-                compiled,
-                EffectiveLimits(MEMORY_MB, TIMEOUT_MS, CONCURRENCY),
-                threads,
-                compiled.instantiate(),
-            )
-            py = _python_handler(name)
-
-            def per_call(fn: Callable[[], object]) -> Callable[[int], float]:
-                return lambda n: time_per_call(fn, n)
-
-            subjects = {
-                "python": per_call(lambda: py(data)),
-                "raw": per_call(lambda: raw.call(handler, data)),
-                "engine": per_call(lambda: instance.call(handler, data, ctx)),
-                "pool": _pool_sequential(runner, pool, handler, data, ctx),
-                "pool x8": _pool_concurrent(runner, pool, handler, data, ctx),
-            }
-            if name == "hello":
-                subjects["hop"] = _thread_hop(runner, threads)
-            got_rounds = _interleave(subjects, batch_s, rounds)
-            us = {k: [v * 1e6 for v in vs] for k, vs in got_rounds.items()}
-            raw_med = median(us["raw"])
-            label = f"call {name}"
-
-            def vs_raw(key: str) -> float:
-                return median(a / b for a, b in zip(us[key], us["raw"]))
-
-            rows.append(
-                Row(
-                    label,
-                    "python (same JSON work)",
-                    median(us["python"]),
-                    "us/call",
-                    "raw extism",
-                    vs_raw("python"),
-                    "x raw",
-                    rounds=us["python"],
-                )
-            )
-            rows.append(Row(label, "raw extism.Plugin.call", raw_med, "us/call", "(floor)", rounds=us["raw"]))
-            if "hop" in us:
-                rows.append(
-                    Row(
-                        label,
-                        "thread hop only (run_in_executor no-op)",
-                        median(us["hop"]),
-                        "us/call",
-                        note="part of the pool's overhead",
-                        rounds=us["hop"],
-                    )
-                )
-            for key, subject in (
-                ("engine", "ExtismEngine instance.call"),
-                ("pool", "InstancePool.call (uvloop)"),
-                ("pool x8", "InstancePool.call, 8 concurrent"),
-            ):
-                overhead = median(a - b for a, b in zip(us[key], us["raw"]))
-                note = f"overhead {overhead:+.1f} us"
-                if key == "pool x8":
-                    note += " (wall time per call; guests can run on both cores)"
-                rows.append(
-                    Row(
-                        label,
-                        subject,
-                        median(us[key]),
-                        "us/call",
-                        "raw extism",
-                        vs_raw(key),
-                        "x raw",
-                        target="" if key == "pool x8" else "overhead <= 50 us",
-                        ok=None if key == "pool x8" else overhead <= 50,
-                        note=note,
-                        rounds=us[key],
-                    )
-                )
-            pool.retire()
-            del raw, instance
-
-            # 2. instance start from the compiled module
-            def make_ours() -> None:
-                compiled.instantiate()
-
-            def make_raw() -> None:
-                extism.Plugin(raw_compiled, functions=None)
-
-            inst = _interleave({"ours": per_call(make_ours), "raw": per_call(make_raw)}, batch_s, rounds)
-            ms = {k: [v * 1e3 for v in vs] for k, vs in inst.items()}
-            rows.append(
-                Row(
-                    f"instantiate {name}",
-                    "raw extism.Plugin(CompiledPlugin)",
-                    median(ms["raw"]),
-                    "ms",
-                    "(floor)",
-                    rounds=ms["raw"],
-                )
-            )
-            rows.append(
-                Row(
-                    f"instantiate {name}",
-                    "ExtismCompiled.instantiate()",
-                    median(ms["ours"]),
-                    "ms",
-                    "raw extism",
-                    median(a / b for a, b in zip(ms["ours"], ms["raw"])),
-                    "x raw",
-                    target="<= 0.5 ms",
-                    ok=median(ms["ours"]) <= 0.5,
-                    rounds=ms["ours"],
-                )
-            )
+            rows += _call_rows(name, handler, envelope, compiled, raw_compiled, threads, runner, rounds, batch_s)
+            rows += _instantiate_rows(name, compiled, raw_compiled, rounds, batch_s)
     finally:
         runner.close()
         threads.shutdown(wait=True)

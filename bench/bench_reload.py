@@ -31,6 +31,7 @@ import shutil
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import CACHE, PYTHON, ROOT, HttpClient, Row, Server, free_port, isolated_env, median, percentile
@@ -178,31 +179,38 @@ def _reloads(port: int, folder: Path, versions: dict[str, Path], count: int, cur
 
 
 def _load_baseline(versions: dict[str, Path], rounds: int) -> list[float]:
-    from arcana.config import load_config
-    from arcana.kernel import Kernel
+    """Seconds per ``PluginLoader.load`` of a fresh build, in this process, no watcher.
 
-    with tempfile.TemporaryDirectory(prefix="arcana-bench-load-") as tmp:
+    The loader is built from the kernel's own parts the way ``arcana plugin
+    check`` builds it (the kernel keeps its loader private): the default
+    config, the real engine and the real capabilities. ``versioned`` asks only
+    for ``log``, so no database is needed.
+    """
+    from arcana.config import load_config
+    from arcana.engine.extism_engine import ExtismEngine
+    from arcana.loader import PluginLoader
+    from arcana_host.registry import Capabilities
+
+    with tempfile.TemporaryDirectory(prefix="arcana-bench-load-") as tmp, ThreadPoolExecutor(1) as threads:
         folder = Path(tmp)
         saved = os.environ.get("EXTISM_CACHE_CONFIG")
         os.environ.update(cache_env(folder))
-        kernel = Kernel(
-            load_config(
-                None, environ={"ARCANA_PLUGINS__DIR": tmp, "ARCANA_PLUGINS__WATCH": "false", **isolated_env(folder)}
-            )
-        )
+        config = load_config(None, environ={"ARCANA_PLUGINS__DIR": tmp, "ARCANA_PLUGINS__WATCH": "false"})
+        capabilities = Capabilities.from_config(config)
+        loader = PluginLoader(config, ExtismEngine(), capabilities, threads)
         try:
             land(versions["v1"], folder)
-            kernel.loader.load(folder / "versioned.wasm").pool.retire()  # warm-up: first-use costs are not reload costs
+            loader.load(folder / "versioned.wasm").pool.retire()  # warm-up: first-use costs are not reload costs
             out = []
             for i in range(rounds):
                 land(versions["v1" if i % 2 else "v2"], folder)
                 t0 = time.perf_counter()
-                plugin = kernel.loader.load(folder / "versioned.wasm")
+                plugin = loader.load(folder / "versioned.wasm")
                 out.append(time.perf_counter() - t0)
                 plugin.pool.retire()
             return out
         finally:
-            kernel.close()
+            capabilities.close()
             if saved is None:
                 os.environ.pop("EXTISM_CACHE_CONFIG", None)
             else:

@@ -53,7 +53,7 @@ def _alternate(port: int, rounds: int, seconds: float, connections: int) -> dict
 def _rows(bench: str, got: dict[str, list[Load]], one: dict[str, list[Load]] | None, targets: bool) -> list[Row]:
     rows = []
     rps = {k: [x.rps for x in v] for k, v in got.items()}
-    ratio = median(a / b for a, b in zip(rps["plugin"], rps["native"]))
+    ratio = median(a / b for a, b in zip(rps["plugin"], rps["native"], strict=True))
     errors = {k: sum(x.errors for x in v) for k, v in got.items()}
     tool = got["plugin"][0].tool
     rows.append(
@@ -107,7 +107,7 @@ def _rows(bench: str, got: dict[str, list[Load]], one: dict[str, list[Load]] | N
                 median(p50["plugin"]),
                 "ms",
                 "native",
-                median(a / b for a, b in zip(p50["plugin"], p50["native"])),
+                median(a / b for a, b in zip(p50["plugin"], p50["native"], strict=True)),
                 "x native",
                 target="< 1 ms" if targets else "",
                 ok=(median(p50["plugin"]) < 1.0) if targets else None,

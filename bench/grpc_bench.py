@@ -38,14 +38,17 @@ async def serve(port: int, plugins: Path) -> None:
     from arcana.config import load_config
     from arcana.edge.grpc import start_grpc_server
     from arcana.kernel import Kernel
+    from common import isolated_env
 
     env = {
         "ARCANA_PLUGINS__DIR": str(plugins),
         "ARCANA_PLUGINS__WATCH": "false",
         "ARCANA_LOGGING__LEVEL": "warning",
         "ARCANA_SERVER__GRPC_PORT": str(port),
+        **isolated_env(plugins.parent),  # the kernel's SQLite file beside the plugin folder, in the temp dir
     }
     kernel = Kernel(load_config(None, environ=env))
+    kernel.start()
     server = await start_grpc_server(kernel)
     await kernel.load_all()
     method = kernel.registry.snapshot.rpc[PLUGIN_METHOD].method  # the same message classes the plugin path uses
@@ -99,7 +102,7 @@ def client(address: str, seconds: float, rounds: int, concurrency: int) -> None:
 
     results: dict[str, list[float]] = {"plugin": [], "native": []}
     single: dict[str, list[float]] = {"plugin": [], "native": []}
-    for name, method in (("plugin", PLUGIN_METHOD), ("native", NATIVE_METHOD)):  # warm-up
+    for method in (PLUGIN_METHOD, NATIVE_METHOD):  # warm-up
         uvloop.run(drive(address, method, 1.0, concurrency))
     for _ in range(rounds):
         for name, method in (("plugin", PLUGIN_METHOD), ("native", NATIVE_METHOD)):
@@ -107,16 +110,15 @@ def client(address: str, seconds: float, rounds: int, concurrency: int) -> None:
             results[name].append(rate)
             _, lat = uvloop.run(drive(address, method, min(seconds, 2.0), 1))
             single[name] += lat
-    print(
-        f"{'method':8} {'calls/s (median of ' + str(rounds) + ')':>26} {'p50 @1 conn (ms)':>18} {'p99 @1 conn (ms)':>18}"
-    )
+    rate_head = f"calls/s (median of {rounds})"
+    print(f"{'method':8} {rate_head:>26} {'p50 @1 conn (ms)':>18} {'p99 @1 conn (ms)':>18}")
     for name in ("plugin", "native"):
-        print(
-            f"{name:8} {statistics.median(results[name]):>26,.0f} {pct(single[name], 0.5):>18.3f} {pct(single[name], 0.99):>18.3f}"
-        )
+        rate = statistics.median(results[name])
+        print(f"{name:8} {rate:>26,.0f} {pct(single[name], 0.5):>18.3f} {pct(single[name], 0.99):>18.3f}")
     ratio = statistics.median(results["plugin"]) / statistics.median(results["native"])
     print(
-        f"ratio plugin/native calls/s: {ratio:.2f}  (target >= 0.95; concurrency {concurrency}, {rounds} rounds of {seconds}s)"
+        f"ratio plugin/native calls/s: {ratio:.2f}  "
+        f"(target >= 0.95; concurrency {concurrency}, {rounds} rounds of {seconds}s)"
     )
 
 
@@ -136,10 +138,12 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory() as tmp:
-        shutil.copyfile(ROOT / "plugins" / "hello" / "hello.wasm", Path(tmp) / "hello.wasm")
+    with tempfile.TemporaryDirectory(prefix="arcana-bench-grpc-") as tmp:
+        plugins = Path(tmp) / "plugins"
+        plugins.mkdir()
+        shutil.copyfile(ROOT / "plugins" / "hello" / "hello.wasm", plugins / "hello.wasm")
         proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(port), "--plugins", tmp],
+            [sys.executable, __file__, "--serve", str(port), "--plugins", str(plugins)],
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

@@ -36,17 +36,18 @@ BENCHES = ("calls", "rest", "reload", "asgi")
 
 
 def _versions() -> str:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     parts = [f"python {platform.python_version()}", f"{os.cpu_count()} cpus"]
     for pkg in ("extism", "extism-sys", "quart", "uvicorn", "hypercorn"):
         try:
             parts.append(f"{pkg} {version(pkg)}")
-        except Exception:
-            pass
+        except PackageNotFoundError:
+            parts.append(f"no {pkg}")
     wrk = wrk_path()
     if wrk:
-        out = subprocess.run([wrk, "--version"], capture_output=True, text=True)
+        # `wrk --version` prints its banner with the usage text and may exit non-zero: only the text matters.
+        out = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
         words = (out.stdout or out.stderr).split()
         parts.append(" ".join(words[:2]) if words else "wrk")
     else:
@@ -101,7 +102,7 @@ def main() -> int:
         except Skip as exc:
             print(f"skipped: {exc}", flush=True)
             continue
-        except Exception:
+        except Exception:  # noqa: BLE001  one failing benchmark must not stop the others; its trace is printed
             problems.append(name)
             print(f"FAILED ({name}); server logs in {logdir}", flush=True)
             traceback.print_exc()

@@ -4,7 +4,7 @@
     python bench/serve_bench_app.py --port N --app native --asgi hypercorn
 
 ``--app full`` builds the real kernel (``Kernel(load_config(...))`` serving
-DIR), awaits ``kernel.load_all()``, builds ``create_rest_app(kernel)`` and
+DIR), calls ``kernel.start()``, awaits ``kernel.load_all()``, builds ``create_rest_app(kernel)`` and
 adds ``GET /bench/native/hello/<name>`` on that same app, so the plugin route
 and the native route share the server, the process and the middleware.
 ``--app native`` is a bare Quart app with only the native route (for the ASGI
@@ -54,6 +54,7 @@ async def build_app(
         key, _, value = item.partition("=")
         env["ARCANA_" + key.upper().replace(".", "__")] = value
     kernel = Kernel(load_config(None, environ=env))
+    kernel.start()
     await kernel.load_all()
     app = create_rest_app(kernel)
     add_native_route(app.kernel_app)  # the native route on the kernel's Quart app, behind the same edge

@@ -38,8 +38,10 @@ from arcana.config import DatabaseConfig
 from arcana.database import Database, migrate
 from arcana.engine.extism_engine import ExtismEngine
 from arcana.envelopes import HttpRequest, http_envelope
-from arcana_host.capability import CallContext
-from arcana_host.logs import LogCapability
+from arcana.manifest import Manifest
+from arcana.types import CallContext, LinkedFunction, PluginSpec
+from arcana_host.binding import link_capability
+from arcana_host.log import LogCapability
 from arcana_host.store import StoreCapability, StoreConfig
 from arcana_host.store import requests as parse
 from arcana_host.store.sql_backend import SqlStoreBackend
@@ -49,6 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTES = ROOT / "plugins" / "notes" / "notes.wasm"
 CONTEXT = CallContext("notes", "1.0.0")
 TAGS = ["work", "home", "ideas", "later", "read"]
+# An admin principal: notes then reads across owners, the same work as before notes became per-user.
+ADMIN = {"sub": "bench", "roles": ["admin"]}
 
 
 def envelope(
@@ -60,17 +64,14 @@ def envelope(
     body: Any = None,
 ) -> bytes:
     data = json.dumps(body).encode() if body is not None else b""
-    # An admin principal: notes then reads across owners, the same work as before notes became per-user.
-    req = HttpRequest(
-        method,
-        path,
-        query or {},
-        {"content-type": "application/json"} if data else {},
-        data,
-        "bench",
-        principal={"sub": "bench", "roles": ["admin"]},
-    )
-    return http_envelope(req, route, params or {})
+    req = HttpRequest(method, path, query or {}, {"content-type": "application/json"} if data else {}, data, "bench")
+    return http_envelope(req, route, params or {}, ADMIN)
+
+
+def linked(*capabilities: Any) -> list[LinkedFunction]:
+    """Each capability configured and linked for `notes` as the loader does it (grants: log and store)."""
+    spec = PluginSpec(Manifest("notes", "1.0.0"), frozenset({"log", "store"}))
+    return [fn for cap in capabilities for fn in link_capability(cap, spec).values()]
 
 
 def rate(fn: Callable[[], object], seconds: float) -> float:
@@ -107,7 +108,7 @@ def bench_backend(url: str, seconds: float, docs: int) -> dict[str, tuple[float,
     migrate(database.engine)
     backend = SqlStoreBackend(database.engine)
     store = StoreCapability(StoreConfig(), backend)
-    functions = [*LogCapability().host_functions(), *store.host_functions()]
+    functions = linked(LogCapability(), store)
     instance = ExtismEngine().compile(NOTES.read_bytes(), functions, memory_mb=16, timeout_ms=2000).instantiate()
     ids = seed(backend, docs)
     pages = docs // 20
@@ -120,33 +121,31 @@ def bench_backend(url: str, seconds: float, docs: int) -> dict[str, tuple[float,
 
         return call
 
-    get_env = lambda: envelope("GET", "/api/v1/notes/x", "/api/v1/notes/{id}", {"id": random.choice(ids)})  # noqa: E731
-    put_env = lambda: envelope("POST", "/api/v1/notes", "/api/v1/notes", body={"title": "new", "tags": ["work"]})  # noqa: E731
-    list_env = lambda: envelope(
-        "GET",
-        "/api/v1/notes",
-        "/api/v1/notes",
-        query={"size": ["20"], "page": [str(random.randint(1, pages))]},
-    )
-    tag_env = lambda: envelope(
-        "GET",
-        "/api/v1/notes",
-        "/api/v1/notes",
-        query={
+    def get_env() -> bytes:
+        return envelope("GET", "/api/v1/notes/x", "/api/v1/notes/{id}", {"id": random.choice(ids)})
+
+    def put_env() -> bytes:
+        return envelope("POST", "/api/v1/notes", "/api/v1/notes", body={"title": "new", "tags": ["work"]})
+
+    def list_env() -> bytes:
+        page = str(random.randint(1, pages))
+        return envelope("GET", "/api/v1/notes", "/api/v1/notes", query={"size": ["20"], "page": [page]})
+
+    def tag_env() -> bytes:
+        query = {
             "size": ["20"],
             "tag": ["work"],
             "sort": ["title"],
             "order": ["asc"],
             "page": [str(random.randint(1, pages // 5))],
-        },
-    )
+        }
+        return envelope("GET", "/api/v1/notes", "/api/v1/notes", query=query)
+
     config = StoreConfig()
-    direct_query = lambda **extra: backend.query(
-        "notes",
-        parse.query(
-            {"collection": "notes", "size": 20, **extra}, config
-        ),
-    )
+
+    def direct_query(**extra: Any) -> object:
+        return backend.query("notes", parse.query({"collection": "notes", "size": 20, **extra}, config))
+
     subjects = {
         "get": (plugin("get_note", get_env), lambda: backend.get("notes", "notes", random.choice(ids))),
         "put": (plugin("create_note", put_env), lambda: backend.put("notes", PutOp("notes", {"title": "new"}))),
@@ -173,15 +172,19 @@ def postgres_schema() -> tuple[str, Callable[[], None]] | None:
             )
         except psycopg.Error:
             continue
-        schema = f"arcana_bench_{secrets.token_hex(4)}"
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-
-        def drop() -> None:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            conn.close()
-
-        return f"postgresql+psycopg://{user}@127.0.0.1:5432/test?options=-csearch_path%3D{schema}", drop
+        return _temp_schema(conn, user)
     return None
+
+
+def _temp_schema(conn: psycopg.Connection, user: str) -> tuple[str, Callable[[], None]]:
+    schema = f"arcana_bench_{secrets.token_hex(4)}"
+    conn.execute(f'CREATE SCHEMA "{schema}"')
+
+    def drop() -> None:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        conn.close()
+
+    return f"postgresql+psycopg://{user}@127.0.0.1:5432/test?options=-csearch_path%3D{schema}", drop
 
 
 def main() -> int:
@@ -202,9 +205,8 @@ def main() -> int:
         for name, url, cleanup in backends:
             try:
                 for op, (plugin_rate, direct_rate) in bench_backend(url, opts.seconds, opts.docs).items():
-                    print(
-                        f"{name:<11} {op:<16} {plugin_rate:>11,.0f} {direct_rate:>9,.0f} {plugin_rate / direct_rate:>6.2f}"
-                    )
+                    ratio = plugin_rate / direct_rate
+                    print(f"{name:<11} {op:<16} {plugin_rate:>11,.0f} {direct_rate:>9,.0f} {ratio:>6.2f}")
             finally:
                 cleanup()
     return 0

@@ -10,8 +10,8 @@ would buy. None of this is used by the kernel; the kernel is not edited.
   no thread hop, no wall-clock guard; Extism's own timeout still applies).
 - ``fastpath``: (adopted by the kernel as ``arcana.edge.plugin_http``; the
   variant now measures the same server as the baseline) an ASGI middleware in front of Quart answers requests that
-  match a plugin route straight from the ASGI scope (the same ``route_http``
-  / ``call_http`` / error body as the REST edge), skipping Quart's request
+  match a plugin route straight from the ASGI scope (the same
+  ``kernel.core.route_http`` / ``call_http`` / error body as the REST edge), skipping Quart's request
   context, werkzeug routing and Response objects; everything else (404s,
   admin, /health, the native route) still goes through Quart.
 - ``fastpath-inline``: both.
@@ -20,7 +20,6 @@ would buy. None of this is used by the kernel; the kernel is not edited.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -67,9 +66,8 @@ class PluginFastPath:
         self.max_body = kernel.config.server.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        from arcana.dispatch import call_http, route_http
-        from arcana.edge.errors import HTTP_STATUS, error_body, error_headers
-        from arcana.edge.rest import REQUEST_ID_RE
+        from arcana.core import request_id
+        from arcana.edge.errors import error_response
         from arcana.envelopes import HttpRequest
         from arcana.errors import ArcanaError, PayloadTooLarge
 
@@ -77,12 +75,13 @@ class PluginFastPath:
             return await self.app(scope, receive, send)
         raw_path = scope.get("raw_path", b"").split(b"?", 1)[0].decode("latin-1") or scope["path"]
         try:
-            match = route_http(self.kernel.registry.snapshot, scope["method"], raw_path)
+            match = self.kernel.core.route_http(scope["method"], raw_path)
         except ArcanaError:
-            return await self.app(scope, receive, send)  # 404, 405, kernel routes: Quart, as today
+            match = None  # 405: answered by the app behind, as are 404s and kernel routes
+        if match is None:
+            return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        given = headers.get("x-request-id", "")
-        rid = given if REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+        rid = request_id(headers.get("x-request-id", ""))
         try:
             body = b""
             more = True
@@ -93,6 +92,7 @@ class PluginFastPath:
                 if len(body) > self.max_body:
                     raise PayloadTooLarge(f"request body is larger than {self.max_body} bytes")
             qs = scope.get("query_string", b"")
+            authorization = headers.pop("authorization", "")
             req = HttpRequest(
                 method=scope["method"],
                 path=scope["path"],
@@ -101,12 +101,12 @@ class PluginFastPath:
                 body=body,
                 request_id=rid,
                 traceparent=headers.get("traceparent", ""),
+                authorization=authorization,
             )
-            out = await call_http(match, req)
+            out = await self.kernel.core.call_http(match, req)
             status, payload, out_headers = out.status, out.body, out.headers
         except ArcanaError as exc:
-            status, payload = HTTP_STATUS[exc.code], error_body(exc.code, exc.message, rid)
-            out_headers = error_headers(exc)
+            status, payload, out_headers = error_response(exc, rid)
         out_headers["x-request-id"] = rid
         out_headers["content-length"] = str(len(payload))
         await send(
