@@ -42,6 +42,10 @@ typedef ArcanaOffset (*ArcanaHostFn)(ArcanaOffset request);
 
 #include "arcana_contract.h"
 
+/* The reply arcana_host_call gives when the host answers with no reply at all
+ * (offset 0: it could not allocate one, or its dispatch failed). */
+#define ARCANA_HOST_CALL_FAILED "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"host call failed\"}}"
+
 /* ---- extism:host/env ---------------------------------------------------- */
 ARCANA_ENV("input_length") extern uint64_t extism_input_length(void);
 ARCANA_ENV("input_load_u8") extern uint8_t extism_input_load_u8(uint64_t offset);
@@ -121,13 +125,19 @@ static inline int32_t arcana_fail(const char *code, const char *message) {
 }
 
 /* Call a host function with a JSON request; copies up to `cap` reply bytes
- * into `reply` and returns the reply's full length. */
+ * into `reply` and returns the reply's full length. A failure is the reply
+ * {"error":{"code","message"}}; when the host gives no reply at all, the
+ * reply is ARCANA_HOST_CALL_FAILED (INTERNAL), never an empty one. */
 static inline uint64_t arcana_host_call(ArcanaHostFn fn, const char *request, uint64_t request_len,
                                         char *reply, uint64_t cap) {
     ArcanaOffset req = arcana_store(request, request_len);
     ArcanaOffset rep = fn(req);
     extism_free(req);
-    if (rep == 0) return 0;
+    if (rep == 0) {
+        static const char failed[] = ARCANA_HOST_CALL_FAILED;
+        for (uint64_t i = 0; i < sizeof failed - 1 && i < cap; i++) reply[i] = failed[i];
+        return sizeof failed - 1;
+    }
     uint64_t len = arcana_load(rep, reply, cap);
     extism_free(rep);
     return len;

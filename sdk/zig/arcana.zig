@@ -62,6 +62,10 @@ pub const Code = contract.Code;
 /// The host functions of this kernel (names for `hostCall`).
 pub const HostFunction = contract.HostFunction;
 
+/// The reply `hostCall` gives when the host answers with no reply at all
+/// (offset 0: it could not allocate one, or its dispatch failed).
+pub const host_call_failed = "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"host call failed\"}}";
+
 /// Log levels accepted by the `log` host function.
 pub const Level = enum { debug, info, warn, @"error" };
 
@@ -263,7 +267,8 @@ pub fn object(v: anytype) Object(@TypeOf(v)) {
 /// Call host function `name` (namespace `extism:host/user`; one of
 /// `HostFunction`, checked at compile time) with a JSON request; returns the
 /// JSON reply (owned by `alloc_`). Replies that report a failure have the
-/// shape `{"error": {"code": ..., "message": ...}}`.
+/// shape `{"error": {"code": ..., "message": ...}}`; when the host gives no
+/// reply at all, the reply is `host_call_failed` (INTERNAL), never `{}`.
 ///
 ///     const reply = try arcana.hostCall(arena, "kv_get", "{\"key\":\"k\"}");
 pub fn hostCall(alloc_: std.mem.Allocator, comptime name: []const u8, request_json: []const u8) ![]u8 {
@@ -275,7 +280,7 @@ pub fn hostCall(alloc_: std.mem.Allocator, comptime name: []const u8, request_js
     const req_off = storeBlock(request_json);
     defer env.free(req_off);
     const reply_off = f(req_off);
-    if (reply_off == 0) return alloc_.dupe(u8, "{}");
+    if (reply_off == 0) return alloc_.dupe(u8, host_call_failed);
     defer env.free(reply_off);
     return loadBlock(alloc_, reply_off);
 }

@@ -183,14 +183,19 @@ export function fail(code: string, message: string): i32 {
 
 // ------------------------------------------------------------------ host API
 
+/** The reply `hostCall` gives when the host answers with no reply at all
+ * (offset 0: it could not allocate one, or its dispatch failed). */
+export const HOST_CALL_FAILED = "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"host call failed\"}}";
+
 /** Call a host function (`host_<name>` from contract.ts, or one declared
  * `@external("extism:host/user", name)`) with a JSON request; returns its JSON
- * reply. Failures come back as {"error": {"code", "message"}}. */
+ * reply. Failures come back as {"error": {"code", "message"}}; when the host
+ * gives no reply at all, that is `HOST_CALL_FAILED` (INTERNAL), never "{}". */
 export function hostCall(fn: (offset: u64) => u64, requestJson: string): string {
   const req = Memory.allocateString(requestJson);
   const replyOffset = fn(req.offset);
   req.free();
-  if (replyOffset == 0) return "{}";
+  if (replyOffset == 0) return HOST_CALL_FAILED;
   const reply = new Memory(replyOffset, length(replyOffset));
   const text = reply.toString();
   reply.free();
