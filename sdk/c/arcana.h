@@ -4,9 +4,11 @@
  * The raw Extism kernel ABI (module "extism:host/env") plus the Arcana host
  * function convention (module "extism:host/user"): every host function is
  * `(i64 offset of a JSON request block) -> i64 offset of a JSON reply block`.
+ * arcana_contract.h (generated from the kernel's tables, included below)
+ * declares every host function as arcana_host_<name> and every error code as
+ * ARCANA_ERR_<CODE>.
  *
  *   #include "arcana.h"
- *   ARCANA_HOST_FN(log)                       // declares arcana_host_log
  *
  *   ARCANA_EXPORT(ping) int32_t ping(void) {
  *       arcana_host_call_str(arcana_host_log, "{\"level\":\"info\",\"message\":\"ping\"}");
@@ -30,11 +32,19 @@ typedef uint64_t ArcanaOffset; /* offset of a block in Extism kernel memory */
 #define ARCANA_ENV(name) ARCANA_IMPORT("extism:host/env", name)
 /* Mark a handler: ARCANA_EXPORT(hello) int32_t hello(void) { ... } */
 #define ARCANA_EXPORT(name) __attribute__((export_name(#name)))
-/* Declare host function `name` as `uint64_t arcana_host_<name>(uint64_t)`. */
+/* Declare host function `name` as `uint64_t arcana_host_<name>(uint64_t)`
+ * (arcana_contract.h already declares every host function of the kernel;
+ * declaring one again is harmless). */
 #define ARCANA_HOST_FN(name) \
-    ARCANA_IMPORT("extism:host/user", #name) extern ArcanaOffset arcana_host_##name(ArcanaOffset request);
+    ARCANA_IMPORT(ARCANA_HOST_NAMESPACE, #name) extern ArcanaOffset arcana_host_##name(ArcanaOffset request);
 
 typedef ArcanaOffset (*ArcanaHostFn)(ArcanaOffset request);
+
+#include "arcana_contract.h"
+
+/* The reply arcana_host_call gives when the host answers with no reply at all
+ * (offset 0: it could not allocate one, or its dispatch failed). */
+#define ARCANA_HOST_CALL_FAILED "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"host call failed\"}}"
 
 /* ---- extism:host/env ---------------------------------------------------- */
 ARCANA_ENV("input_length") extern uint64_t extism_input_length(void);
@@ -100,8 +110,9 @@ static inline void arcana_output(const void *data, uint64_t len) {
 
 static inline void arcana_output_str(const char *s) { arcana_output(s, arcana_strlen(s)); }
 
-/* Output {"error":{"code":code,"message":message}}. `code` and `message`
- * must not need JSON escaping; returns 0 so handlers can `return arcana_fail(...)`. */
+/* Output {"error":{"code":code,"message":message}}; `code` is one of
+ * ARCANA_ERR_*. `message` must not need JSON escaping; returns 0 so
+ * handlers can `return arcana_fail(ARCANA_ERR_NOT_FOUND, "...")`. */
 static inline int32_t arcana_fail(const char *code, const char *message) {
     const char *parts[5] = {"{\"error\":{\"code\":\"", code, "\",\"message\":\"", message, "\"}}"};
     uint64_t total = 0, at = 0;
@@ -114,13 +125,19 @@ static inline int32_t arcana_fail(const char *code, const char *message) {
 }
 
 /* Call a host function with a JSON request; copies up to `cap` reply bytes
- * into `reply` and returns the reply's full length. */
+ * into `reply` and returns the reply's full length. A failure is the reply
+ * {"error":{"code","message"}}; when the host gives no reply at all, the
+ * reply is ARCANA_HOST_CALL_FAILED (INTERNAL), never an empty one. */
 static inline uint64_t arcana_host_call(ArcanaHostFn fn, const char *request, uint64_t request_len,
                                         char *reply, uint64_t cap) {
     ArcanaOffset req = arcana_store(request, request_len);
     ArcanaOffset rep = fn(req);
     extism_free(req);
-    if (rep == 0) return 0;
+    if (rep == 0) {
+        static const char failed[] = ARCANA_HOST_CALL_FAILED;
+        for (uint64_t i = 0; i < sizeof failed - 1 && i < cap; i++) reply[i] = failed[i];
+        return sizeof failed - 1;
+    }
     uint64_t len = arcana_load(rep, reply, cap);
     extism_free(rep);
     return len;

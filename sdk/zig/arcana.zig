@@ -53,18 +53,18 @@ pub const HostFn = fn (Offset) callconv(.c) Offset;
 /// Allocator backed by wasm linear memory.
 pub const allocator: std.mem.Allocator = std.heap.wasm_allocator;
 
-/// Error codes of the Arcana error model (ARCHITECTURE 3.3).
-pub const Code = enum {
-    VALIDATION_FAILED,
-    UNAUTHORIZED,
-    FORBIDDEN,
-    NOT_FOUND,
-    CONFLICT,
-    PAYLOAD_TOO_LARGE,
-    RATE_LIMITED,
-    SERVICE_UNAVAILABLE,
-    INTERNAL,
-};
+/// The kernel contract (generated from the kernel's tables: see contract.zig).
+const contract = @import("contract.zig");
+
+/// Error codes of the Arcana error model: every public code of the kernel.
+pub const Code = contract.Code;
+
+/// The host functions of this kernel (names for `hostCall`).
+pub const HostFunction = contract.HostFunction;
+
+/// The reply `hostCall` gives when the host answers with no reply at all
+/// (offset 0: it could not allocate one, or its dispatch failed).
+pub const host_call_failed = "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"host call failed\"}}";
 
 /// Log levels accepted by the `log` host function.
 pub const Level = enum { debug, info, warn, @"error" };
@@ -264,17 +264,23 @@ pub fn object(v: anytype) Object(@TypeOf(v)) {
 
 // ---------------------------------------------------------------- host API
 
-/// Call host function `name` (namespace `extism:host/user`) with a JSON
-/// request; returns the JSON reply (owned by `alloc_`). Replies that report
-/// a failure have the shape `{"error": {"code": ..., "message": ...}}`.
+/// Call host function `name` (namespace `extism:host/user`; one of
+/// `HostFunction`, checked at compile time) with a JSON request; returns the
+/// JSON reply (owned by `alloc_`). Replies that report a failure have the
+/// shape `{"error": {"code": ..., "message": ...}}`; when the host gives no
+/// reply at all, the reply is `host_call_failed` (INTERNAL), never `{}`.
 ///
 ///     const reply = try arcana.hostCall(arena, "kv_get", "{\"key\":\"k\"}");
 pub fn hostCall(alloc_: std.mem.Allocator, comptime name: []const u8, request_json: []const u8) ![]u8 {
-    const f = @extern(*const HostFn, .{ .name = name, .library_name = "extism:host/user" });
+    comptime {
+        if (std.meta.stringToEnum(HostFunction, name) == null)
+            @compileError("'" ++ name ++ "' is not a host function of Arcana (see sdk/zig/contract.zig)");
+    }
+    const f = @extern(*const HostFn, .{ .name = name, .library_name = contract.host_namespace });
     const req_off = storeBlock(request_json);
     defer env.free(req_off);
     const reply_off = f(req_off);
-    if (reply_off == 0) return alloc_.dupe(u8, "{}");
+    if (reply_off == 0) return alloc_.dupe(u8, host_call_failed);
     defer env.free(reply_off);
     return loadBlock(alloc_, reply_off);
 }

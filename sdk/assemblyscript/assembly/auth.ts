@@ -7,10 +7,9 @@ import { hostCall } from "./index";
 import { JsonKind, JsonObject, JsonValue, parseJson } from "./json";
 import { Result, HostError } from "./store";
 
-@external("extism:host/user", "auth_hash_password") declare function host_auth_hash_password(o: u64): u64;
-@external("extism:host/user", "auth_verify_password") declare function host_auth_verify_password(o: u64): u64;
-@external("extism:host/user", "auth_check_role") declare function host_auth_check_role(o: u64): u64;
-@external("extism:host/user", "auth_issue_token") declare function host_auth_issue_token(o: u64): u64;
+import {
+  host_auth_hash_password, host_auth_verify_password, host_auth_check_role, host_auth_issue_token,
+} from "./contract";
 
 function reply(fn: (offset: u64) => u64, requestJson: string): JsonValue {
   const r = parseJson(hostCall(fn, requestJson));

@@ -11,31 +11,21 @@
 // Build with `arcana plugin build` (or `asc ... --use abort=~lib/@arcana/sdk/assembly/index/arcanaAbort`).
 //
 // Host functions live in `extism:host/user` and share one shape:
-// (i64 offset of a JSON request) -> i64 offset of a JSON reply. Declare one
-// with `@external("extism:host/user", "name") declare function name(offset: u64): u64;`
-// and call it with `hostCall(name, json)`. AssemblyScript emits an import only
+// (i64 offset of a JSON request) -> i64 offset of a JSON reply. contract.ts
+// (generated from the kernel's tables) declares each as `host_<name>`; call
+// one with `hostCall(host_kv_get, json)`. AssemblyScript emits an import only
 // when it is used, so a plugin imports exactly the host functions it calls.
 
 import { Host, Memory } from "@extism/as-pdk";
 import { error_set, length } from "@extism/as-pdk/lib/env";
 import { JsonValue, JsonObject, parseJson, jsonString, lastJsonError } from "./json";
+import { host_log } from "./contract";
 
 export { JsonKind, JsonValue, JsonObject, parseJson, jsonString, lastJsonError } from "./json";
 export { store, kv, Result, HostError, Document, Page, QueryOptions, BatchOp, failWith } from "./store";
 export { auth } from "./auth";
-
-/** Error codes of the Arcana error model. */
-export namespace Code {
-  export const VALIDATION_FAILED = "VALIDATION_FAILED";
-  export const UNAUTHORIZED = "UNAUTHORIZED";
-  export const FORBIDDEN = "FORBIDDEN";
-  export const NOT_FOUND = "NOT_FOUND";
-  export const CONFLICT = "CONFLICT";
-  export const PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE";
-  export const RATE_LIMITED = "RATE_LIMITED";
-  export const SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE";
-  export const INTERNAL = "INTERNAL";
-}
+// `Code` and every host function (`host_<name>`), generated from the kernel's tables.
+export * from "./contract";
 
 // ------------------------------------------------------------------ raw I/O
 
@@ -193,22 +183,24 @@ export function fail(code: string, message: string): i32 {
 
 // ------------------------------------------------------------------ host API
 
-/** Call a host function (declared `@external("extism:host/user", name)`)
- * with a JSON request; returns its JSON reply. Failures come back as
- * {"error": {"code", "message"}}. */
+/** The reply `hostCall` gives when the host answers with no reply at all
+ * (offset 0: it could not allocate one, or its dispatch failed). */
+export const HOST_CALL_FAILED = "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"host call failed\"}}";
+
+/** Call a host function (`host_<name>` from contract.ts, or one declared
+ * `@external("extism:host/user", name)`) with a JSON request; returns its JSON
+ * reply. Failures come back as {"error": {"code", "message"}}; when the host
+ * gives no reply at all, that is `HOST_CALL_FAILED` (INTERNAL), never "{}". */
 export function hostCall(fn: (offset: u64) => u64, requestJson: string): string {
   const req = Memory.allocateString(requestJson);
   const replyOffset = fn(req.offset);
   req.free();
-  if (replyOffset == 0) return "{}";
+  if (replyOffset == 0) return HOST_CALL_FAILED;
   const reply = new Memory(replyOffset, length(replyOffset));
   const text = reply.toString();
   reply.free();
   return text;
 }
-
-@external("extism:host/user", "log")
-declare function host_log(offset: u64): u64;
 
 /** Log through the host (`log` capability). `fieldsJson` is a JSON object. */
 export function log(level: string, message: string, fieldsJson: string = "{}"): void {

@@ -17,15 +17,10 @@
 import { hostCall, fail } from "./index";
 import { JsonValue, JsonObject, parseJson } from "./json";
 
-@external("extism:host/user", "store_get") declare function host_store_get(o: u64): u64;
-@external("extism:host/user", "store_put") declare function host_store_put(o: u64): u64;
-@external("extism:host/user", "store_delete") declare function host_store_delete(o: u64): u64;
-@external("extism:host/user", "store_query") declare function host_store_query(o: u64): u64;
-@external("extism:host/user", "store_batch") declare function host_store_batch(o: u64): u64;
-@external("extism:host/user", "kv_get") declare function host_kv_get(o: u64): u64;
-@external("extism:host/user", "kv_set") declare function host_kv_set(o: u64): u64;
-@external("extism:host/user", "kv_delete") declare function host_kv_delete(o: u64): u64;
-@external("extism:host/user", "kv_incr") declare function host_kv_incr(o: u64): u64;
+import {
+  host_store_get, host_store_put, host_store_delete, host_store_query, host_store_batch,
+  host_kv_get, host_kv_set, host_kv_delete, host_kv_incr,
+} from "./contract";
 
 /** The error a host function answered with. */
 export class HostError {
