@@ -31,10 +31,6 @@
  * `ArcanaOffset arcana_host_<name>(ArcanaOffset request)` (JSON in, JSON out)
  * with the grant that unlocks it. Only a function that is called is imported. */
 ARCANA_HOST_FN(log)                  /* grant: log */
-ARCANA_HOST_FN(auth_hash_password)   /* grant: auth */
-ARCANA_HOST_FN(auth_verify_password) /* grant: auth */
-ARCANA_HOST_FN(auth_check_role)      /* grant: auth */
-ARCANA_HOST_FN(auth_issue_token)     /* grant: auth.issue */
 ARCANA_HOST_FN(store_get)            /* grant: store */
 ARCANA_HOST_FN(store_put)            /* grant: store */
 ARCANA_HOST_FN(store_delete)         /* grant: store */
@@ -44,5 +40,9 @@ ARCANA_HOST_FN(kv_get)               /* grant: store */
 ARCANA_HOST_FN(kv_set)               /* grant: store */
 ARCANA_HOST_FN(kv_delete)            /* grant: store */
 ARCANA_HOST_FN(kv_incr)              /* grant: store */
+ARCANA_HOST_FN(auth_hash_password)   /* grant: auth */
+ARCANA_HOST_FN(auth_verify_password) /* grant: auth */
+ARCANA_HOST_FN(auth_check_role)      /* grant: auth */
+ARCANA_HOST_FN(auth_issue_token)     /* grant: auth.issue */
 
 #endif /* ARCANA_CONTRACT_H */

@@ -27,14 +27,6 @@ pub const host_namespace = "extism:host/user";
 pub const HostFunction = enum {
     /// grant: log
     log,
-    /// grant: auth
-    auth_hash_password,
-    /// grant: auth
-    auth_verify_password,
-    /// grant: auth
-    auth_check_role,
-    /// grant: auth.issue
-    auth_issue_token,
     /// grant: store
     store_get,
     /// grant: store
@@ -53,4 +45,12 @@ pub const HostFunction = enum {
     kv_delete,
     /// grant: store
     kv_incr,
+    /// grant: auth
+    auth_hash_password,
+    /// grant: auth
+    auth_verify_password,
+    /// grant: auth
+    auth_check_role,
+    /// grant: auth.issue
+    auth_issue_token,
 };

@@ -36,10 +36,8 @@ def _generator() -> ModuleType:
 
 GENERATOR = _generator()
 CODES = sorted(code.value for code in ErrorCode)
-# The implemented host functions. Today CATALOG also names functions no
-# capability offers yet (queue, http, events, config); once it is derived from
-# the capabilities, NOT_IMPLEMENTED is empty and this is CATALOG itself.
-FUNCTIONS = sorted(set(CATALOG) - GENERATOR.NOT_IMPLEMENTED)
+# The implemented host functions: the catalogue is derived from the capabilities.
+FUNCTIONS = sorted(CATALOG)
 
 
 def _code(text: str) -> str:
@@ -116,11 +114,6 @@ def test_assemblyscript_typed_bindings_call_every_implemented_host_function() ->
     text = re.sub(r"export declare function host_\w+", "", text)
     text = re.sub(r"import \{[^}]*\} from \"[^\"]+\";", "", text)
     assert sorted(set(re.findall(r"\bhost_(\w+)\b", text))) == FUNCTIONS
-
-
-def test_not_implemented_names_are_still_in_the_catalogue() -> None:
-    """Once one leaves CATALOG (or gets implemented), drop it from NOT_IMPLEMENTED."""
-    assert set(CATALOG) >= GENERATOR.NOT_IMPLEMENTED
 
 
 @pytest.mark.toolchain

@@ -25,18 +25,6 @@ export namespace Code {
 /** grant: log */
 @external("extism:host/user", "log")
 export declare function host_log(offset: u64): u64;
-/** grant: auth */
-@external("extism:host/user", "auth_hash_password")
-export declare function host_auth_hash_password(offset: u64): u64;
-/** grant: auth */
-@external("extism:host/user", "auth_verify_password")
-export declare function host_auth_verify_password(offset: u64): u64;
-/** grant: auth */
-@external("extism:host/user", "auth_check_role")
-export declare function host_auth_check_role(offset: u64): u64;
-/** grant: auth.issue */
-@external("extism:host/user", "auth_issue_token")
-export declare function host_auth_issue_token(offset: u64): u64;
 /** grant: store */
 @external("extism:host/user", "store_get")
 export declare function host_store_get(offset: u64): u64;
@@ -64,3 +52,15 @@ export declare function host_kv_delete(offset: u64): u64;
 /** grant: store */
 @external("extism:host/user", "kv_incr")
 export declare function host_kv_incr(offset: u64): u64;
+/** grant: auth */
+@external("extism:host/user", "auth_hash_password")
+export declare function host_auth_hash_password(offset: u64): u64;
+/** grant: auth */
+@external("extism:host/user", "auth_verify_password")
+export declare function host_auth_verify_password(offset: u64): u64;
+/** grant: auth */
+@external("extism:host/user", "auth_check_role")
+export declare function host_auth_check_role(offset: u64): u64;
+/** grant: auth.issue */
+@external("extism:host/user", "auth_issue_token")
+export declare function host_auth_issue_token(offset: u64): u64;
