@@ -22,14 +22,15 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection_pb2_grpc
 
 from arcana.auth.service import require_role
-from arcana.config import REPO_ROOT, TlsConfig
-from arcana.descriptors import DescriptorSet, RpcMethod, compile_proto_dir
+from arcana.config import TlsConfig
+from arcana.descriptors import DescriptorSet, RpcMethod
 from arcana.dispatch import call_grpc
 from arcana.edge.admin import plugins_listing
 from arcana.edge.grpc_errors import grpc_status, status_message
 from arcana.edge.grpc_services import LiveReflection, sync_health
 from arcana.errors import ArcanaError, ErrorCode, ValidationFailed
 from arcana.kernel import Kernel
+from arcana.kernel_protos import kernel_descriptors
 from arcana.registry import RpcTarget
 
 logger = logging.getLogger("arcana.grpc")
@@ -115,10 +116,6 @@ class KernelMethods(grpc.GenericRpcHandler):
             raise AssertionError("unreachable: abort raises")
 
         return grpc.unary_unary_rpc_method_handler(behavior)
-
-
-def kernel_descriptors(proto_dir: Path = REPO_ROOT / "proto") -> DescriptorSet:
-    return DescriptorSet.parse(compile_proto_dir(proto_dir))
 
 
 def _kernel_methods(kernel: Kernel, protos: DescriptorSet) -> dict[str, tuple[RpcMethod, KernelMethod]]:
