@@ -39,7 +39,7 @@ from pathlib import Path
 
 from .protoc import ProtocError, compile_proto_dir, proto_files
 from .sources import guest_sdk_dir
-from .toolchain import ToolchainMissing, require_zig
+from .toolchain import ToolchainMissing, require_grpc_tools, require_zig
 from .wasm_sections import DESCRIPTORS_SECTION, MANIFEST_SECTION, append_custom_section, remove_custom_sections
 
 __all__ = ["BuildError", "Language", "ToolchainMissing", "build_plugin", "detect_language"]
@@ -101,6 +101,11 @@ def build_plugin(src_dir: Path, out_path: Path | None = None) -> Path:
         raise BuildError(src_dir, "not a directory")
     manifest = _read_manifest(src_dir)
     language = detect_language(src_dir)
+    # Before any compiler runs: a missing toolchain is reported at once, not after an npm install.
+    if language in (Language.ZIG, Language.C):
+        require_zig()
+    if proto_files(src_dir / "proto"):
+        require_grpc_tools()
     with tempfile.TemporaryDirectory(prefix="arcana-build-") as tmp:
         module = _COMPILERS[language](src_dir, Path(tmp))
         descriptors = _compile_protos(src_dir)
@@ -179,7 +184,6 @@ def _compile_protos(src_dir: Path) -> bytes | None:
 
 
 def _zig_command(*args: str) -> list[str]:
-    require_zig()
     return [sys.executable, "-m", "ziglang", *args]
 
 

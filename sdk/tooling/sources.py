@@ -29,4 +29,4 @@ def guest_sdk_dir(language: str) -> Path:
         raise FileNotFoundError(f"the {language} guest SDK is not on the file system ({folder}); install unzipped")
     if not folder.is_dir():
         raise FileNotFoundError(f"the {language} guest SDK is missing from this install ({folder}); reinstall arcana")
-    return folder
+    return folder.resolve()
