@@ -45,3 +45,17 @@ def test_package_data_links_resolve_in_the_checkout() -> None:
     }
     for link, target in links.items():
         assert link.is_symlink() and link.resolve() == target.resolve(), link
+
+
+def test_nothing_links_outside_the_repository() -> None:
+    """Users get the repository (or the wheel) only: a link to the shared folder beside it is dead for them."""
+    skip = {".git", ".venv", "node_modules", ".cache", "build", "dist", ".pytest_cache"}
+    needle = "../" + "shared"  # spelt apart so that this file does not match itself
+    offenders = []
+    for path in ROOT.rglob("*"):
+        if skip & set(path.relative_to(ROOT).parts) or not path.is_file() or path.is_symlink():
+            continue
+        if path.suffix in (".md", ".py", ".toml", ".yaml", ".ts", ".zig", ".h", ".json") or path.parent.name == ".ci":
+            if needle in path.read_text(errors="replace"):
+                offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
