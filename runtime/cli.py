@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
-import logging
 import os
 import sys
-from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -263,18 +260,6 @@ def _build_plugin(src: Path, output: Path | None) -> int:
     return ExitCode.OK
 
 
-@contextlib.contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    """Drop the warnings of one logger for a block (restoring its level after)."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _create_user(config: ArcanaConfig, email: str, roles: list[str]) -> int:
     import getpass
 
@@ -282,7 +267,7 @@ def _create_user(config: ArcanaConfig, email: str, roles: list[str]) -> int:
     from arcana.database import Database
     from arcana.errors import ArcanaError
     from arcana.events import KernelEvents
-    from arcana.preflight import check_database
+    from arcana.preflight import check_database, quieted
 
     check_database(config.database)
     if sys.stdin.isatty():
@@ -298,7 +283,7 @@ def _create_user(config: ArcanaConfig, email: str, roles: list[str]) -> int:
             return _fail(f"{not_ready}; run `arcana migrate`", ExitCode.FAILED)
         # Creating a user signs no token: the signer's dev-mode warning about
         # a missing JWT secret would only confuse here.
-        with _quiet("arcana.auth"):
+        with quieted("arcana.auth"):
             service = AuthService(config, database, KernelEvents())
         user = service.create_user(email, password, roles)
     except ArcanaError as exc:

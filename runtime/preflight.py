@@ -1,19 +1,47 @@
 """Checks made before the kernel is built, so that a start-up failure is one line naming its fix.
 
-Each check raises :class:`~arcana.exit_codes.StartupFailure`. They cover what
-an operator gets wrong most (a folder that is not there, a certificate path,
-a database that is down or whose driver is not installed); anything they miss
-still fails, just less helpfully, further on.
+Each check raises :class:`~arcana.exit_codes.StartupFailure` (``check_auth``
+the signer's own ConfigError). They cover what an operator gets wrong most (a
+secret, a folder that is not there, a certificate path, a database that is
+down or whose driver is not installed); anything they miss still fails, just
+less helpfully, further on.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-from arcana.config import ArcanaConfig, DatabaseConfig, ServerConfig, TlsConfig
+from arcana.config import ArcanaConfig, AuthConfig, DatabaseConfig, ServerConfig, TlsConfig
 from arcana.exit_codes import ExitCode, StartupFailure
 from arcana.extras import require_database_driver
+
+
+@contextlib.contextmanager
+def quieted(logger_name: str) -> Iterator[None]:
+    """Drop one logger's warnings for a block (its level is restored after)."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def check_auth(config: AuthConfig) -> None:
+    """The token signer's own checks (production secret, key files), made before any port is bound.
+
+    Raises ConfigError. The kernel builds the signer again; its dev-mode
+    warning about an ephemeral secret is left to that one, so it is logged once.
+    """
+    from arcana.auth.tokens import Tokens
+
+    with quieted("arcana.auth"):
+        Tokens(config)
 
 
 def check_plugins_dir(path: Path) -> None:
@@ -80,6 +108,7 @@ def check_database(config: DatabaseConfig) -> None:
 
 def check_before_binding(config: ArcanaConfig) -> None:
     """What `arcana serve` checks before it binds its ports: nothing here opens a file for writing."""
+    check_auth(config.auth)
     check_plugins_dir(config.plugins_dir())
     check_tls_files(config.server)
     require_database_driver(config.database.url)

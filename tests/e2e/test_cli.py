@@ -129,3 +129,12 @@ def test_user_create_says_nothing_about_jwt_secrets(folder: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.startswith("created user root@example.com (")
+
+
+def test_a_production_config_without_a_secret_fails_before_any_port(folder: Path, busy_port: int) -> None:
+    (folder / "arcana.yaml").write_text(
+        yaml.safe_dump({"auth": {"dev": False}, "database": {"url": f"sqlite:///{folder / 'a.db'}"}})
+    )
+    result = arcana("serve", "--http-port", str(busy_port), cwd=folder, env={"ARCANA_JWT_SECRET": "tiny-s3cret"})
+    line = one_line(result)
+    assert result.returncode == ExitCode.CONFIG and "ARCANA_JWT_SECRET" in line and "tiny-s3cret" not in line
