@@ -7,6 +7,8 @@ tests/e2e/test_cli.py; the installed wheel in tests/e2e/test_wheel.py.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -17,8 +19,10 @@ import yaml
 from arcana import cli
 from arcana.config import load_config
 from arcana.database import resolve_url
-from arcana.exit_codes import EXIT_CODES_HELP, ExitCode
+from arcana.exit_codes import EXIT_CODES_HELP, ExitCode, StartupFailure
 from arcana.init_cmd import HEADER
+from arcana.listeners import _bind_failure
+from arcana.preflight import check_plugins_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ("echo.wasm", "hello.wasm", "notes.wasm")
@@ -164,3 +168,30 @@ def test_an_unexpected_error_is_one_line_unless_traceback_is_asked(
     assert err.count("\n") == 1 and "RuntimeError: kaboom" in err and "--traceback" in err
     with pytest.raises(RuntimeError, match="kaboom"):
         cli.main(["--traceback", "migrate"])
+
+
+def test_plugins_folder_failures_say_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(StartupFailure) as missing:
+        check_plugins_dir(tmp_path / "nope")
+    assert missing.value.code == ExitCode.CONFIG and "arcana init" in missing.value.fix
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StartupFailure) as not_a_folder:
+        check_plugins_dir(tmp_path / "file")
+    assert not_a_folder.value.code == ExitCode.CONFIG and "is not a folder" in not_a_folder.value.cause
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as root, chmod would not stop us reading
+    with pytest.raises(StartupFailure) as unreadable:
+        check_plugins_dir(tmp_path)
+    assert unreadable.value.code == ExitCode.UNAVAILABLE and "permission denied" in unreadable.value.cause
+
+
+@pytest.mark.parametrize(
+    "error, code, words",
+    [
+        (errno.EADDRINUSE, ExitCode.UNAVAILABLE, "already in use"),
+        (errno.EACCES, ExitCode.UNAVAILABLE, "permission denied"),
+        (errno.EADDRNOTAVAIL, ExitCode.CONFIG, "not on this machine"),
+    ],
+)
+def test_bind_errors_map_to_an_exit_code_and_a_fix(error: int, code: ExitCode, words: str) -> None:
+    failure = _bind_failure(OSError(error, os.strerror(error)), "HTTP", "127.0.0.1", 80, "--http-port")
+    assert failure.code == code and words in failure.cause and "127.0.0.1:80" in failure.cause and failure.fix
