@@ -44,9 +44,10 @@ async def serve(config: ArcanaConfig) -> None:
     """Serve until SIGINT/SIGTERM. Raises StartupFailure (one line and an exit code) when it cannot start.
 
     Order matters for the operator: what can be checked without side effects
-    (plugins folder, TLS files, database driver) first, then both ports, then
-    one database connection, and only then the kernel and its plugins, so a
-    busy port or a typo costs nothing and is reported as itself.
+    (auth secret and keys, plugins folder, TLS files, database driver) first,
+    then both ports, then one database connection, and only then the kernel
+    and its plugins, so a busy port or a typo costs nothing and is reported
+    as itself.
     """
     check_before_binding(config)
     server_config = config.server
