@@ -1,4 +1,9 @@
-"""`arcana`: serve, check and build plugins. The only place that assembles edges."""
+"""`arcana`: serve, lay out, check and build plugins. The only place that assembles edges.
+
+Every failure the operator can fix ends in one line on stderr,
+``arcana: <cause>; <fix>``, and a documented exit code (``arcana.exit_codes``);
+a traceback is shown only for an unexpected error and only with --traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,46 +11,138 @@ import argparse
 import asyncio
 import dataclasses
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from arcana.config import ArcanaConfig, load_config
 from arcana.errors import ConfigError
+from arcana.exit_codes import EXIT_CODES_HELP, ExitCode, StartupFailure
+
+# `arcana <command>` run in a deployment folder (see `arcana init`) uses its config.
+LOCAL_CONFIG = Path("arcana.yaml")
+CONFIG_HELP = "YAML config file (default: ./arcana.yaml if present, else the built-in defaults)"
+
+
+def _version() -> str:
+    try:
+        return version("arcana")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "unknown"
+
+
+def _command(parent: argparse._SubParsersAction, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand with a one-line summary (in its parent's list) and a description (in its own --help)."""
+    return parent.add_parser(
+        name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="arcana", description="Arcana: sandboxed WebAssembly plugins over REST and gRPC"
+        prog="arcana",
+        description="Arcana: sandboxed WebAssembly plugins served over REST and gRPC.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the plugin folder")
-    serve.add_argument("--config", type=Path, help="YAML config file (default: built-in defaults)")
-    serve.add_argument("--plugins", type=Path, help="plugin folder (default: the repository's plugins/)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the Python traceback of an unexpected error (for bug reports)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = _command(
+        commands,
+        "serve",
+        "serve the plugin folder over REST and gRPC",
+        "Serve every plugin in the plugins folder over REST and gRPC, reloading them as their files change.\n"
+        "Config: --config FILE, else ./arcana.yaml if present, else the built-in defaults; then\n"
+        "ARCANA_<SECTION>__<KEY> environment variables; then the flags below.",
+    )
+    serve.add_argument("--config", type=Path, help=CONFIG_HELP)
+    serve.add_argument("--plugins", type=Path, help="plugin folder (default: plugins.dir of the config, ./plugins)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--http-port", type=int, help="REST port (default 8080)")
     serve.add_argument("--grpc-port", type=int, help="gRPC port (default 9090)")
-    migrate = commands.add_parser("migrate", help="create or upgrade the database schema (database.url)")
-    migrate.add_argument("--config", type=Path, help="YAML config file (default: built-in defaults)")
-    user = commands.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
-    create = user.add_parser(
-        "create", help="create a user; the password is read from a prompt or stdin, never an argument"
+
+    init = _command(
+        commands,
+        "init",
+        "lay out a deployment folder: config, example plugins, data folder",
+        "Write DIR/arcana.yaml (every key with its default and comment), the example plugins into\n"
+        "DIR/plugins/ and an empty DIR/.data/; then `cd DIR && arcana serve`. Existing files are\n"
+        "left alone unless --force.",
+    )
+    init.add_argument("dir", type=Path, nargs="?", default=Path("."), help="the folder (default: the current one)")
+    init.add_argument("--force", action="store_true", help="overwrite arcana.yaml and example plugins already there")
+
+    migrate = _command(
+        commands,
+        "migrate",
+        "create or upgrade the database schema",
+        "Bring the schema of database.url to this version's newest revision (Alembic); safe to run\n"
+        "from several processes at once. Run once per deployment for PostgreSQL.",
+    )
+    migrate.add_argument("--config", type=Path, help=CONFIG_HELP)
+
+    user = _command(commands, "user", "manage users", "Manage the kernel's users.").add_subparsers(
+        dest="user_command", required=True, metavar="USER_COMMAND"
+    )
+    create = _command(
+        user,
+        "create",
+        "create a user; the password is read from a prompt or stdin",
+        "Create a user with the given roles. The password is read from a prompt (twice) or from\n"
+        "the first line of stdin, never from an argument.",
     )
     create.add_argument("--email", required=True)
     create.add_argument("--role", action="append", default=[], help="a role (repeat for several), e.g. admin")
-    create.add_argument("--config", type=Path, help="YAML config file (default: built-in defaults)")
-    plugin = commands.add_parser("plugin", help="plugin author tools").add_subparsers(
-        dest="plugin_command", required=True
+    create.add_argument("--config", type=Path, help=CONFIG_HELP)
+
+    plugin = _command(commands, "plugin", "plugin author tools", "Build and check plugins.").add_subparsers(
+        dest="plugin_command", required=True, metavar="PLUGIN_COMMAND"
     )
-    check = plugin.add_parser("check", help="validate a plugin file as the server would")
+    check = _command(
+        plugin,
+        "check",
+        "validate a plugin file as the server would",
+        "Load a plugin file as the server would and print its manifest, routes and capabilities,\n"
+        "or every problem with its fix (exit code 1).",
+    )
     check.add_argument("file", type=Path)
-    check.add_argument("--config", type=Path, help="config whose grants and limits apply")
-    build = plugin.add_parser("build", help="build a plugin folder and embed its manifest")
+    check.add_argument("--config", type=Path, help="config whose grants and limits apply (default as for serve)")
+    build = _command(
+        plugin,
+        "build",
+        "build a plugin folder and embed its manifest",
+        "Compile a plugin folder (AssemblyScript, Zig or C) and embed its plugin.toml and protos.\n"
+        "Needs the toolchain extra: pip install 'arcana[toolchain]' (and node + npm for AssemblyScript).",
+    )
     build.add_argument("dir", type=Path)
     build.add_argument("-o", "--output", type=Path, help="output .wasm (default: DIR/<name>.wasm)")
+    sdk = _command(
+        plugin,
+        "sdk",
+        "print the folder of a guest SDK",
+        "Print where this installation keeps a guest SDK's sources, e.g. for an AssemblyScript\n"
+        'plugin\'s package.json: "@arcana/sdk": "file:<that folder>".',
+    )
+    sdk.add_argument("language", choices=("zig", "c", "assemblyscript"))
     return parser
 
 
+def _config_file(given: Path | None) -> Path | None:
+    """--config, else ./arcana.yaml when there is one, else None (the built-in defaults)."""
+    if given is not None:
+        return given
+    return LOCAL_CONFIG.resolve() if LOCAL_CONFIG.is_file() else None
+
+
+def _load(given: Path | None) -> ArcanaConfig:
+    return load_config(_config_file(given))
+
+
 def _serve_config(args: argparse.Namespace) -> ArcanaConfig:
-    config = load_config(args.config)
+    config = _load(args.config)
     server = dataclasses.replace(
         config.server,
         **{
@@ -60,25 +157,79 @@ def _serve_config(args: argparse.Namespace) -> ArcanaConfig:
     return dataclasses.replace(config, server=server, plugins=plugins)
 
 
+def _fail(message: str, code: ExitCode) -> int:
+    """One line on stderr, whatever the message held (YAML errors span lines)."""
+    print(f"arcana: {' '.join(message.split())}", file=sys.stderr)
+    return int(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from arcana_sdk.toolchain import ToolchainMissing
+
     try:
-        if args.command == "serve":
-            return _serve(_serve_config(args))
-        if args.command == "migrate":
-            return _migrate(load_config(args.config))
-        if args.command == "user":
-            return _create_user(load_config(args.config), args.email, args.role)
-        if args.plugin_command == "check":
-            from arcana.check import check_plugin
-
-            return check_plugin(args.file, load_config(args.config))
-        from arcana.check import build_plugin
-
-        return build_plugin(args.dir, args.output)
+        return _run(args)
+    except StartupFailure as exc:
+        return _fail(str(exc), exc.code)
     except ConfigError as exc:
-        print(f"arcana: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(f"configuration error: {exc}", ExitCode.CONFIG)
+    except ToolchainMissing as exc:
+        return _fail(str(exc), ExitCode.MISSING_EXTRA)
+    except Exception as exc:  # a bug: one line by default, the traceback with --traceback
+        if args.traceback:
+            raise
+        return _fail(
+            f"unexpected error: {type(exc).__name__}: {exc} (a bug; rerun with `arcana --traceback ...` to see where)",
+            ExitCode.FAILED,
+        )
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        return _serve(_serve_config(args))
+    if args.command == "init":
+        return _init(args.dir, args.force)
+    if args.command == "migrate":
+        return _migrate(_load(args.config))
+    if args.command == "user":
+        return _create_user(_load(args.config), args.email, args.role)
+    if args.plugin_command == "check":
+        from arcana.check import check_plugin
+
+        return check_plugin(args.file, _load(args.config))
+    if args.plugin_command == "sdk":
+        from arcana_sdk.sources import guest_sdk_dir
+
+        print(guest_sdk_dir(args.language))
+        return ExitCode.OK
+    return _build_plugin(args.dir, args.output)
+
+
+def _init(target: Path, force: bool) -> int:
+    from arcana.init_cmd import CONFIG_FILE, WouldOverwrite, init_deployment
+
+    try:
+        written = init_deployment(target, force=force)
+    except WouldOverwrite as exc:
+        return _fail(f"init refused: {exc}; pass --force to replace them", ExitCode.FAILED)
+    except OSError as exc:
+        reason = f"cannot write {exc.filename or target}: {exc.strerror}"
+        return _fail(f"{reason}; choose a folder you can write to", ExitCode.FAILED)
+    print(f"wrote {len(written)} files into {target.resolve()}: {CONFIG_FILE}, plugins/, .data/")
+    print(f"next: cd {target} && arcana serve")
+    return ExitCode.OK
+
+
+def _build_plugin(src: Path, output: Path | None) -> int:
+    from arcana_sdk.build import BuildError, build_plugin
+
+    try:
+        out = build_plugin(src, output)
+    except BuildError as exc:
+        print(f"build failed: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
+    print(f"built {out}")
+    return ExitCode.OK
 
 
 def _create_user(config: ArcanaConfig, email: str, roles: list[str]) -> int:
@@ -88,28 +239,31 @@ def _create_user(config: ArcanaConfig, email: str, roles: list[str]) -> int:
     from arcana.database import Database
     from arcana.errors import ArcanaError
     from arcana.events import KernelEvents
+    from arcana.preflight import check_database, quieted
 
+    check_database(config.database)
     if sys.stdin.isatty():
         password = getpass.getpass("password: ")
         if getpass.getpass("again: ") != password:
-            print("arcana: the passwords differ", file=sys.stderr)
-            return 1
+            return _fail("the passwords differ; type the same password twice", ExitCode.FAILED)
     else:
         password = sys.stdin.readline().rstrip("\n")
     database = Database(config.database)
     try:
         not_ready = database.prepare()
         if not_ready:
-            print(f"arcana: {not_ready}; run `arcana migrate`", file=sys.stderr)
-            return 1
-        user = AuthService(config, database, KernelEvents()).create_user(email, password, roles)
+            return _fail(f"{not_ready}; run `arcana migrate`", ExitCode.FAILED)
+        # Creating a user signs no token: the signer's dev-mode warning about
+        # a missing JWT secret would only confuse here.
+        with quieted("arcana.auth"):
+            service = AuthService(config, database, KernelEvents())
+        user = service.create_user(email, password, roles)
     except ArcanaError as exc:
-        print(f"arcana: cannot create user: {exc.message}", file=sys.stderr)
-        return 1
+        return _fail(f"cannot create user: {exc.message}", ExitCode.FAILED)
     finally:
         database.close()
     print(f"created user {user.email} ({user.id}) with roles {', '.join(user.roles) or '(none)'}")
-    return 0
+    return ExitCode.OK
 
 
 def _migrate(config: ArcanaConfig) -> int:
@@ -117,20 +271,20 @@ def _migrate(config: ArcanaConfig) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from arcana.database import create_db_engine, migrate
+    from arcana.preflight import check_database
 
+    check_database(config.database)
     engine = create_db_engine(config.database)
+    url = engine.url.render_as_string(hide_password=True)
     try:
         before, after = migrate(engine)
-    except (SQLAlchemyError, CommandError) as exc:  # one clear line for the operator
-        print(f"arcana: migration failed for {engine.url.render_as_string(hide_password=True)}: {exc}", file=sys.stderr)
-        return 1
+    except (SQLAlchemyError, CommandError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return _fail(f"migration failed for {url}: {reason}; see the database's log", ExitCode.FAILED)
     finally:
         engine.dispose()
-    print(
-        f"database {engine.url.render_as_string(hide_password=True)}: "
-        f"{'already at' if before == after else f'upgraded from {before} to'} revision {after}"
-    )
-    return 0
+    print(f"database {url}: {'already at' if before == after else f'upgraded from {before} to'} revision {after}")
+    return ExitCode.OK
 
 
 def _serve(config: ArcanaConfig) -> int:
@@ -148,7 +302,7 @@ def _serve(config: ArcanaConfig) -> int:
         asyncio.run(serve(config))
     except KeyboardInterrupt:
         pass
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -50,8 +50,6 @@ from arcana.errors import ConfigError
 
 T = TypeVar("T")
 ENV_PREFIX = "ARCANA_"
-# Going away: only arcana.edge.grpc still imports it (for the kernel's protos).
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,7 @@ proto3 JSON using the descriptors the plugin ships (embedded section
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
@@ -86,31 +82,3 @@ class DescriptorSet:
 
     def services(self) -> tuple[str, ...]:
         return tuple(f"{f.package}.{s.name}" if f.package else s.name for f in self.files for s in f.service)
-
-
-def compile_proto_dir(proto_dir: Path) -> bytes:
-    """protoc over a folder of .proto files -> serialized FileDescriptorSet (imports included)."""
-    import grpc_tools
-
-    files = sorted(str(p.relative_to(proto_dir)) for p in proto_dir.rglob("*.proto"))
-    well_known = Path(grpc_tools.__file__).parent / "_proto"
-    with tempfile.TemporaryDirectory(prefix="arcana-proto-") as tmp:
-        out = Path(tmp) / "set.pb"
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "grpc_tools.protoc",
-                f"-I{proto_dir}",
-                f"-I{well_known}",
-                "--include_imports",
-                f"--descriptor_set_out={out}",
-                *files,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise DescriptorError(f"protoc failed on {proto_dir}: {proc.stderr.strip()}")
-        return out.read_bytes()

@@ -11,15 +11,20 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import ssl
 from typing import Any
 
+import grpc
 import uvicorn
 
 from arcana.config import ArcanaConfig, TlsConfig
 from arcana.edge.grpc import start_grpc_server
 from arcana.edge.rest import create_rest_app
+from arcana.exit_codes import ExitCode, StartupFailure
 from arcana.kernel import Kernel
+from arcana.listeners import bind_listener, check_port_free
+from arcana.preflight import check_before_binding, check_database
 from arcana.watcher import watch_plugins
 
 logger = logging.getLogger("arcana.server")
@@ -36,52 +41,99 @@ def _tls_options(tls: TlsConfig) -> dict[str, Any]:
 
 
 async def serve(config: ArcanaConfig) -> None:
-    kernel = Kernel(config)
-    kernel.start()
-    app = create_rest_app(kernel)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=config.server.host,
-            port=config.server.http_port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=int(config.server.shutdown_grace_s),
-            server_header=False,
-            **_tls_options(config.server.http_tls),
-        )
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    # While serve() runs, uvicorn captures SIGINT/SIGTERM itself, stops, and
-    # re-raises the signal on exit, which then reaches our handler above.
-    watcher = None
-    grpc_server = await start_grpc_server(kernel)
+    """Serve until SIGINT/SIGTERM. Raises StartupFailure (one line and an exit code) when it cannot start.
+
+    Order matters for the operator: what can be checked without side effects
+    (auth secret and keys, plugins folder, TLS files, database driver) first,
+    then both ports, then one database connection, and only then the kernel
+    and its plugins, so a busy port or a typo costs nothing and is reported
+    as itself.
+    """
+    check_before_binding(config)
+    server_config = config.server
+    http_socket = bind_listener(server_config.host, server_config.http_port, "HTTP", "--http-port or server.http_port")
     try:
-        serving = asyncio.create_task(server.serve())
-        await kernel.load_all()
-        logger.info(
-            "arcana ready",
-            extra={
-                "plugins": sorted(p.name for p in kernel.plugins_view().plugins),
-                "http_port": config.server.http_port,
-                "grpc_port": config.server.grpc_port,
-                "plugins_dir": str(kernel.plugins_dir),
-            },
-        )
-        if config.plugins.watch:
-            watcher = asyncio.create_task(watch_plugins(kernel, stop))
-        stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait([serving, stopped], return_when=asyncio.FIRST_COMPLETED)
-        server.should_exit = True
-        await serving
+        check_port_free(server_config.host, server_config.grpc_port, "gRPC", "--grpc-port or server.grpc_port")
+        check_database(config.database)
+        await _serve_on(config, http_socket)
     finally:
-        stop.set()
-        await grpc_server.stop(config.server.shutdown_grace_s)
-        if watcher is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        http_socket.close()
+
+
+async def _serve_on(config: ArcanaConfig, http_socket: socket.socket) -> None:
+    kernel = Kernel(config)
+    try:
+        kernel.start()
+        app = create_rest_app(kernel)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=config.server.host,
+                port=config.server.http_port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=int(config.server.shutdown_grace_s),
+                server_header=False,
+                **_tls_options(config.server.http_tls),
+            )
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        # While serve() runs, uvicorn captures SIGINT/SIGTERM itself, stops, and
+        # re-raises the signal on exit, which then reaches our handler above.
+        grpc_server = await _start_grpc(kernel, config)
+        watcher = None
+        try:
+            serving = asyncio.create_task(_serve_http(server, http_socket))
+            await kernel.load_all()
+            logger.info(
+                "arcana ready",
+                extra={
+                    "plugins": sorted(p.name for p in kernel.plugins_view().plugins),
+                    "http_port": http_socket.getsockname()[1],
+                    "grpc_port": config.server.grpc_port,
+                    "plugins_dir": str(kernel.plugins_dir),
+                    "config": config.source,
+                },
+            )
+            if config.plugins.watch:
+                watcher = asyncio.create_task(watch_plugins(kernel, stop))
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait([serving, stopped], return_when=asyncio.FIRST_COMPLETED)
+            server.should_exit = True
+            await serving
+        finally:
+            stop.set()
+            await grpc_server.stop(config.server.shutdown_grace_s)
+            if watcher is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+    finally:
         kernel.close()
+
+
+async def _start_grpc(kernel: Kernel, config: ArcanaConfig) -> grpc.aio.Server:
+    """The gRPC edge, its bind failure (checked free a moment ago, so a race) reported like the HTTP one."""
+    try:
+        return await start_grpc_server(kernel)
+    except RuntimeError as exc:  # grpcio: "Failed to bind to address ..."
+        if "bind" not in str(exc).lower():
+            raise
+        raise StartupFailure(
+            ExitCode.UNAVAILABLE,
+            f"cannot listen for gRPC on {config.server.host}:{config.server.grpc_port}: {exc}",
+            "stop the process using the port or choose another (--grpc-port or server.grpc_port)",
+        ) from None
+
+
+async def _serve_http(server: uvicorn.Server, sock: socket.socket) -> None:
+    """uvicorn on our socket; its sys.exit when the app's start-up fails becomes a StartupFailure."""
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit:
+        raise StartupFailure(
+            ExitCode.FAILED, "the HTTP application failed to start", "see the log lines above for why"
+        ) from None

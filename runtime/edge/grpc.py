@@ -16,14 +16,14 @@ from grpc_health.v1 import health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection_pb2_grpc
 
-from arcana.config import REPO_ROOT, TlsConfig
+from arcana.config import TlsConfig
 from arcana.core import RequestCore, request_id
-from arcana.descriptors import DescriptorSet, compile_proto_dir
 from arcana.edge.grpc_kernel import KernelMethods, kernel_methods
 from arcana.edge.grpc_services import LiveReflection, sync_health
 from arcana.edge.grpc_wire import Behavior, abort, metadata_of
 from arcana.errors import ArcanaError
 from arcana.kernel import Kernel
+from arcana.kernel_protos import kernel_descriptors
 from arcana.registry import RpcTarget, Snapshot
 
 
@@ -51,10 +51,6 @@ class PluginMethods(grpc.GenericRpcHandler):
             raise AssertionError("unreachable: abort raises")
 
         return behavior
-
-
-def kernel_descriptors(proto_dir: Path = REPO_ROOT / "proto") -> DescriptorSet:
-    return DescriptorSet.parse(compile_proto_dir(proto_dir))
 
 
 def _credentials(tls: TlsConfig) -> grpc.ServerCredentials:

@@ -19,7 +19,9 @@ lives (CI rebuilds the committed examples and compares)::
     wasm_path = build_plugin(Path("plugins/hello"))   # plugins/hello/hello.wasm
 
 Every failure raises :class:`BuildError` naming the folder and carrying the
-failing tool's output.
+failing tool's output, except a missing toolchain package (the ``toolchain``
+extra), which raises :class:`~arcana_sdk.toolchain.ToolchainMissing` saying
+what to install.
 """
 
 from __future__ import annotations
@@ -35,14 +37,14 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
+from .protoc import ProtocError, compile_proto_dir, proto_files
+from .sources import guest_sdk_dir
+from .toolchain import ToolchainMissing, require_grpc_tools, require_zig
 from .wasm_sections import DESCRIPTORS_SECTION, MANIFEST_SECTION, append_custom_section, remove_custom_sections
 
-__all__ = ["BuildError", "Language", "build_plugin", "detect_language"]
+__all__ = ["BuildError", "Language", "ToolchainMissing", "build_plugin", "detect_language"]
 
 MANIFEST_FILE = "plugin.toml"
-SDK_ROOT = Path(__file__).resolve().parent.parent
-ZIG_SDK = SDK_ROOT / "zig" / "arcana.zig"
-C_SDK_DIR = SDK_ROOT / "c"
 AS_ABORT = "~lib/@arcana/sdk/assembly/index/arcanaAbort"
 TOOL_TIMEOUT_S = 600
 _SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -99,9 +101,14 @@ def build_plugin(src_dir: Path, out_path: Path | None = None) -> Path:
         raise BuildError(src_dir, "not a directory")
     manifest = _read_manifest(src_dir)
     language = detect_language(src_dir)
+    # Before any compiler runs: a missing toolchain is reported at once, not after an npm install.
+    if language in (Language.ZIG, Language.C):
+        require_zig()
+    if proto_files(src_dir / "proto"):
+        require_grpc_tools()
     with tempfile.TemporaryDirectory(prefix="arcana-build-") as tmp:
         module = _COMPILERS[language](src_dir, Path(tmp))
-        descriptors = _compile_protos(src_dir, Path(tmp))
+        descriptors = _compile_protos(src_dir)
     module = remove_custom_sections(module, MANIFEST_SECTION)
     module = remove_custom_sections(module, DESCRIPTORS_SECTION)
     if descriptors is not None:
@@ -165,28 +172,15 @@ def _read_output(src_dir: Path, path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _compile_protos(src_dir: Path, tmp: Path) -> bytes | None:
+def _compile_protos(src_dir: Path) -> bytes | None:
     """``proto/**/*.proto`` -> one FileDescriptorSet (imports included), or None without protos."""
     proto_dir = src_dir / "proto"
-    files = sorted(str(p.relative_to(proto_dir)) for p in proto_dir.rglob("*.proto")) if proto_dir.is_dir() else []
-    if not files:
+    if not proto_files(proto_dir):
         return None
-    import grpc_tools
-
-    well_known = Path(grpc_tools.__file__).parent / "_proto"
-    out = tmp / "descriptors.pb"
-    cmd = [
-        sys.executable,
-        "-m",
-        "grpc_tools.protoc",
-        f"-I{proto_dir}",
-        f"-I{well_known}",
-        "--include_imports",
-        f"--descriptor_set_out={out}",
-        *files,
-    ]
-    _run(src_dir, "protoc", cmd, cwd=proto_dir)
-    return _read_output(src_dir, out)
+    try:
+        return compile_proto_dir(proto_dir)
+    except ProtocError as exc:
+        raise BuildError(src_dir, exc.message, tool="protoc", output=exc.output) from exc
 
 
 def _zig_command(*args: str) -> list[str]:
@@ -206,7 +200,7 @@ def _compile_zig(src_dir: Path, tmp: Path) -> bytes:
         "--cache-dir", str(tmp / "zig-cache"),
         "--dep", "arcana",
         f"-Mroot={src_dir / 'src' / 'main.zig'}",
-        f"-Marcana={ZIG_SDK}",
+        f"-Marcana={guest_sdk_dir('zig') / 'arcana.zig'}",
         f"-femit-bin={out}",
     )  # fmt: skip
     _run(src_dir, "zig build-exe", cmd, cwd=tmp)
@@ -223,7 +217,7 @@ def _compile_c(src_dir: Path, tmp: Path) -> bytes:
         "-nostdlib",
         "-Wl,--no-entry",
         "-Wl,--strip-all",
-        f"-I{C_SDK_DIR}",
+        f"-I{guest_sdk_dir('c')}",
         "-o", str(out),
         str(src_dir / "src" / "main.c"),
     )  # fmt: skip

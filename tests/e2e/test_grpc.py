@@ -20,7 +20,7 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from arcana.descriptors import compile_proto_dir
+from arcana_sdk.protoc import compile_proto_dir
 from arcana_sdk.wasm_sections import append_custom_section
 from conftest import ROOT
 from e2e.grpc_support import generate_stubs, make_pki

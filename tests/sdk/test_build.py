@@ -7,6 +7,7 @@ the Extism python SDK directly — no kernel involved.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import shutil
 from pathlib import Path
@@ -17,6 +18,9 @@ import pytest
 import wasmtime
 
 from arcana_sdk.build import BuildError, Language, build_plugin, detect_language
+from arcana_sdk.protoc import ProtocError, compile_proto_dir
+from arcana_sdk.sources import guest_sdk_dir
+from arcana_sdk.toolchain import ToolchainMissing, require_zig
 from arcana_sdk.wasm_sections import (
     MANIFEST_SECTION,
     WasmFormatError,
@@ -84,12 +88,56 @@ def test_detect_language(tmp_path: Path) -> None:
 def test_manifest_must_exist_and_be_toml(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "main.zig").write_text("")
-    with pytest.raises(BuildError, match="plugin.toml is missing"):
+    with pytest.raises(BuildError, match=r"plugin\.toml is missing"):
         build_plugin(tmp_path)
     (tmp_path / "plugin.toml").write_text("[plugin\n")
     with pytest.raises(BuildError, match="not valid TOML") as info:
         build_plugin(tmp_path)
     assert str(tmp_path) in str(info.value)
+
+
+def test_zig_toolchain_check_names_the_extra_or_the_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    with pytest.raises(
+        ToolchainMissing, match=r"^the Zig toolchain \(ziglang\) is not installed; pip install 'arcana\[toolchain\]'$"
+    ):
+        require_zig()
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.13.0.post1")
+    with pytest.raises(
+        ToolchainMissing, match=r"^ziglang 0.13.0.post1 is too old for the Zig SDK; pip install -U 'ziglang>=0.15'$"
+    ):
+        require_zig()
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.15.1")
+    require_zig()
+
+
+def test_a_zig_build_without_ziglang_fails_before_compiling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.14.0")
+    shutil.copytree(EXAMPLES / "echo", tmp_path / "echo", ignore=shutil.ignore_patterns("*.wasm"))
+    with pytest.raises(ToolchainMissing, match=r"ziglang 0\.14\.0 is too old"):
+        build_plugin(tmp_path / "echo")
+    assert not (tmp_path / "echo" / "echo.wasm").exists()
+
+
+def test_protoc_reports_the_file_and_the_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.proto").write_text('syntax = "proto3";\nmessage A { strin x = 1; }\n')
+    with pytest.raises(ProtocError, match=f"protoc failed on {tmp_path}") as info:
+        compile_proto_dir(tmp_path)
+    assert "bad.proto:2" in info.value.output
+    with pytest.raises(ProtocError, match=r"no \.proto files"):
+        compile_proto_dir(tmp_path / "empty")
+
+
+def test_guest_sdks_are_found_as_package_data() -> None:
+    """From a checkout they are the repository's own folders (through the guest/ links)."""
+    for language in ("zig", "c", "assemblyscript"):
+        assert guest_sdk_dir(language) == (REPO / "sdk" / language).resolve()
+    assert (guest_sdk_dir("zig") / "arcana.zig").is_file() and (guest_sdk_dir("c") / "arcana.h").is_file()
+    with pytest.raises(ValueError, match="no guest SDK for 'rust'"):
+        guest_sdk_dir("rust")
 
 
 # ---------------------------------------------------------------- builds
