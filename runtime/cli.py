@@ -30,7 +30,9 @@ def _version() -> str:
         return "unknown"
 
 
-def _command(parent: argparse._SubParsersAction, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+def _command(
+    parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str, description: str
+) -> argparse.ArgumentParser:
     """A subcommand with a one-line summary (in its parent's list) and a description (in its own --help)."""
     return parent.add_parser(
         name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter

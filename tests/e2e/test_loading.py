@@ -84,7 +84,8 @@ def test_operator_grant_unlocks_a_requested_capability(
 
 
 def _arcana(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "arcana.cli", *args], capture_output=True, text=True, timeout=120)
+    cmd = [sys.executable, "-m", "arcana.cli", *args]
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
 
 
 def test_plugin_check_prints_routes_or_every_problem(fixture_wasm: dict[str, Path]) -> None:

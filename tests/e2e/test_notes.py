@@ -36,6 +36,7 @@ def config(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
         path.write_text(yaml.safe_dump(config))
         done = subprocess.run(
             [sys.executable, "-m", "arcana.cli", "migrate", "--config", str(path)],
+            check=False,
             capture_output=True,
             text=True,
             timeout=60,

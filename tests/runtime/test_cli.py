@@ -72,7 +72,8 @@ def test_init_lays_out_a_deployment_and_never_overwrites_without_force(
     config_text = (target / "arcana.yaml").read_text()
     assert config_text.startswith(HEADER) and "# larger request bodies" in config_text  # comments kept
     assert yaml.safe_load(config_text) == yaml.safe_load((ROOT / "config" / "default.yaml").read_text())
-    assert load_config(target / "arcana.yaml", environ={}) == load_config(None, environ={})
+    # The laid-out config states the defaults, its relative paths anchored in the deployment folder.
+    assert load_config(target / "arcana.yaml", environ={}) == load_config(None, environ={"ARCANA_HOME": str(target)})
     assert sorted(p.name for p in (target / "plugins").iterdir()) == list(EXAMPLES)
     for name in EXAMPLES:
         shipped = ROOT / "plugins" / name.removesuffix(".wasm") / name

@@ -41,7 +41,7 @@ def test_resolve_url_picks_psycopg_and_leaves_sqlite_paths_to_the_config(
 
 @pytest.mark.parametrize("url", ["mysql://x/y", "sqlite.db", "postgres://h/db"])
 def test_unsupported_urls_stop_start_up(url: str) -> None:
-    with pytest.raises(ConfigError, match="'database.url' must be a sqlite:/// or postgresql"):
+    with pytest.raises(ConfigError, match=r"'database\.url' must be a sqlite:/// or postgresql"):
         DatabaseConfig(url=url)
 
 
@@ -86,7 +86,7 @@ def test_concurrent_first_migrations_queue_instead_of_colliding(tmp_path: Path) 
         )
         for _ in range(3)
     ]
-    results = [p.communicate(timeout=60) + (p.returncode,) for p in procs]
+    results = [(*p.communicate(timeout=60), p.returncode) for p in procs]
     assert all(code == 0 for _, _, code in results), results
     outputs = sorted(out for out, _, _ in results)
     assert sum("upgraded from None to revision" in o for o in outputs) == 1
