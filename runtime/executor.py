@@ -103,6 +103,7 @@ class InstancePool:
                     borrow.instance.cancel()
                 raise self._fault(GuestFault("timeout", "the call did not return in time"), handler) from None
             except GuestFault as fault:
+                outcome = "timeout" if fault.kind == "timeout" else "error"
                 raise self._fault(fault, handler) from None
             except ModuleRejected as exc:
                 raise self._fault(GuestFault("trap", str(exc)), handler) from None
