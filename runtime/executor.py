@@ -102,6 +102,12 @@ class InstancePool:
                 if borrow.instance is not None:
                     borrow.instance.cancel()
                 raise self._fault(GuestFault("timeout", "the call did not return in time"), handler) from None
+            except asyncio.CancelledError:
+                # The caller went away (a gRPC deadline or cancel): stop the guest and never reuse its instance.
+                borrow.abandoned = True
+                if borrow.instance is not None:
+                    borrow.instance.cancel()
+                raise
             except GuestFault as fault:
                 outcome = "timeout" if fault.kind == "timeout" else "error"
                 raise self._fault(fault, handler) from None
