@@ -102,7 +102,14 @@ class InstancePool:
                 if borrow.instance is not None:
                     borrow.instance.cancel()
                 raise self._fault(GuestFault("timeout", "the call did not return in time"), handler) from None
+            except asyncio.CancelledError:
+                # The caller went away (a gRPC deadline or cancel): stop the guest and never reuse its instance.
+                borrow.abandoned = True
+                if borrow.instance is not None:
+                    borrow.instance.cancel()
+                raise
             except GuestFault as fault:
+                outcome = "timeout" if fault.kind == "timeout" else "error"
                 raise self._fault(fault, handler) from None
             except ModuleRejected as exc:
                 raise self._fault(GuestFault("trap", str(exc)), handler) from None

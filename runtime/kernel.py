@@ -25,7 +25,7 @@ from arcana.engine import Engine
 from arcana.errors import ConfigError, FileChanging, PluginLoadError, Problem
 from arcana.events import KernelEvents
 from arcana.loader import PluginLoader, is_plugin_file, plugin_files
-from arcana.registry import LoadFailure, Registry, Snapshot
+from arcana.registry import LoadedPlugin, LoadFailure, Registry, Snapshot
 from arcana.types import Principal
 from arcana.views import PluginsView, plugins_view
 from arcana_host.registry import Capabilities, HostServices
@@ -131,7 +131,8 @@ class Kernel:
             return
         current = self.registry.snapshot.plugins.get(plugin.name)
         unchanged = current is not None and current.source == path and current.sha256 == plugin.sha256
-        if unchanged and current is not None and current.manifest == plugin.manifest:
+        # The module's bytes, and what its sidecars may change: the manifest and the descriptors.
+        if unchanged and current is not None and current.manifest == plugin.manifest and _same_rpc(current, plugin):
             plugin.pool.retire()
             self.registry.clear_failure(path)  # the same good build is back: the failure is over
             return
@@ -167,6 +168,10 @@ class Kernel:
         if self._database is not None:
             self._database.close()
         self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _same_rpc(a: LoadedPlugin, b: LoadedPlugin) -> bool:
+    return (a.descriptors.files if a.descriptors else ()) == (b.descriptors.files if b.descriptors else ())
 
 
 def _ms_since(started: float) -> float:

@@ -118,7 +118,11 @@ class Registry:
         return MappingProxyType(dict(self._failures))
 
     def install(self, plugin: LoadedPlugin) -> list[Problem]:
-        """Add or replace a plugin; on any conflict nothing changes and the problems return."""
+        """Add or replace a plugin; on any conflict nothing changes and the problems return.
+
+        It replaces the plugin of the same name from the same file, and whatever
+        its file held before (a file whose plugin was renamed holds only the new one).
+        """
         with self._lock:
             owner = self._plugins.get(plugin.name)
             if owner is not None and owner.source != plugin.source:
@@ -129,8 +133,8 @@ class Registry:
                         "give this plugin another name or remove the other file",
                     )
                 ]
-            candidate = dict(self._plugins)
-            candidate.pop(plugin.name, None)
+            replaced = [p for p in self._plugins.values() if p.source == plugin.source]
+            candidate = {n: p for n, p in self._plugins.items() if p.source != plugin.source}
             candidate[plugin.name] = plugin
             snapshot, conflicts = Snapshot.build(candidate)
             if plugin.name in conflicts:
@@ -138,8 +142,8 @@ class Registry:
             self._plugins = candidate
             self.snapshot = snapshot
             self._failures.pop(plugin.source, None)
-        if owner is not None:
-            owner.pool.retire()
+        for old in replaced:
+            old.pool.retire()
         return []
 
     def remove(self, source: Path) -> LoadedPlugin | None:
