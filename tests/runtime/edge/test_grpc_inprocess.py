@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -14,8 +13,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from arcana.descriptors import DescriptorSet
-from arcana.edge import grpc as grpc_edge
+from arcana.edge.grpc import start_grpc_server
 from arcana.kernel import Kernel
+from arcana.kernel_protos import kernel_descriptors
 from arcana.types import CallContext
 from fakes import (
     REQUEST_ID_CASES,
@@ -34,15 +34,6 @@ GREETER = DescriptorSet.parse(greeter_descriptors())
 SAY = GREETER.method("fake.v1.Greeter/Say")
 Named, Counted = SAY.input_type, SAY.output_type
 Scenario = Callable[[grpc.aio.Channel], Awaitable[Any]]
-
-
-# The kernel's own protos, compiled with protoc once per test run instead of once per server.
-kernel_descriptors = functools.cache(grpc_edge.kernel_descriptors)
-
-
-@pytest.fixture(autouse=True)
-def _compiled_kernel_protos_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(grpc_edge, "kernel_descriptors", kernel_descriptors)
 
 
 def free_port() -> int:
@@ -72,7 +63,7 @@ def run(kernel: Kernel, scenario: Scenario) -> Any:
     """Start the gRPC server, load the plugins, run ``scenario`` on a channel to it, stop everything."""
 
     async def main() -> Any:
-        server = await grpc_edge.start_grpc_server(kernel)
+        server = await start_grpc_server(kernel)
         try:
             await kernel.load_all()
             address = f"127.0.0.1:{kernel.config.server.grpc_port}"
