@@ -40,8 +40,6 @@ class Rotation:
     user_id: str | None
     token: str | None = None
     reused: bool = False
-    # Presented again within the grace window: ``token`` is a sibling of the first successor.
-    resubmitted: bool = False
 
 
 class RefreshTokens:
@@ -82,8 +80,8 @@ class RefreshTokens:
             if row is None or row.revoked or row.expires_at <= now:
                 return Rotation(None)
             if row.used_at is not None:
-                if now - row.used_at < self._grace:
-                    return Rotation(row.user_id, self._insert(c, row.user_id, row.family_id), resubmitted=True)
+                if now - row.used_at < self._grace:  # a double submit: a sibling of the first successor
+                    return Rotation(row.user_id, self._insert(c, row.user_id, row.family_id))
                 c.execute(table.update().where(table.c.family_id == row.family_id).values(revoked=True))
                 Revocations.bump(c, row.user_id)  # the thief's access tokens die with the family
                 return Rotation(row.user_id, reused=True)

@@ -34,6 +34,7 @@ from arcana.database import Database, map_db_errors, writer
 from arcana.errors import (
     Conflict,
     InvalidCredentials,
+    NotFound,
     RateLimited,
     ServiceUnavailable,
     Unauthorized,
@@ -151,7 +152,10 @@ class AuthService:
             self.events.emit(AUTH_TOKEN_REUSE, {"user_id": rotation.user_id})
         if rotation.token is None or rotation.user_id is None:
             raise Unauthorized("the refresh token is invalid, expired or revoked")
-        user = self.users.get(rotation.user_id)  # with its epoch: read after the rotation, as at login
+        try:
+            user = self.users.get(rotation.user_id)  # with its epoch: read after the rotation, as at login
+        except NotFound:  # deleted while this refresh ran: its family is revoked by now
+            raise Unauthorized("the refresh token is invalid, expired or revoked") from None
         if user.disabled:
             self.refresh_tokens.revoke(rotation.token)
             raise Unauthorized("the account is disabled")
