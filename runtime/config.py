@@ -175,12 +175,27 @@ class AuthConfig:
     argon2_time_cost: NonNegativeInt = 2
     argon2_memory_kib: NonNegativeInt = 19_456
     argon2_parallelism: NonNegativeInt = 1
-    # Failed logins allowed per window, per account and per client address.
+    # Failed logins allowed per window, per account and per client address (IPv6: per /64); 0 turns one off.
     login_failures_per_account: NonNegativeInt = 5
     login_failures_per_address: NonNegativeInt = 20
     login_window_s: NonNegativeInt = 300
+    # Keys each failed-login window tracks at most (about 300-420 bytes each); the least
+    # recently failed is dropped when full (why that is safe: arcana.auth.limits).
+    login_tracker_max_keys: NonNegativeInt = 50_000
+    # How long a process trusts its cached view of a user's revoked tokens: other processes
+    # sharing the database refuse a revoked access token within this time (0: read every request).
+    revocation_cache_s: float = 1.0
+    # A refresh token presented again this soon after its rotation gets a fresh pair in the same
+    # family (a double submit); later, it revokes the family (reuse detection). 0 turns grace off.
+    refresh_reuse_grace_s: NonNegativeInt = 10
 
     def __post_init__(self) -> None:
+        if self.login_tracker_max_keys < 1:
+            raise ConfigError("config key 'auth.login_tracker_max_keys' must be at least 1")
+        if not 0 <= self.revocation_cache_s <= 60:
+            raise ConfigError(
+                f"config key 'auth.revocation_cache_s' must be 0-60 seconds, got {self.revocation_cache_s}"
+            )
         if self.algorithm != "HS256" and not self.keys:
             raise ConfigError(f"config key 'auth.keys' must list at least one key for {self.algorithm}")
         kids = [k.kid for k in self.keys]

@@ -1,4 +1,4 @@
-"""The identity tables (mirrored by migration 0002_identity)."""
+"""The identity tables (mirrored by migrations 0002_identity and 0004_token_epochs)."""
 
 from __future__ import annotations
 
@@ -28,4 +28,15 @@ refresh_tokens = sa.Table(
     sa.Column("expires_at", sa.Float(), nullable=False),
     sa.Column("used_at", sa.Float(), nullable=True),
     sa.Column("revoked", sa.Boolean(), nullable=False, default=False),
+)
+
+# One row per token subject that was ever revoked (a user id; deleted users keep
+# theirs as a tombstone). Access tokens issued at an older epoch are refused;
+# see arcana.auth.revocation.
+token_epochs = sa.Table(
+    "auth_token_epochs",
+    metadata,
+    sa.Column("subject", sa.String(255), primary_key=True),
+    sa.Column("epoch", sa.Integer(), nullable=False),
+    sa.Column("revoked_at", sa.Float(), nullable=False),  # time.time() of the latest bump
 )

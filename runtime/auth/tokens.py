@@ -2,7 +2,9 @@
 
 Verification pins the configured algorithm family, so `alg: none` and
 algorithm confusion (an HS256 token signed with a public key) are refused;
-`exp`, `iat`, `iss`, `aud`, `sub` and `jti` are required.
+`exp`, `iat`, `iss`, `aud`, `sub` and `jti` are required. Tokens issued at
+login and refresh also carry ``arcana_epoch``, the subject's revocation epoch
+(see ``arcana.auth.revocation``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from arcana.types import Principal
 logger = logging.getLogger("arcana.auth")
 MIN_SECRET_BYTES = 32
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti"]
+EPOCH_CLAIM = "arcana_epoch"
 
 
 class Tokens:
@@ -68,10 +71,13 @@ class Tokens:
             raise ConfigError(f"auth.active_kid '{config.active_kid}' has no private_key_file")
         return signing, verifying
 
-    def issue(self, sub: str, roles: list[str] | tuple[str, ...], ttl_s: int | None = None) -> tuple[str, int]:
+    def issue(
+        self, sub: str, roles: list[str] | tuple[str, ...], ttl_s: int | None = None, epoch: int | None = None
+    ) -> tuple[str, int]:
+        """A signed access token and its lifetime; ``epoch`` is the subject's revocation epoch, when known."""
         now = int(time.time())
         ttl = ttl_s or self._config.access_ttl_s
-        claims = {
+        claims: dict[str, Any] = {
             "sub": sub,
             "roles": list(roles),
             "iat": now,
@@ -81,10 +87,16 @@ class Tokens:
             "iss": self._config.issuer,
             "aud": self._config.audience,
         }
+        if epoch is not None:
+            claims[EPOCH_CLAIM] = epoch
         headers = {"kid": self._config.active_kid} if self._config.active_kid else None
         return jwt.encode(claims, self._signing, algorithm=self._algorithm, headers=headers), ttl
 
     def verify(self, token: str) -> Principal:
+        return self.verify_with_epoch(token)[0]
+
+    def verify_with_epoch(self, token: str) -> tuple[Principal, int | None]:
+        """The principal, and the token's revocation epoch (None when it carries none)."""
         try:
             header = jwt.get_unverified_header(token)
             key = self._verifying.get(header.get("kid", "") if self._config.active_kid else "")
@@ -109,4 +121,7 @@ class Tokens:
             or not all(isinstance(r, str) for r in roles)
         ):
             raise Unauthorized("the access token is invalid")
-        return Principal(claims["sub"], tuple(roles), str(claims["jti"]), int(claims["iat"]))
+        epoch = claims.get(EPOCH_CLAIM)
+        if epoch is not None and (not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0):
+            raise Unauthorized("the access token is invalid")
+        return Principal(claims["sub"], tuple(roles), str(claims["jti"]), int(claims["iat"])), epoch

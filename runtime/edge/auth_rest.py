@@ -28,8 +28,9 @@ def auth_blueprint(kernel: Kernel) -> Blueprint:
 
     @bp.post("/logout")
     async def logout() -> Any:
+        """Ends the refresh family and the access tokens issued before; ``"everywhere": true`` every session too."""
         body = await json_object()
-        await asyncio.to_thread(kernel.identity.logout, body.get("refresh_token"))
+        await asyncio.to_thread(kernel.identity.logout, body.get("refresh_token"), body.get("everywhere", False))
         return "", 204
 
     return bp

@@ -9,6 +9,7 @@ client.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,7 +22,8 @@ from arcana.errors import ArcanaError
 from arcana.kernel import Kernel
 from arcana.views import FailureView, PluginsView, PluginView
 
-# A kernel method gets the request message and the caller's metadata (":peer" is the caller's address).
+# A kernel method gets the request message and the caller's metadata (":peer" is the caller's address,
+# ":deadline" the caller's deadline on time.monotonic(), empty when it set none).
 KernelMethod = Callable[[dict[str, Any], dict[str, str]], Awaitable[dict[str, Any]]]
 
 
@@ -40,6 +42,8 @@ def _behavior(method: RpcMethod, impl: KernelMethod) -> Behavior:
         rid = request_id(metadata.get("x-request-id", ""))
         context.set_trailing_metadata((("x-request-id", rid),))
         metadata[":peer"] = (context.peer() or "grpc").rsplit(":", 1)[0]  # the address, not the port
+        remaining = context.time_remaining()
+        metadata[":deadline"] = "" if remaining is None else repr(time.monotonic() + remaining)
         try:
             try:
                 return method.encode(await impl(decode_message(method, request), metadata))
@@ -56,8 +60,16 @@ def _behavior(method: RpcMethod, impl: KernelMethod) -> Behavior:
 
 def kernel_methods(kernel: Kernel, protos: DescriptorSet) -> dict[str, tuple[RpcMethod, KernelMethod]]:
     async def login(m: dict[str, Any], metadata: dict[str, str]) -> dict[str, Any]:
-        address = metadata.get(":peer", "grpc")
-        pair = await asyncio.to_thread(kernel.identity.login, m.get("email", ""), m.get("password", ""), address)
+        # The password check goes on in its thread after the client gives up (a cancelled task cannot
+        # stop a thread): the caller's deadline tells the service not to store a session nobody receives.
+        address, deadline = metadata.get(":peer", "grpc"), metadata.get(":deadline", "")
+        pair = await asyncio.to_thread(
+            kernel.identity.login,
+            m.get("email", ""),
+            m.get("password", ""),
+            address,
+            float(deadline) if deadline else None,
+        )
         return camel(pair.as_json())
 
     async def refresh(m: dict[str, Any], _: dict[str, str]) -> dict[str, Any]:

@@ -57,9 +57,9 @@ def _folder(base: Path, fixture_wasm: dict[str, Path]) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, fixture_wasm: dict[str, Path]) -> Iterator[ArcanaServer]:
     work = tmp_path_factory.mktemp("auth")
-    srv = ArcanaServer(
-        _folder(work, fixture_wasm), work, {"auth": {"dev": False, "login_failures_per_account": 3}}
-    ).start()
+    # No refresh grace here: the rotation test below replays a used token at once and pins reuse detection.
+    auth = {"dev": False, "login_failures_per_account": 3, "refresh_reuse_grace_s": 0}
+    srv = ArcanaServer(_folder(work, fixture_wasm), work, {"auth": auth}).start()
     yield srv
     srv.stop()
 
