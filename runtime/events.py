@@ -3,13 +3,13 @@
 Named events and their payloads (never secrets, hashes or tokens)::
 
     auth.login                  {"user_id", "email", "address"}
-    auth.login_failed           {"email", "address", "reason"}   reason: credentials | rate_limited | disabled
+    auth.login_failed           {"email", "address", "reason"}   reason: credentials | rate_limited | disabled | deadline
     auth.logout                 {"user_id"}
-    auth.token_reuse_detected   {"user_id"}
+    auth.token_reuse_detected   {"user_id"}                      the family and the user's access tokens are revoked
     admin.user_changed          {"user_id", "change"}            change: created | roles | disabled | enabled | deleted
 
-Today an event is logged and handed to in-process listeners; the events/audit
-issue delivers them durably to subscribed plugins through the queue.
+Today an event is logged and handed to in-process listeners; durable delivery
+to subscribed plugins through the queue comes with the job queue.
 """
 
 from __future__ import annotations
