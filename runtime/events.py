@@ -3,7 +3,8 @@
 Named events and their payloads (never secrets, hashes or tokens)::
 
     auth.login                  {"user_id", "email", "address"}
-    auth.login_failed           {"email", "address", "reason"}   reason: credentials | rate_limited | disabled | deadline
+    auth.login_failed           {"email", "address", "reason"}
+                                reason: credentials | rate_limited | disabled | deadline
     auth.logout                 {"user_id"}
     auth.token_reuse_detected   {"user_id"}                      the family and the user's access tokens are revoked
     admin.user_changed          {"user_id", "change"}            change: created | roles | disabled | enabled | deleted

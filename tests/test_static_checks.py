@@ -32,5 +32,6 @@ def test_mypy_strict_finds_no_type_errors_in_the_installed_packages() -> None:
     done = _run("mypy", "--cache-dir", str(cache), "-p", "arcana", "-p", "arcana_host", "-p", "arcana_sdk")
     hint = ""
     if "Can't find package" in done.stdout + done.stderr:
-        hint = "\nmypy cannot see the packages: install with `pip install -e '.[test]' --config-settings editable_mode=strict`"
+        install = "pip install -e '.[test]' --config-settings editable_mode=strict"
+        hint = f"\nmypy cannot see the packages: install with `{install}`"
     assert done.returncode == 0, done.stdout + done.stderr + hint

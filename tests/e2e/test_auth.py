@@ -173,7 +173,7 @@ def _b64(data: dict[str, Any]) -> str:
 def _attacks() -> dict[str, str]:
     now = int(time.time())
     good = mint("attacker", ["admin"])
-    header, payload, signature = good.split(".")
+    header, _payload, signature = good.split(".")
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     claims = {
         "sub": "attacker",
@@ -228,11 +228,13 @@ def test_a_token_from_an_independent_jwt_implementation_is_accepted(server: Arca
 def test_grpc_login_and_role_checks(server: ArcanaServer, tmp_path: Path) -> None:
     create_user(server, "grpc@example.com", ["user"])
     pb, stubs = generate_stubs(ROOT / "proto" / "arcana" / "auth" / "v1" / "auth.proto", tmp_path / "auth")
-    call_inspect = lambda ch, md: ch.unary_unary(
-        "/inspect.v1.Inspect/Envelope",
-        request_serializer=lambda b: b,
-        response_deserializer=lambda b: b,
-    )(b"", metadata=md)
+
+    def call_inspect(ch: grpc.Channel, md: Any) -> bytes:
+        method = ch.unary_unary(
+            "/inspect.v1.Inspect/Envelope", request_serializer=lambda b: b, response_deserializer=lambda b: b
+        )
+        return method(b"", metadata=md)  # type: ignore[no-any-return]
+
     with grpc.insecure_channel(server.grpc_address) as channel:
         auth = stubs.AuthServiceStub(channel)
         pair = auth.Login(pb.LoginRequest(email="grpc@example.com", password=PASSWORD))
@@ -262,7 +264,8 @@ def test_cli_bootstraps_an_admin_who_can_log_in(
 ) -> None:
     server = start_server(_folder(tmp_path, fixture_wasm))
     cli = subprocess.run(
-        [
+        check=False,
+        args=[
             sys.executable,
             "-m",
             "arcana.cli",
@@ -294,6 +297,7 @@ def test_production_mode_refuses_to_start_without_a_strong_secret(tmp_path: Path
     env["ARCANA_DATABASE__URL"] = f"sqlite:///{tmp_path / 'prod.db'}"
     r = subprocess.run(
         [sys.executable, "-m", "arcana.cli", "serve", "--config", str(config), "--http-port", "0"],
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,
