@@ -10,7 +10,10 @@ needs none of this.
 The schema belongs to Alembic (``arcana/migrations``). ``arcana migrate``
 upgrades any database; ``Database.prepare`` upgrades a SQLite file on first
 use unless ``database.auto_migrate`` is false, and only checks PostgreSQL.
-Foreign errors are translated at this boundary by ``map_db_errors``.
+Foreign errors are translated at this boundary by ``map_db_errors``, which
+logs what failed but never a statement's parameters (they are client data:
+engines are made with ``hide_parameters``, and the log names the driver's
+error, not its message, where that message can quote values).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Held (per transaction) while migrating PostgreSQL, so that two processes
 # starting together upgrade one after the other.
 _PG_MIGRATION_LOCK = 0x617263616E61  # "arcana"
+# What a client refused for lack of time is told to wait, in seconds.
+RETRY_AFTER_S = 1.0
 
 
 def resolve_url(url: str) -> URL:
@@ -56,6 +61,8 @@ def create_db_engine(config: DatabaseConfig) -> Engine:
         "max_overflow": config.max_overflow,
         "pool_timeout": config.pool_timeout_s,
     }
+    # Statement parameters are client data (a note's text): never in an error's message, hence never in a log.
+    pool["hide_parameters"] = True
     if url.get_backend_name() != "sqlite":
         return sa.create_engine(url, echo=config.echo, pool_pre_ping=True, connect_args={"connect_timeout": 5}, **pool)
     if url.database and url.database != ":memory:":
@@ -96,19 +103,46 @@ def is_sqlite(engine: Engine) -> bool:
 
 @contextmanager
 def map_db_errors(what: str) -> Iterator[None]:
-    """Translate SQLAlchemy failures into the public error model (``raise ... from``)."""
+    """Translate SQLAlchemy failures into the public error model (``raise ... from``); log them without data."""
     try:
         yield
     except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
-        logger.warning("%s: database unavailable: %s", what, exc)
-        raise ServiceUnavailable(f"{what}: the database is unavailable; try again later", detail=str(exc)) from exc
-    except sa_exc.ProgrammingError as exc:
-        logger.error("%s: database schema not ready: %s", what, exc)
+        cause = describe(exc)
+        logger.warning("%s: database unavailable: %s", what, cause)
         raise ServiceUnavailable(
-            f"{what}: the database schema is not ready (run `arcana migrate`)", detail=str(exc)
+            f"{what}: the database is unavailable; try again later", retry_after=RETRY_AFTER_S, detail=cause
+        ) from exc
+    except sa_exc.ProgrammingError as exc:
+        cause = describe(exc)
+        logger.error("%s: database schema not ready: %s", what, cause)
+        raise ServiceUnavailable(
+            f"{what}: the database schema is not ready (run `arcana migrate`)", detail=cause
         ) from exc
     except sa_exc.DataError as exc:
         raise ValidationFailed(f"{what}: a value is out of range for the database") from exc
+
+
+def describe(exc: sa_exc.SQLAlchemyError) -> str:
+    """A database failure for the operator's log: what kind, never the statement or its parameters.
+
+    SQLite's messages name the problem ("database is locked", "no such
+    table: x") and never quote a value; PostgreSQL's can ("invalid input
+    syntax for type integer: \"<value>\"", a key's DETAIL), so for those the
+    error class and SQLSTATE must do. A failure without a SQLSTATE (cannot
+    connect, connection lost) happened outside any statement.
+    """
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    kind = type(orig).__name__
+    sqlite_name = getattr(orig, "sqlite_errorname", None)
+    if sqlite_name:
+        return f"{kind} {sqlite_name}: {orig}"
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate:
+        return f"{kind} (SQLSTATE {sqlstate})"
+    first = str(orig).strip().splitlines()
+    return f"{kind}: {first[0]}" if first else kind
 
 
 def _alembic_config(connection: Connection) -> Any:
