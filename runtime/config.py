@@ -157,7 +157,8 @@ class DatabaseConfig:
     pool_size: NonNegativeInt = 10
     max_overflow: NonNegativeInt = 10
     pool_timeout_s: float = 10.0
-    # How long SQLite waits for a competing writer before giving up.
+    # How long SQLite waits for a competing writer before giving up (a plugin call waits no
+    # longer than its own deadline allows).
     busy_timeout_ms: NonNegativeInt = 5000
 
     def __post_init__(self) -> None:
