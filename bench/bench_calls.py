@@ -37,7 +37,7 @@ import uvloop
 from extism.extism import CompiledPlugin
 
 from arcana.engine.extism_engine import WASM_PAGE, ExtismCompiled, ExtismEngine
-from arcana.executor import EffectiveLimits, InstancePool
+from arcana.executor import EffectiveLimits, InstancePool, ThreadShares
 from arcana.manifest import Manifest
 from arcana.types import CallContext, LinkedFunction, PluginSpec
 from arcana_host.binding import link_capability
@@ -186,7 +186,7 @@ def _call_rows(
         "bench",
         compiled,
         EffectiveLimits(MEMORY_MB, TIMEOUT_MS, CONCURRENCY),
-        threads,
+        ThreadShares(CONCURRENCY, threads).get(name),  # the kernel's shape: a share per plugin
         compiled.instantiate(),
     )
     py = _python_handler(name)

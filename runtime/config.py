@@ -25,8 +25,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Annotated, Any, Literal, TypeVar, cast
 
+import msgspec
 import yaml
 
 from arcana.config_convert import (
@@ -49,6 +50,8 @@ from arcana.config_convert import (
 from arcana.errors import ConfigError
 
 T = TypeVar("T")
+# A count or duration that must be at least 1 (zero threads would run nothing).
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 ENV_PREFIX = "ARCANA_"
 
 
@@ -102,7 +105,23 @@ class PluginsConfig:
 
 @dataclass(frozen=True)
 class ExecutorConfig:
+    """Where plugin calls run, and what one plugin may hold.
+
+    Each plugin runs its calls on threads of its own (every version of it
+    shares them; they start on first use), so a plugin stalled on a slow
+    backend holds only its own threads, never another plugin's.
+    """
+
+    # The kernel's own pool: loading and compiling plugin files (plugin calls run on their plugin's threads).
     threads: NonNegativeInt = 16
+    # Threads one plugin's calls may hold at once, across its versions.
+    max_threads_per_plugin: PositiveInt = 8
+    # How long a call waits for its plugin's slot or thread before 503 with Retry-After
+    # (never longer than the call's own time limit).
+    max_queue_wait_ms: PositiveInt = 1000
+    # Host functions (the store's database waits) end this long before a call's time limit
+    # (at most a tenth of it), so the plugin can still answer with their refusal.
+    answer_reserve_ms: NonNegativeInt = 100
     default_memory_mb: NonNegativeInt = 32
     default_timeout_ms: NonNegativeInt = 2000
     default_max_concurrency: NonNegativeInt = 8
@@ -136,7 +155,8 @@ class DatabaseConfig:
     pool_size: NonNegativeInt = 10
     max_overflow: NonNegativeInt = 10
     pool_timeout_s: float = 10.0
-    # How long SQLite waits for a competing writer before giving up.
+    # How long SQLite waits for a competing writer before giving up (a plugin call waits no
+    # longer than its own deadline allows).
     busy_timeout_ms: NonNegativeInt = 5000
 
     def __post_init__(self) -> None:

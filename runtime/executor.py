@@ -1,12 +1,27 @@
 """Runs plugin calls: one instance pool per plugin version, off the event loop.
 
 Each call borrows an idle instance (or makes one from the compiled module),
-runs on the kernel's bounded thread pool (Extism releases the GIL while the
-guest runs), and gives the instance back only if the call succeeded: a trap,
-timeout or out-of-memory discards it so no broken state is reused. A
-per-version semaphore is the bulkhead (``max_concurrency``); the guest's own
-time limit is enforced inside the engine, and a wall-clock guard above it
-covers host functions that block.
+runs on a thread of its own plugin (Extism releases the GIL while the guest
+runs), and gives the instance back only if the call succeeded: a trap,
+timeout or out-of-memory discards it so no broken state is reused.
+
+Two bulkheads, both taken before a call takes a thread, both waited on for
+a bounded time (``max_queue_wait_ms``, never past the call's deadline) and
+then refused with 503 and Retry-After, so nothing queues without bound:
+
+- a per-version semaphore, ``max_concurrency`` from the manifest;
+- a per-plugin ``ThreadShare``: every version of a plugin runs on its own
+  executor of ``max_threads_per_plugin`` threads, and a thread counts as
+  taken until its work really ends, even after the wall-clock guard gave
+  up on it. A plugin stuck on a slow backend therefore holds its own
+  threads and nobody else's: isolation by construction, where a cap on a
+  shared pool would still let a few stuck plugins take every thread.
+
+The guest's own time limit is enforced inside the engine; a wall-clock guard
+above it covers host functions that block. A call that answers with a fault
+after a host function saved a change (``CallContext.may_have_saved``) says
+that the change may have been saved, so a client knows to check before
+retrying.
 """
 
 from __future__ import annotations
@@ -15,8 +30,10 @@ import asyncio
 import logging
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from prometheus_client import Counter, Histogram
 
@@ -34,7 +51,14 @@ CALL_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 # Extra wall-clock time, beyond the guest limit, before the guard gives up.
+# Host functions bound their waits by the call's deadline, which is at least
+# this much earlier than the guard, so a change a host function commits is
+# marked on the call before the guard can answer.
 GUARD_GRACE_S = 1.0
+# What a refused caller is told to wait at least, in seconds.
+MIN_RETRY_AFTER_S = 1.0
+MAYBE_SAVED = "; a change it made may have been saved: check before retrying"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,6 +78,120 @@ class _Borrow:
         self.abandoned = False
 
 
+class ThreadShare:
+    """One plugin's threads: every version of the plugin runs its calls here, and only here.
+
+    A call holds one of ``size`` threads from ``try_take``/``take`` until its
+    work really ends (``give_back``, or ``release_after`` when its caller
+    stopped waiting first), so the executor's own (unbounded) queue never fills. Taking is
+    a plain counter while a thread is free (the hot path); only a call that
+    must wait gets a future, and a freed thread is handed to the oldest
+    waiter directly.
+    """
+
+    def __init__(self, plugin: str, size: int, executor: ThreadPoolExecutor | None = None) -> None:
+        self.plugin = plugin
+        self.size = size
+        # Threads start on first use: a plugin that is never called costs none.
+        self._executor = executor or ThreadPoolExecutor(size, thread_name_prefix=f"arcana-{plugin[:24]}")
+        self._owned = executor is None
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        # Threads held right now.
+        self.busy = 0
+
+    def try_take(self) -> bool:
+        """Hold a thread if one is free and nobody is waiting for it."""
+        if self.busy < self.size and not self._waiters:
+            self.busy += 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        """Wait for a thread (the caller bounds the wait with ``asyncio.wait_for``)."""
+        if self.try_take():
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.give_back()  # handed a thread just as the wait ended: pass it on
+            elif waiter in self._waiters:  # a freed thread may have skipped (and dropped) it already
+                self._waiters.remove(waiter)
+            raise
+
+    def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
+        """Run ``fn`` on the thread this call holds."""
+        try:
+            return self._executor.submit(fn, *args)
+        except RuntimeError:  # shut down: the plugin was unloaded while this call was admitted
+            self.give_back()
+            raise ServiceUnavailable(
+                f"plugin '{self.plugin}' was unloaded; try again", retry_after=MIN_RETRY_AFTER_S
+            ) from None
+
+    def release_after(self, work: Future[T]) -> None:
+        """Give the thread back now if ``work`` is done, else from its thread when it ends (abandoned calls)."""
+        if work.done():  # takes the future's lock: off the hot path, where ``give_back`` is enough
+            self.give_back()
+            return
+        loop = asyncio.get_running_loop()
+        work.add_done_callback(lambda _: _call_soon(loop, self.give_back))
+
+    def give_back(self) -> None:
+        """The thread is free again (its work is over)."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the thread goes straight to the oldest waiter
+                return
+        self.busy -= 1
+
+    def close(self) -> None:
+        """No new calls; work in flight finishes on the threads it holds."""
+        if self._owned:
+            self._executor.shutdown(wait=False)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """``callback`` on ``loop`` from any thread; nothing is left to give back once the loop is closed."""
+    try:
+        loop.call_soon_threadsafe(callback)
+    except RuntimeError:
+        pass
+
+
+class ThreadShares:
+    """Every plugin's ``ThreadShare``, by plugin name, made on first use.
+
+    With ``executor`` every plugin runs on that one caller-owned executor:
+    for tools that load plugins but never serve them (``arcana plugin check``).
+    """
+
+    def __init__(self, threads_per_plugin: int, executor: ThreadPoolExecutor | None = None) -> None:
+        self.threads_per_plugin = threads_per_plugin
+        self._executor = executor
+        self._shares: dict[str, ThreadShare] = {}
+
+    def get(self, plugin: str) -> ThreadShare:
+        share = self._shares.get(plugin)
+        if share is None:
+            share = self._shares[plugin] = ThreadShare(plugin, self.threads_per_plugin, self._executor)
+        return share
+
+    def drop(self, plugin: str) -> None:
+        """The plugin is gone: its threads end once their work does; a new load gets a new share."""
+        share = self._shares.pop(plugin, None)
+        if share is not None:
+            share.close()
+
+    def close(self) -> None:
+        shares, self._shares = list(self._shares.values()), {}
+        for share in shares:
+            share.close()
+
+
 class InstancePool:
     def __init__(
         self,
@@ -61,63 +199,109 @@ class InstancePool:
         version: str,
         compiled: CompiledModule,
         limits: EffectiveLimits,
-        threads: ThreadPoolExecutor,
+        share: ThreadShare,
         warm: Instance | None = None,
+        max_queue_wait_ms: int = 1000,
+        answer_reserve_ms: int = 100,
     ) -> None:
         self.plugin = plugin
         self.version = version
         self.limits = limits
         self._compiled = compiled
-        self._threads = threads
+        self._share = share
         self._idle: deque[Instance] = deque([warm] if warm else [])
         self._slots = asyncio.Semaphore(limits.max_concurrency)
+        self._max_wait_s = max_queue_wait_ms / 1000
+        # Host functions must be done this long before the guest's own limit, so a refusal they
+        # answer (e.g. the database's SERVICE_UNAVAILABLE) still reaches the client; at most a
+        # tenth of the limit, so a short-lived plugin keeps most of its time for its host calls.
+        self._reserve_s = min(answer_reserve_ms, limits.timeout_ms / 10) / 1000
         self._retired = False
         self.in_flight = 0
 
     async def call(self, handler: str, data: bytes, context: CallContext) -> bytes:
         timeout_s = self.limits.timeout_ms / 1000
-        try:
-            if self._slots.locked():  # only a wait needs wait_for's extra task (measured: 6-15 us a call)
-                await asyncio.wait_for(self._slots.acquire(), timeout_s)
-            else:
-                await self._slots.acquire()
-        except TimeoutError:
-            raise ServiceUnavailable(
-                f"plugin '{self.plugin}' is at its concurrency limit ({self.limits.max_concurrency}); try again"
-            ) from None
+        if self._slots.locked() or not self._share.try_take():
+            await self._admit(context)
+        else:
+            await self._slots.acquire()  # free: returns at once, no task switch
+        if context.deadline:
+            context.deadline -= self._reserve_s
         self.in_flight += 1
         borrow = _Borrow()
         started = time.perf_counter()
         outcome = "error"
         try:
-            loop = asyncio.get_running_loop()
-            job = loop.run_in_executor(self._threads, self._run, borrow, handler, data, context)
+            work = self._share.submit(self._run, borrow, handler, data, context)
             try:
-                output = await asyncio.wait_for(job, timeout_s + GUARD_GRACE_S)
-                outcome = "ok"
-                return output
-            except TimeoutError:
-                outcome = "timeout"
-                borrow.abandoned = True
-                if borrow.instance is not None:
-                    borrow.instance.cancel()
-                raise self._fault(GuestFault("timeout", "the call did not return in time"), handler) from None
-            except asyncio.CancelledError:
-                # The caller went away (a gRPC deadline or cancel): stop the guest and never reuse its instance.
-                borrow.abandoned = True
-                if borrow.instance is not None:
-                    borrow.instance.cancel()
+                output = await asyncio.wait_for(asyncio.wrap_future(work), timeout_s + GUARD_GRACE_S)
+            except BaseException:
+                # The guard gave up or the caller went away: the thread may still be at work.
+                self._share.release_after(work)
                 raise
-            except GuestFault as fault:
-                outcome = "timeout" if fault.kind == "timeout" else "error"
-                raise self._fault(fault, handler) from None
-            except ModuleRejected as exc:
-                raise self._fault(GuestFault("trap", str(exc)), handler) from None
+            self._share.give_back()  # the work is over: the await returned its result
+            outcome = "ok"
+            return output
+        except TimeoutError:
+            outcome = "timeout"
+            borrow.abandoned = True
+            if borrow.instance is not None:
+                borrow.instance.cancel()
+            raise self._fault(GuestFault("timeout", "the call did not return in time"), handler, context) from None
+        except asyncio.CancelledError:
+            # The caller went away (a gRPC deadline or cancel): stop the guest and never reuse its instance.
+            borrow.abandoned = True
+            if borrow.instance is not None:
+                borrow.instance.cancel()
+            raise
+        except GuestFault as fault:
+            outcome = "timeout" if fault.kind == "timeout" else "error"
+            raise self._fault(fault, handler, context) from None
+        except ModuleRejected as exc:
+            raise self._fault(GuestFault("trap", str(exc)), handler, context) from None
         finally:
             self.in_flight -= 1
             self._slots.release()
             CALLS.labels(self.plugin, outcome).inc()
             CALL_SECONDS.labels(self.plugin).observe(time.perf_counter() - started)
+
+    async def _admit(self, context: CallContext) -> None:
+        """Take a version slot, then a plugin thread, each waited for within one bounded budget, else 503.
+
+        Only reached when one of them is not free at once (see ``call``):
+        only a wait needs wait_for's extra task (measured: 6-15 us a call) or reads the clock.
+        """
+        waited = time.monotonic()
+        budget = self._wait_budget(context, waited)
+        if self._slots.locked():
+            await self._bounded(self._slots.acquire(), budget, f"its concurrency limit ({self.limits.max_concurrency})")
+        else:
+            await self._slots.acquire()
+        try:
+            budget -= time.monotonic() - waited
+            await self._bounded(self._share.take(), budget, f"its share of threads ({self._share.size})")
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _wait_budget(self, context: CallContext, now: float) -> float:
+        """The longest a call may queue: ``max_queue_wait_ms``, and never past its deadline."""
+        if context.deadline:
+            return min(self._max_wait_s, context.deadline - now)
+        return self._max_wait_s
+
+    async def _bounded(self, acquire: Coroutine[object, object, object], budget: float, what: str) -> None:
+        try:
+            if budget <= 0:
+                acquire.close()
+                raise TimeoutError
+            await asyncio.wait_for(acquire, budget)
+        except TimeoutError:
+            CALLS.labels(self.plugin, "unavailable").inc()
+            raise ServiceUnavailable(
+                f"plugin '{self.plugin}' is at {what}; try again",
+                retry_after=max(MIN_RETRY_AFTER_S, self.limits.timeout_ms / 1000),
+            ) from None
 
     def _run(self, borrow: _Borrow, handler: str, data: bytes, context: CallContext) -> bytes:
         try:
@@ -130,17 +314,26 @@ class InstancePool:
             self._idle.append(instance)
         return output
 
-    def _fault(self, fault: GuestFault, handler: str) -> Exception:
+    def _fault(self, fault: GuestFault, handler: str, context: CallContext) -> Exception:
+        maybe_saved = context.may_have_saved
         logger.warning(
             "plugin call failed: %s",
             fault.detail,
-            extra={"plugin": self.plugin, "plugin_version": self.version, "handler": handler, "fault": fault.kind},
+            extra={
+                "plugin": self.plugin,
+                "plugin_version": self.version,
+                "handler": handler,
+                "fault": fault.kind,
+                "request_id": context.request_id,
+                "may_have_saved": maybe_saved,
+            },
         )
+        tail = MAYBE_SAVED if maybe_saved else ""
         if fault.kind == "timeout":
-            return PluginTimeout(f"plugin '{self.plugin}' did not answer within {self.limits.timeout_ms} ms")
+            return PluginTimeout(f"plugin '{self.plugin}' did not answer within {self.limits.timeout_ms} ms{tail}")
         if fault.kind == "oom":
-            return PluginFailed(f"plugin '{self.plugin}' ran out of memory ({self.limits.memory_mb} MB limit)")
-        return PluginFailed(f"plugin '{self.plugin}' failed while handling the request")
+            return PluginFailed(f"plugin '{self.plugin}' ran out of memory ({self.limits.memory_mb} MB limit){tail}")
+        return PluginFailed(f"plugin '{self.plugin}' failed while handling the request{tail}")
 
     def retire(self) -> None:
         """Stop reusing instances; in-flight calls finish on the ones they hold."""

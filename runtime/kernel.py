@@ -4,8 +4,9 @@ Construction does no I/O; ``start`` opens the database (upgrading a SQLite
 schema), builds the identity service and the host capabilities, and makes the
 loader. Edges call ``kernel.core`` for plugin calls, ``kernel.identity`` for
 the kernel's own auth and user routes, and ``plugins_view`` for the admin
-listing; the watcher calls ``sync``. Loading runs on the thread pool, so
-compiling a big module never stalls requests in flight.
+listing; the watcher calls ``sync``. Loading runs on the kernel's thread
+pool, so compiling a big module never stalls requests in flight; plugin
+calls run on each plugin's own threads (``arcana.executor.ThreadShares``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from arcana.database import Database
 from arcana.engine import Engine
 from arcana.errors import ConfigError, FileChanging, PluginLoadError, Problem
 from arcana.events import KernelEvents
+from arcana.executor import ThreadShares
 from arcana.loader import PluginLoader, is_plugin_file, plugin_files
 from arcana.registry import LoadedPlugin, LoadFailure, Registry, Snapshot
 from arcana.types import Principal
@@ -47,7 +49,8 @@ class Kernel:
         self.core = RequestCore(self.registry, self.authenticate)
         self.ready = False
         self._engine = engine
-        self._threads = ThreadPoolExecutor(config.executor.threads, thread_name_prefix="arcana-plugin")
+        self._threads = ThreadPoolExecutor(config.executor.threads, thread_name_prefix="arcana-load")
+        self._shares = ThreadShares(config.executor.max_threads_per_plugin)
         self._database: Database | None = None
         self._identity: AuthService | None = None
         self._capabilities: Capabilities | None = None
@@ -70,7 +73,7 @@ class Kernel:
             from arcana.engine.extism_engine import ExtismEngine  # the engine loads native code: only when serving
 
             self._engine = ExtismEngine()
-        self._loader = PluginLoader(self.config, self._engine, self._capabilities, self._threads)
+        self._loader = PluginLoader(self.config, self._engine, self._capabilities, self._shares)
 
     @property
     def identity(self) -> AuthService:
@@ -112,6 +115,7 @@ class Kernel:
         if not path.exists():
             gone = self.registry.remove(path)
             if gone is not None:
+                self._shares.drop(gone.name)
                 extra = {"plugin": gone.name, "plugin_version": gone.manifest.version, "source": str(path)}
                 logger.info("plugin unloaded", extra=extra)
             return
@@ -167,6 +171,7 @@ class Kernel:
             self._capabilities.close()
         if self._database is not None:
             self._database.close()
+        self._shares.close()
         self._threads.shutdown(wait=False, cancel_futures=True)
 
 

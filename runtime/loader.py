@@ -26,7 +26,7 @@ from arcana.errors import (
     Problem,
     WasmFormatError,
 )
-from arcana.executor import EffectiveLimits, InstancePool
+from arcana.executor import EffectiveLimits, InstancePool, ThreadShares
 from arcana.manifest import Manifest, parse_manifest
 from arcana.registry import LoadedPlugin
 from arcana.wasm_binary import DESCRIPTORS_SECTION, MANIFEST_SECTION, custom_sections
@@ -66,12 +66,17 @@ def sidecar_of(path: Path) -> Path:
 
 class PluginLoader:
     def __init__(
-        self, config: ArcanaConfig, engine: Engine, capabilities: Capabilities, threads: ThreadPoolExecutor
+        self,
+        config: ArcanaConfig,
+        engine: Engine,
+        capabilities: Capabilities,
+        threads: ThreadShares | ThreadPoolExecutor,
     ) -> None:
+        """``threads``: the kernel's per-plugin thread shares; a bare executor (tools that never serve) runs all."""
         self._config = config
         self._engine = engine
         self._capabilities = capabilities
-        self._threads = threads
+        self._threads = threads if isinstance(threads, ThreadShares) else ThreadShares(1, threads)
 
     def check(self, path: Path) -> Checked:
         """Validate and link without compiling (no I/O but reading the file); PluginLoadError lists every problem."""
@@ -111,7 +116,11 @@ class PluginLoader:
             warm = compiled.instantiate()
         except ModuleRejected as exc:
             raise PluginLoadError(str(path), [Problem("module", str(exc), "rebuild the plugin")], m.name) from exc
-        pool = InstancePool(m.name, m.version, compiled, checked.limits, self._threads, warm)
+        ex = self._config.executor
+        share = self._threads.get(m.name)  # every version of a plugin runs on the same threads
+        pool = InstancePool(
+            m.name, m.version, compiled, checked.limits, share, warm, ex.max_queue_wait_ms, ex.answer_reserve_ms
+        )
         return LoadedPlugin(m, path, checked.sha256, pool, descriptors=checked.descriptors, rpc=checked.rpc)
 
     def _rpc(

@@ -42,9 +42,14 @@ class Principal:
 class CallContext:
     """One plugin call, as host functions see it.
 
-    ``deadline`` is the call's end on ``time.monotonic()`` (0: none), so a
-    host function can bound its own waits by what the caller has left.
+    ``deadline`` is when host functions must be done, on ``time.monotonic()``
+    (0: none): the call's end, less the little the executor keeps for the
+    plugin to answer; a host function bounds its own waits by it.
     ``prepared`` holds each capability's per-call state, made on first use.
+    ``may_have_saved`` is set by a host function just before it commits a
+    durable change (and stays set unless it knows the change was undone), so
+    that a fault answered afterwards tells the client the change may have
+    been saved instead of letting it retry into a duplicate.
     """
 
     plugin: str
@@ -54,6 +59,7 @@ class CallContext:
     deadline: float = 0.0
     traceparent: str = ""
     prepared: dict[str, Any] = field(default_factory=dict)
+    may_have_saved: bool = False
 
 
 # A host function's implementation, declared on the capability's class and so

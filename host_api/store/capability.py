@@ -17,9 +17,15 @@ A document is its body plus ``id``, ``version``, ``created_at`` and
 ``updated_at``. Errors: NOT_FOUND, CONFLICT (stale ``expected_version``),
 VALIDATION_FAILED, PAYLOAD_TOO_LARGE, SERVICE_UNAVAILABLE (database down).
 Grant: ``store = true`` in the manifest and ``store`` in the operator's grants.
+
+Each host call works within the time its plugin call has left: a lock wait
+or a statement that would outlive the caller answers SERVICE_UNAVAILABLE
+(nothing saved) instead of saving after the client was told "timeout".
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from arcana.config import ArcanaConfig
 from arcana.database import Database
@@ -29,6 +35,13 @@ from arcana_host.store import requests as parse
 from arcana_host.store.backend import StoreBackend
 from arcana_host.store.config import StoreConfig
 from arcana_host.store.sql_backend import SqlStoreBackend
+
+
+class Scope(NamedTuple):
+    """One plugin call's view of the store: the plugin's namespace and the call it serves (its deadline)."""
+
+    plugin: str
+    call: CallContext
 
 
 class StoreCapability:
@@ -55,44 +68,45 @@ class StoreCapability:
     def configure(self, plugin: PluginSpec) -> str:
         return plugin.name
 
-    def prepare(self, namespace: str, call: CallContext) -> str:
-        return namespace
+    def prepare(self, namespace: str, call: CallContext) -> Scope:
+        return Scope(namespace, call)
 
     def close(self) -> None:
         if self._backend is not None:
             self._backend.close()
 
-    def store_get(self, ns: str, req: JsonObject) -> JsonObject:
-        doc = self.backend.get(ns, parse.collection(req), str(parse.doc_id(req)))
+    def store_get(self, ns: Scope, req: JsonObject) -> JsonObject:
+        doc = self.backend.get(ns.plugin, parse.collection(req), str(parse.doc_id(req)), ns.call)
         return {"doc": doc.to_json()}
 
-    def store_put(self, ns: str, req: JsonObject) -> JsonObject:
-        return {"doc": self.backend.put(ns, parse.put_op(req, self.config)).to_json()}
+    def store_put(self, ns: Scope, req: JsonObject) -> JsonObject:
+        return {"doc": self.backend.put(ns.plugin, parse.put_op(req, self.config), ns.call).to_json()}
 
-    def store_delete(self, ns: str, req: JsonObject) -> JsonObject:
-        self.backend.delete(ns, parse.delete_op(req))
+    def store_delete(self, ns: Scope, req: JsonObject) -> JsonObject:
+        self.backend.delete(ns.plugin, parse.delete_op(req), ns.call)
         return {"deleted": True}
 
-    def store_query(self, ns: str, req: JsonObject) -> JsonObject:
-        return self.backend.query(ns, parse.query(req, self.config)).to_json()
+    def store_query(self, ns: Scope, req: JsonObject) -> JsonObject:
+        return self.backend.query(ns.plugin, parse.query(req, self.config), ns.call).to_json()
 
-    def store_batch(self, ns: str, req: JsonObject) -> JsonObject:
-        results = self.backend.batch(ns, parse.batch(req, self.config))
+    def store_batch(self, ns: Scope, req: JsonObject) -> JsonObject:
+        results = self.backend.batch(ns.plugin, parse.batch(req, self.config), ns.call)
         return {"results": [{"deleted": True} if d is None else {"doc": d.to_json()} for d in results]}
 
-    def kv_get(self, ns: str, req: JsonObject) -> JsonObject:
-        entry = self.backend.kv_get(ns, parse.kv_key(req))
+    def kv_get(self, ns: Scope, req: JsonObject) -> JsonObject:
+        entry = self.backend.kv_get(ns.plugin, parse.kv_key(req), ns.call)
         return {"found": entry.found, "value": entry.value}
 
-    def kv_set(self, ns: str, req: JsonObject) -> JsonObject:
-        self.backend.kv_set(ns, parse.kv_key(req), parse.kv_value(req, self.config), parse.ttl(req))
+    def kv_set(self, ns: Scope, req: JsonObject) -> JsonObject:
+        key, value = parse.kv_key(req), parse.kv_value(req, self.config)
+        self.backend.kv_set(ns.plugin, key, value, parse.ttl(req), ns.call)
         return {}
 
-    def kv_delete(self, ns: str, req: JsonObject) -> JsonObject:
-        return {"deleted": self.backend.kv_delete(ns, parse.kv_key(req))}
+    def kv_delete(self, ns: Scope, req: JsonObject) -> JsonObject:
+        return {"deleted": self.backend.kv_delete(ns.plugin, parse.kv_key(req), ns.call)}
 
-    def kv_incr(self, ns: str, req: JsonObject) -> JsonObject:
-        return {"value": self.backend.kv_incr(ns, parse.kv_key(req), parse.incr_by(req))}
+    def kv_incr(self, ns: Scope, req: JsonObject) -> JsonObject:
+        return {"value": self.backend.kv_incr(ns.plugin, parse.kv_key(req), parse.incr_by(req), ns.call)}
 
     functions = tuple(
         HostFunction(fn.__name__, "store", fn)

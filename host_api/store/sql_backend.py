@@ -6,7 +6,8 @@ Writes are single statements where the database can decide atomically:
 replace (so a stale version changes nothing), and a second look only to
 tell CONFLICT from NOT_FOUND. Write transactions take SQLite's write lock at
 ``BEGIN`` (``arcana.database.writer``); PostgreSQL reads a page and its
-total from one snapshot (REPEATABLE READ).
+total from one snapshot (REPEATABLE READ). Every transaction is bounded by
+the plugin call's deadline (``arcana.database.transaction``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 
-from arcana.database import map_db_errors, writer
+from arcana.database import transaction, writer
 from arcana.errors import ArcanaError, Conflict, NotFound, VersionConflict
+from arcana.types import CallContext
 from arcana_host.store import filters
 from arcana_host.store.schema import documents
 from arcana_host.store.sql_kv import SqlKv
@@ -56,28 +58,35 @@ class SqlStoreBackend:
         self._kv = SqlKv(engine, self._writer, self._insert)
 
     @contextmanager
-    def _tx(self, engine: Engine) -> Iterator[Connection]:
-        with map_db_errors("store"), engine.begin() as conn:
+    def _read(self, engine: Engine, call: CallContext | None) -> Iterator[Connection]:
+        with transaction(engine, "store", call) as conn:
             yield conn
 
-    def get(self, plugin: str, collection: str, id: str) -> Document:
-        with self._tx(self._engine) as conn:
+    @contextmanager
+    def _write(self, call: CallContext | None) -> Iterator[Connection]:
+        with transaction(self._writer, "store", call, write=True) as conn:
+            yield conn
+
+    def get(self, plugin: str, collection: str, id: str, call: CallContext | None = None) -> Document:
+        with self._read(self._engine, call) as conn:
             row = conn.execute(sa.select(*COLUMNS).where(_key(plugin, collection, id))).first()
         if row is None:
             raise NotFound(f"no document '{id}' in collection '{collection}'")
         return _document(row)
 
-    def put(self, plugin: str, op: PutOp) -> Document:
-        with self._tx(self._writer) as conn:
+    def put(self, plugin: str, op: PutOp, call: CallContext | None = None) -> Document:
+        with self._write(call) as conn:
             return self._put(conn, plugin, op)
 
-    def delete(self, plugin: str, op: DeleteOp) -> None:
-        with self._tx(self._writer) as conn:
+    def delete(self, plugin: str, op: DeleteOp, call: CallContext | None = None) -> None:
+        with self._write(call) as conn:
             self._delete(conn, plugin, op)
 
-    def batch(self, plugin: str, ops: Sequence[PutOp | DeleteOp]) -> list[Document | None]:
+    def batch(
+        self, plugin: str, ops: Sequence[PutOp | DeleteOp], call: CallContext | None = None
+    ) -> list[Document | None]:
         results: list[Document | None] = []
-        with self._tx(self._writer) as conn:
+        with self._write(call) as conn:
             for i, op in enumerate(ops):
                 try:
                     if isinstance(op, PutOp):
@@ -89,7 +98,7 @@ class SqlStoreBackend:
                     raise type(exc)(f"ops[{i}]: {exc.message}", code=exc.code) from exc
         return results
 
-    def query(self, plugin: str, query: Query) -> Page:
+    def query(self, plugin: str, query: Query, call: CallContext | None = None) -> Page:
         scope = sa.and_(
             documents.c.plugin == plugin,
             documents.c.collection == query.collection,
@@ -102,7 +111,7 @@ class SqlStoreBackend:
             .limit(query.size)
             .offset((query.page - 1) * query.size)
         )
-        with self._tx(self._snapshot) as conn:
+        with self._read(self._snapshot, call) as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(documents).where(scope)).scalar_one()
             items = [_document(r) for r in conn.execute(rows)]
         return Page(items, total, query.page, query.size)
@@ -150,17 +159,17 @@ class SqlStoreBackend:
             raise NotFound(f"no document '{id}' in collection '{collection}'")
         raise VersionConflict(f"document '{id}' is at version {current}, not {expected}; read it again and retry")
 
-    def kv_get(self, plugin: str, key: str) -> KvEntry:
-        return self._kv.get(plugin, key)
+    def kv_get(self, plugin: str, key: str, call: CallContext | None = None) -> KvEntry:
+        return self._kv.get(plugin, key, call)
 
-    def kv_set(self, plugin: str, key: str, value: Any, ttl_s: float | None) -> None:
-        self._kv.set(plugin, key, value, ttl_s)
+    def kv_set(self, plugin: str, key: str, value: Any, ttl_s: float | None, call: CallContext | None = None) -> None:
+        self._kv.set(plugin, key, value, ttl_s, call)
 
-    def kv_delete(self, plugin: str, key: str) -> bool:
-        return self._kv.delete(plugin, key)
+    def kv_delete(self, plugin: str, key: str, call: CallContext | None = None) -> bool:
+        return self._kv.delete(plugin, key, call)
 
-    def kv_incr(self, plugin: str, key: str, by: int) -> int:
-        return self._kv.incr(plugin, key, by)
+    def kv_incr(self, plugin: str, key: str, by: int, call: CallContext | None = None) -> int:
+        return self._kv.incr(plugin, key, by, call)
 
     def close(self) -> None:
         """The engine belongs to the kernel's ``Database``, which disposes of it."""

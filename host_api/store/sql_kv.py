@@ -23,8 +23,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from arcana.database import map_db_errors
+from arcana.database import transaction
 from arcana.errors import ValidationFailed
+from arcana.types import CallContext
 from arcana_host.store.schema import kv
 from arcana_host.store.types import KvEntry
 
@@ -55,15 +56,15 @@ class SqlKv:
     def _live(now: int) -> sa.ColumnElement[bool]:
         return sa.or_(kv.c.expires_at.is_(None), kv.c.expires_at > now)
 
-    def get(self, plugin: str, key: str) -> KvEntry:
+    def get(self, plugin: str, key: str, call: CallContext | None = None) -> KvEntry:
         stmt = sa.select(kv.c.value, kv.c.num).where(kv.c.plugin == plugin, kv.c.key == key, self._live(_now_ms()))
-        with map_db_errors("store"), self._engine.connect() as conn:
+        with transaction(self._engine, "store", call) as conn:
             row = conn.execute(stmt).first()
         if row is None:
             return KvEntry(False)
         return KvEntry(True, row.num if row.num is not None else json.loads(row.value))
 
-    def set(self, plugin: str, key: str, value: Any, ttl_s: float | None) -> None:
+    def set(self, plugin: str, key: str, value: Any, ttl_s: float | None, call: CallContext | None = None) -> None:
         now = _now_ms()
         text, num = _encode(value)
         expires = None if ttl_s is None else now + max(1, round(ttl_s * 1000))
@@ -72,20 +73,20 @@ class SqlKv:
             index_elements=INDEX,
             set_={"value": insert.excluded.value, "num": insert.excluded.num, "expires_at": insert.excluded.expires_at},
         )
-        with map_db_errors("store"), self._writer.begin() as conn:
+        with transaction(self._writer, "store", call, write=True) as conn:
             conn.execute(stmt)
             if next(self._sets) % PURGE_EVERY == 0:
                 conn.execute(sa.delete(kv).where(kv.c.plugin == plugin, kv.c.expires_at <= now))
 
-    def delete(self, plugin: str, key: str) -> bool:
+    def delete(self, plugin: str, key: str, call: CallContext | None = None) -> bool:
         """Remove the key; whether it was live (an expired key is removed too, and reported absent)."""
         now = _now_ms()
         stmt = sa.delete(kv).where(kv.c.plugin == plugin, kv.c.key == key).returning(kv.c.expires_at)
-        with map_db_errors("store"), self._writer.begin() as conn:
+        with transaction(self._writer, "store", call, write=True) as conn:
             row = conn.execute(stmt).first()
         return row is not None and (row.expires_at is None or row.expires_at > now)
 
-    def incr(self, plugin: str, key: str, by: int) -> int:
+    def incr(self, plugin: str, key: str, by: int, call: CallContext | None = None) -> int:
         now = _now_ms()
         expired = sa.and_(kv.c.expires_at.is_not(None), kv.c.expires_at <= now)
         insert = self._insert(kv).values(plugin=plugin, key=key, value=None, num=by, expires_at=None)
@@ -98,7 +99,7 @@ class SqlKv:
             },
             where=sa.or_(kv.c.num.is_not(None), expired),
         ).returning(kv.c.num)
-        with map_db_errors("store"), self._writer.begin() as conn:
+        with transaction(self._writer, "store", call, write=True) as conn:
             result = conn.execute(stmt).scalar()
         if result is None:
             raise ValidationFailed(f"key '{key[:80]}' holds a value that is not an integer; kv_incr needs an integer")

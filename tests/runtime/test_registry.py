@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from arcana.descriptors import DescriptorSet
 from arcana.errors import Problem
-from arcana.executor import EffectiveLimits, InstancePool
+from arcana.executor import EffectiveLimits, InstancePool, ThreadShare, ThreadShares
 from arcana.manifest import parse_manifest
 from arcana.registry import LoadedPlugin, LoadFailure, Registry
 from arcana.types import CallContext
@@ -21,16 +20,16 @@ GREETER = DescriptorSet.parse(greeter_descriptors())
 
 
 @pytest.fixture
-def threads() -> Iterator[ThreadPoolExecutor]:
-    pool = ThreadPoolExecutor(2, thread_name_prefix="test-plugin")
+def threads() -> Iterator[ThreadShare]:
+    pool = ThreadShares(2).get("test-plugin")
     yield pool
-    pool.shutdown(wait=False, cancel_futures=True)
+    pool.close()
 
 
 class Maker:
     """LoadedPlugin values as the loader makes them, each with a fake module answering every route."""
 
-    def __init__(self, threads: ThreadPoolExecutor, root: Path) -> None:
+    def __init__(self, threads: ThreadShare, root: Path) -> None:
         self.threads = threads
         self.root = root
         self.engine = FakeEngine()
@@ -54,7 +53,7 @@ class Maker:
 
 
 @pytest.fixture
-def make(threads: ThreadPoolExecutor, tmp_path: Path) -> Maker:
+def make(threads: ThreadShare, tmp_path: Path) -> Maker:
     return Maker(threads, tmp_path)
 
 
