@@ -83,9 +83,17 @@ def test_operator_grant_unlocks_a_requested_capability(
     ]
 
 
-def _arcana(*args: str) -> subprocess.CompletedProcess[str]:
+def _arcana(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "arcana.cli", *args]
-    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_plugin_check_is_a_dry_run_that_creates_no_database(tmp_path: Path) -> None:
+    notes = ROOT / "plugins" / "notes" / "notes.wasm"  # asks for the store, so a database would be its first need
+    done = _arcana("plugin", "check", str(notes), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "capability store: granted" in done.stdout
+    assert list(tmp_path.iterdir()) == []  # no .data/, no arcana.db: checking writes nothing
 
 
 def test_plugin_check_prints_routes_or_every_problem(fixture_wasm: dict[str, Path]) -> None:
