@@ -8,7 +8,7 @@ import pytest
 
 from arcana.envelopes import HttpRequest, http_envelope, parse_http_output, plugin_error
 from arcana.errors import PluginFailed, ServiceUnavailable, ValidationFailed
-from arcana.jsonio import JsonRejected, client_json, decode, decode_object, encode
+from arcana.jsonio import MAX_DEPTH, JsonRejected, client_json, decode, decode_object, encode, nesting_depth
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 # 981 levels: where json.loads inside a request handler first raised RecursionError.
@@ -33,6 +33,41 @@ DEEP_981 = b"[" * 981 + b"]" * 981
 def test_bad_documents_are_refused_with_a_reason(data: bytes, why: str | None) -> None:
     with pytest.raises(JsonRejected, match=why):
         decode(data)
+
+
+def _nested(depth: int) -> bytes:
+    """Objects and arrays in turn, ``depth`` levels around a 1."""
+    opens = [b'{"a":' if i % 2 == 0 else b"[" for i in range(depth)]
+    closes = [b"}" if i % 2 == 0 else b"]" for i in reversed(range(depth))]
+    return b"".join(opens) + b"1" + b"".join(closes)
+
+
+@pytest.mark.parametrize(
+    "doc, depth",
+    [
+        (b"1", 0),
+        (b"[]", 1),
+        (b'{"a": [{"b": "[[[{{{"}]}', 3),  # brackets in strings do not count
+        (b'["\\", "\\"[", "]]]"]', 1),  # nor escaped quotes and backslashes
+        (b"[[1], [[2]], {}]", 3),
+        (_nested(300), 300),
+    ],
+)
+def test_nesting_depth_counts_only_structure(doc: bytes, depth: int) -> None:
+    assert nesting_depth(doc) == depth
+
+
+def test_client_documents_may_nest_up_to_max_depth_and_no_further() -> None:
+    assert client_json(_nested(MAX_DEPTH)) == json.loads(_nested(MAX_DEPTH))
+    with pytest.raises(ValidationFailed, match=f"nested more than {MAX_DEPTH} levels deep"):
+        client_json(_nested(MAX_DEPTH + 1))
+    # Many containers side by side are not depth.
+    wide = b"[" + b",".join([b'[{"a": [1]}]'] * 10_000) + b"]"
+    assert len(client_json(wide)) == 10_000
+
+
+def test_plugin_output_is_held_only_to_the_parsers_own_bound() -> None:
+    assert decode(_nested(MAX_DEPTH + 50)) == json.loads(_nested(MAX_DEPTH + 50))
 
 
 def test_good_documents_decode_as_the_standard_library_does() -> None:
