@@ -35,6 +35,8 @@ CALL_SECONDS = Histogram(
 )
 # Extra wall-clock time, beyond the guest limit, before the guard gives up.
 GUARD_GRACE_S = 1.0
+# Retry-After on the 503 of a plugin at its concurrency limit: slots free as calls end, usually well within a second.
+BUSY_RETRY_AFTER_S = 1
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,8 @@ class InstancePool:
                 await self._slots.acquire()
         except TimeoutError:
             raise ServiceUnavailable(
-                f"plugin '{self.plugin}' is at its concurrency limit ({self.limits.max_concurrency}); try again"
+                f"plugin '{self.plugin}' is at its concurrency limit ({self.limits.max_concurrency}); try again",
+                retry_after=BUSY_RETRY_AFTER_S,
             ) from None
         self.in_flight += 1
         borrow = _Borrow()

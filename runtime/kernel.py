@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from arcana.auth.service import AuthService
@@ -32,10 +34,72 @@ from arcana_host.registry import Capabilities, HostServices
 
 logger = logging.getLogger("arcana.kernel")
 Listener = Callable[[Snapshot], Awaitable[None]]
+# Readiness asks the database at most once per READY_CACHE_S and waits at
+# most READY_PING_TIMEOUT_S for it: a probe must be cheap and quick, and a
+# flood of probes must not become a flood of connections.
+READY_CACHE_S = 1.0
+READY_PING_TIMEOUT_S = 1.0
 
 
 class KernelNotStarted(RuntimeError):
     """A kernel service was used before ``Kernel.start`` (a bug in the caller)."""
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What ``/ready`` answers: ready with the plugin count, or why not and when to ask again."""
+
+    ready: bool
+    plugins: int
+    # Client-safe; the database's own error goes to the log only.
+    reason: str = ""
+    retry_after_s: int = 1
+
+
+class DatabaseProbe:
+    """Whether the database answers: a ping off the event loop with a timeout, its answer cached.
+
+    At most one ping runs at a time: one stuck on a dead server is waited on
+    again by the next probe, never joined by more threads.
+    """
+
+    def __init__(
+        self,
+        ping: Callable[[], str | None],
+        timeout_s: float = READY_PING_TIMEOUT_S,
+        cache_s: float = READY_CACHE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ping = ping
+        self._timeout_s = timeout_s
+        self._cache_s = cache_s
+        self._clock = clock
+        self._answer: str | None = None
+        self._checked_at: float | None = None
+        self._running: asyncio.Future[str | None] | None = None
+
+    @property
+    def retry_after_s(self) -> int:
+        """A new answer can be had after the cache expires."""
+        return max(1, math.ceil(self._cache_s))
+
+    async def problem(self) -> str | None:
+        """None when the database answered; else why not (for the log)."""
+        if self._checked_at is not None and self._clock() - self._checked_at < self._cache_s:
+            return self._answer
+        if self._running is None or self._running.done():
+            self._running = asyncio.ensure_future(asyncio.to_thread(self._ping))
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(self._running), self._timeout_s)
+        except TimeoutError:
+            answer = f"the database did not answer within {self._timeout_s:g} s"
+        if answer != self._answer:
+            if answer is None:
+                logger.info("database reachable again")
+            else:
+                logger.warning("database unreachable: %s", answer)
+        self._answer, self._checked_at = answer, self._clock()
+        return answer
 
 
 class Kernel:
@@ -52,6 +116,7 @@ class Kernel:
         self._identity: AuthService | None = None
         self._capabilities: Capabilities | None = None
         self._loader: PluginLoader | None = None
+        self._probe: DatabaseProbe | None = None
         self._sync_lock = asyncio.Lock()
         self._listeners: list[Listener] = []
 
@@ -63,6 +128,7 @@ class Kernel:
             database.close()
             raise ConfigError(f"database: {not_ready}; run `arcana migrate`")
         self._database = database
+        self._probe = DatabaseProbe(database.ping)
         self._identity = AuthService(self.config, database, self.events)
         services = HostServices(identity=self._identity, database=database)
         self._capabilities = Capabilities.from_config(self.config, services)
@@ -71,6 +137,15 @@ class Kernel:
 
             self._engine = ExtismEngine()
         self._loader = PluginLoader(self.config, self._engine, self._capabilities, self._threads)
+
+    async def readiness(self) -> Readiness:
+        """Ready once the first scan is done and while the database answers (checked at most once a second)."""
+        plugins = self.plugin_count
+        if not self.ready or self._probe is None:
+            return Readiness(False, plugins, "the kernel is loading its plugins", 1)
+        if await self._probe.problem() is not None:
+            return Readiness(False, plugins, "the database is unavailable", self._probe.retry_after_s)
+        return Readiness(True, plugins)
 
     @property
     def identity(self) -> AuthService:

@@ -21,7 +21,7 @@ from arcana.edge.admin import admin_blueprint
 from arcana.edge.auth_rest import auth_blueprint
 from arcana.edge.errors import error_response
 from arcana.edge.plugin_http import ASGIApp, PluginHttpEdge
-from arcana.errors import ArcanaError, ErrorCode, MethodNotAllowed, NotFound
+from arcana.errors import ArcanaError, ErrorCode, MethodNotAllowed, NotFound, ServiceUnavailable
 from arcana.kernel import Kernel
 
 logger = logging.getLogger("arcana.rest")
@@ -91,9 +91,10 @@ def create_kernel_app(kernel: Kernel) -> Quart:
 
     @app.get("/ready")
     async def ready() -> Any:
-        if not kernel.ready:
-            return {"status": "loading"}, 503
-        return {"status": "ready", "plugins": kernel.plugin_count}
+        state = await kernel.readiness()
+        if not state.ready:
+            raise ServiceUnavailable(state.reason, retry_after=state.retry_after_s)
+        return {"status": "ready", "plugins": state.plugins}
 
     @app.errorhandler(ArcanaError)
     async def arcana_error(exc: ArcanaError) -> Response:
