@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +41,8 @@ Listener = Callable[[Snapshot], Awaitable[None]]
 # flood of probes must not become a flood of connections.
 READY_CACHE_S = 1.0
 READY_PING_TIMEOUT_S = 1.0
+# (device, inode) of the plugin folder: it changes when the folder is replaced.
+FolderIdentity = tuple[int, int]
 
 
 class KernelNotStarted(RuntimeError):
@@ -121,7 +125,12 @@ class Kernel:
         self._listeners: list[Listener] = []
 
     def start(self) -> None:
-        """Open what the kernel serves from: the database, identity, capabilities, the loader."""
+        """Open what the kernel serves from: the database, identity, capabilities, the loader.
+
+        A plugin folder that is not there stops start-up: serving "ready, 0
+        plugins" from a typo, with a watcher on nothing, looked like success.
+        """
+        self._require_plugins_dir()
         database = Database(self.config.database)
         not_ready = database.prepare()
         if not_ready:
@@ -137,6 +146,23 @@ class Kernel:
 
             self._engine = ExtismEngine()
         self._loader = PluginLoader(self.config, self._engine, self._capabilities, self._threads)
+
+    def _require_plugins_dir(self) -> None:
+        if self.folder_identity() is not None:
+            return
+        what = "is not a folder" if self.plugins_dir.exists() else "does not exist"
+        raise ConfigError(
+            f"plugin folder {self.plugins_dir} {what}: create it, or point --plugins (or plugins.dir in the config) "
+            "at the folder that holds the .wasm files"
+        )
+
+    def folder_identity(self) -> FolderIdentity | None:
+        """(device, inode) of the plugin folder its path leads to now; None when there is no folder there."""
+        try:
+            st = os.stat(self.plugins_dir)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
     async def readiness(self) -> Readiness:
         """Ready once the first scan is done and while the database answers (checked at most once a second)."""
@@ -175,6 +201,11 @@ class Kernel:
         await self.sync(plugin_files(self.plugins_dir))
         self.ready = True
 
+    async def rescan(self) -> None:
+        """Sync every file the kernel knows and every file now in the folder: after the folder was replaced."""
+        known = {p.source for p in self.registry.snapshot.plugins.values()} | set(self.registry.failures)
+        await self.sync(sorted(known | set(plugin_files(self.plugins_dir))))
+
     async def sync(self, paths: list[Path]) -> None:
         """Bring each given plugin file's state in line with the disk."""
         async with self._sync_lock:
@@ -185,6 +216,9 @@ class Kernel:
 
     async def _sync_one(self, path: Path) -> None:
         if not path.exists():
+            if path.is_symlink():  # exists() follows the link: a dangling one is a mistake to report, not a removal
+                self._failed(path, [_dangling(path)], None)
+                return
             gone = self.registry.remove(path)
             if gone is not None:
                 extra = {"plugin": gone.name, "plugin_version": gone.manifest.version, "source": str(path)}
@@ -229,7 +263,7 @@ class Kernel:
         if path.suffix in (".toml", ".pb"):
             wasm = path.with_suffix(".wasm")
             return wasm if wasm.exists() or self._known(wasm) else None
-        return path if is_plugin_file(path) else None
+        return path if is_plugin_file(path, self.plugins_dir) else None
 
     def _known(self, path: Path) -> bool:
         return any(p.source == path for p in self.registry.snapshot.plugins.values())
@@ -242,6 +276,16 @@ class Kernel:
         if self._database is not None:
             self._database.close()
         self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _dangling(path: Path) -> Problem:
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "a missing file"
+    return Problem(
+        "file", f"{path.name} is a symlink to {target}, which does not exist", "point it at a module, or remove it"
+    )
 
 
 def _ms_since(started: float) -> float:
