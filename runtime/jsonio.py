@@ -34,9 +34,10 @@ from arcana.errors import ValidationFailed
 
 _COMPACT = (",", ":")
 # Client JSON nested deeper than this is refused. A fixed property of the
-# kernel's JSON contract (documented with the envelope), not a knob: it only
-# has to stay well under the recursion limit, and the plugin edge builds its
-# envelope without the config. Common choices: .NET 64, serde_json 128.
+# kernel's JSON contract rather than a config key: it only has to stay well
+# under the recursion limit, and the request core builds plugin envelopes
+# without the config (making it one means passing it through arcana.core and
+# the plugin edge). Common choices: .NET 64, serde_json 128.
 MAX_DEPTH = 256
 # A JSON string (the input is known to be valid JSON when this is used).
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
