@@ -101,6 +101,15 @@ class PluginsConfig:
     watch: bool = True
     # watchfiles groups changes that land within this window into one batch.
     reload_debounce_ms: NonNegativeInt = 20
+    # How often the watcher checks that the folder itself is still the one it
+    # watches (it may be replaced: `mv plugins.new plugins`, a symlink swap);
+    # 0 checks only when a change arrives.
+    folder_check_ms: NonNegativeInt = 1000
+    # A module (or sidecar) larger than this is refused before it is read.
+    max_module_bytes: NonNegativeInt = 67_108_864
+    # A plugin file that is a symlink resolving outside the folder is refused
+    # unless this is true (the folder is then no longer the whole story).
+    follow_symlinks_outside: bool = False
 
 
 @dataclass(frozen=True)

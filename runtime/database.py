@@ -26,6 +26,7 @@ call was marked ``may_have_saved`` before its guard gave up.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.pool import NullPool
 
 from arcana.config import DatabaseConfig
 from arcana.errors import ServiceUnavailable, ValidationFailed
@@ -61,6 +63,14 @@ class CallBudget(Protocol):
     deadline: float
     # Set just before a commit: a fault answered afterwards says the change may have been saved.
     may_have_saved: bool
+
+
+# Retry-After (seconds) on the 503s below: an outage is usually short; a
+# schema that is not ready waits for an operator to run `arcana migrate`.
+UNAVAILABLE_RETRY_AFTER_S = 2
+SCHEMA_RETRY_AFTER_S = 30
+# libpq's smallest connect timeout (it treats anything lower as 2 seconds).
+PING_CONNECT_TIMEOUT_S = 2
 
 
 def resolve_url(url: str) -> URL:
@@ -139,13 +149,17 @@ def map_db_errors(what: str) -> Iterator[None]:
         cause = describe(exc)
         logger.warning("%s: database unavailable: %s", what, cause)
         raise ServiceUnavailable(
-            f"{what}: the database is unavailable; try again later", retry_after=RETRY_AFTER_S, detail=cause
+            f"{what}: the database is unavailable; try again later",
+            retry_after=UNAVAILABLE_RETRY_AFTER_S,
+            detail=cause,
         ) from exc
     except sa_exc.ProgrammingError as exc:
         cause = describe(exc)
         logger.error("%s: database schema not ready: %s", what, cause)
         raise ServiceUnavailable(
-            f"{what}: the database schema is not ready (run `arcana migrate`)", detail=cause
+            f"{what}: the database schema is not ready (run `arcana migrate`)",
+            retry_after=SCHEMA_RETRY_AFTER_S,
+            detail=cause,
         ) from exc
     except sa_exc.DataError as exc:
         raise ValidationFailed(f"{what}: a value is out of range for the database") from exc
@@ -278,6 +292,8 @@ class Database:
         self.engine = create_db_engine(config)
         self._ready = False
         self._lock = threading.Lock()
+        # Made on the first ping of a server database: connections outside the pool.
+        self._ping_engine: Engine | None = None
 
     def prepare(self) -> str | None:
         """Make the schema ready (SQLite) or check it (PostgreSQL); why it is not ready, else None."""
@@ -297,5 +313,46 @@ class Database:
             self._ready = True
             return None
 
+    def ping(self) -> str | None:
+        """None when the database answers a trivial query on a fresh connection, else why not.
+
+        Blocking; the kernel runs it off the event loop, with a timeout and a
+        cache (``Kernel.readiness``). A fresh connection, never the pool's: a
+        busy pool is not a database that is down, and a pooled SQLite
+        connection keeps reading a file that was since removed or replaced.
+        """
+        try:
+            if is_sqlite(self.engine):
+                _ping_sqlite(self.engine.url.database)
+            else:
+                self._ping_server()
+        except (sqlite3.Error, sa_exc.SQLAlchemyError) as exc:
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return f"the database does not answer: {first_line}"
+        return None
+
+    def _ping_server(self) -> None:
+        with self._lock:
+            if self._ping_engine is None:
+                self._ping_engine = sa.create_engine(
+                    self.engine.url, poolclass=NullPool, connect_args={"connect_timeout": PING_CONNECT_TIMEOUT_S}
+                )
+            engine = self._ping_engine
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+
     def close(self) -> None:
         self.engine.dispose()
+        if self._ping_engine is not None:
+            self._ping_engine.dispose()
+
+
+def _ping_sqlite(database: str | None) -> None:
+    """Open the file read-write without creating it (mode=rw) and read its first page."""
+    if not database or database == ":memory:":
+        return
+    connection = sqlite3.connect(f"{Path(database).absolute().as_uri()}?mode=rw", uri=True, timeout=1.0)
+    try:
+        connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    finally:
+        connection.close()

@@ -12,11 +12,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from arcana.errors import ArcanaError, ErrorCode, PluginFailed, ValidationFailed
+from arcana import jsonio
+from arcana.errors import ArcanaError, ErrorCode, PluginFailed, ServiceUnavailable, ValidationFailed
 
 _COMPACT = (",", ":")
 # Codes a plugin may return; anything else is a plugin bug, not a client error.
 PLUGIN_CODES = frozenset(c.value for c in ErrorCode)
+# Seconds a client should wait after a plugin answered SERVICE_UNAVAILABLE without saying (every 503 carries one).
+PLUGIN_RETRY_AFTER_S = 1
 
 
 @dataclass(frozen=True)
@@ -61,13 +64,13 @@ def http_envelope(
     }
     if req.body:
         if is_json_type(req.headers.get("content-type", "")):
-            try:
-                envelope["body"] = json.loads(req.body)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ValidationFailed(f"request body is not valid JSON: {exc}") from exc
+            envelope["body"] = jsonio.client_json(req.body, req.headers.get("content-encoding", ""))
         else:
             envelope["body_base64"] = base64.b64encode(req.body).decode("ascii")
-    return json.dumps(envelope, separators=_COMPACT).encode()
+    try:
+        return jsonio.encode(envelope)
+    except jsonio.JsonRejected as exc:  # only the client's body can be deep enough to refuse
+        raise ValidationFailed(f"request body is not valid JSON: {exc}") from None
 
 
 def parse_http_output(plugin: str, output: bytes) -> HttpResponse:
@@ -92,7 +95,10 @@ def parse_http_output(plugin: str, output: bytes) -> HttpResponse:
             raise _bad(plugin, "body_base64 is not valid base64") from exc
         headers.setdefault("content-type", "application/octet-stream")
     elif "body" in data:
-        body = json.dumps(data["body"], separators=_COMPACT).encode()
+        try:
+            body = jsonio.encode(data["body"])
+        except jsonio.JsonRejected as exc:
+            raise _bad(plugin, f"body: {exc}") from None
         headers.setdefault("content-type", "application/json")
     else:
         body = b""
@@ -136,14 +142,17 @@ def plugin_error(plugin: str, error: Any) -> ArcanaError:
     code, message = error["code"], error.get("message", "")
     if code not in PLUGIN_CODES or not isinstance(message, str):
         return _bad(plugin, f"unknown error code {code!r}")
+    if code == ErrorCode.SERVICE_UNAVAILABLE:
+        return ServiceUnavailable(message or code, retry_after=PLUGIN_RETRY_AFTER_S)
     return ArcanaError(message or code, code=ErrorCode(code))
 
 
 def _json_object(plugin: str, output: bytes) -> dict[str, Any]:
+    """A plugin's output, parsed as strictly as a client's input (it is as untrusted)."""
     try:
-        data = json.loads(output)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise _bad(plugin, "output is not JSON") from None
+        data = jsonio.decode(output)
+    except jsonio.JsonRejected as exc:
+        raise _bad(plugin, f"output is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise _bad(plugin, "output must be a JSON object")
     return data

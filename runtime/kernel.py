@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from arcana.auth.service import AuthService
@@ -34,10 +38,74 @@ from arcana_host.registry import Capabilities, HostServices
 
 logger = logging.getLogger("arcana.kernel")
 Listener = Callable[[Snapshot], Awaitable[None]]
+# Readiness asks the database at most once per READY_CACHE_S and waits at
+# most READY_PING_TIMEOUT_S for it: a probe must be cheap and quick, and a
+# flood of probes must not become a flood of connections.
+READY_CACHE_S = 1.0
+READY_PING_TIMEOUT_S = 1.0
+# (device, inode) of the plugin folder: it changes when the folder is replaced.
+FolderIdentity = tuple[int, int]
 
 
 class KernelNotStarted(RuntimeError):
     """A kernel service was used before ``Kernel.start`` (a bug in the caller)."""
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What ``/ready`` answers: ready with the plugin count, or why not and when to ask again."""
+
+    ready: bool
+    plugins: int
+    # Client-safe; the database's own error goes to the log only.
+    reason: str = ""
+    retry_after_s: int = 1
+
+
+class DatabaseProbe:
+    """Whether the database answers: a ping off the event loop with a timeout, its answer cached.
+
+    At most one ping runs at a time: one stuck on a dead server is waited on
+    again by the next probe, never joined by more threads.
+    """
+
+    def __init__(
+        self,
+        ping: Callable[[], str | None],
+        timeout_s: float = READY_PING_TIMEOUT_S,
+        cache_s: float = READY_CACHE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ping = ping
+        self._timeout_s = timeout_s
+        self._cache_s = cache_s
+        self._clock = clock
+        self._answer: str | None = None
+        self._checked_at: float | None = None
+        self._running: asyncio.Future[str | None] | None = None
+
+    @property
+    def retry_after_s(self) -> int:
+        """A new answer can be had after the cache expires."""
+        return max(1, math.ceil(self._cache_s))
+
+    async def problem(self) -> str | None:
+        """None when the database answered; else why not (for the log)."""
+        if self._checked_at is not None and self._clock() - self._checked_at < self._cache_s:
+            return self._answer
+        if self._running is None or self._running.done():
+            self._running = asyncio.ensure_future(asyncio.to_thread(self._ping))
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(self._running), self._timeout_s)
+        except TimeoutError:
+            answer = f"the database did not answer within {self._timeout_s:g} s"
+        if answer != self._answer:
+            if answer is None:
+                logger.info("database reachable again")
+            else:
+                logger.warning("database unreachable: %s", answer)
+        self._answer, self._checked_at = answer, self._clock()
+        return answer
 
 
 class Kernel:
@@ -55,17 +123,24 @@ class Kernel:
         self._identity: AuthService | None = None
         self._capabilities: Capabilities | None = None
         self._loader: PluginLoader | None = None
+        self._probe: DatabaseProbe | None = None
         self._sync_lock = asyncio.Lock()
         self._listeners: list[Listener] = []
 
     def start(self) -> None:
-        """Open what the kernel serves from: the database, identity, capabilities, the loader."""
+        """Open what the kernel serves from: the database, identity, capabilities, the loader.
+
+        A plugin folder that is not there stops start-up: serving "ready, 0
+        plugins" from a typo, with a watcher on nothing, looked like success.
+        """
+        self._require_plugins_dir()
         database = Database(self.config.database)
         not_ready = database.prepare()
         if not_ready:
             database.close()
             raise ConfigError(f"database: {not_ready}; run `arcana migrate`")
         self._database = database
+        self._probe = DatabaseProbe(database.ping)
         self._identity = AuthService(self.config, database, self.events)
         services = HostServices(identity=self._identity, database=database)
         self._capabilities = Capabilities.from_config(self.config, services)
@@ -74,6 +149,32 @@ class Kernel:
 
             self._engine = ExtismEngine()
         self._loader = PluginLoader(self.config, self._engine, self._capabilities, self._shares)
+
+    def _require_plugins_dir(self) -> None:
+        if self.folder_identity() is not None:
+            return
+        what = "is not a folder" if self.plugins_dir.exists() else "does not exist"
+        raise ConfigError(
+            f"plugin folder {self.plugins_dir} {what}: create it, or point --plugins (or plugins.dir in the config) "
+            "at the folder that holds the .wasm files"
+        )
+
+    def folder_identity(self) -> FolderIdentity | None:
+        """(device, inode) of the plugin folder its path leads to now; None when there is no folder there."""
+        try:
+            st = os.stat(self.plugins_dir)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+    async def readiness(self) -> Readiness:
+        """Ready once the first scan is done and while the database answers (checked at most once a second)."""
+        plugins = self.plugin_count
+        if not self.ready or self._probe is None:
+            return Readiness(False, plugins, "the kernel is loading its plugins", 1)
+        if await self._probe.problem() is not None:
+            return Readiness(False, plugins, "the database is unavailable", self._probe.retry_after_s)
+        return Readiness(True, plugins)
 
     @property
     def identity(self) -> AuthService:
@@ -103,6 +204,11 @@ class Kernel:
         await self.sync(plugin_files(self.plugins_dir))
         self.ready = True
 
+    async def rescan(self) -> None:
+        """Sync every file the kernel knows and every file now in the folder: after the folder was replaced."""
+        known = {p.source for p in self.registry.snapshot.plugins.values()} | set(self.registry.failures)
+        await self.sync(sorted(known | set(plugin_files(self.plugins_dir))))
+
     async def sync(self, paths: list[Path]) -> None:
         """Bring each given plugin file's state in line with the disk."""
         async with self._sync_lock:
@@ -113,6 +219,9 @@ class Kernel:
 
     async def _sync_one(self, path: Path) -> None:
         if not path.exists():
+            if path.is_symlink():  # exists() follows the link: a dangling one is a mistake to report, not a removal
+                self._failed(path, [_dangling(path)], None)
+                return
             gone = self.registry.remove(path)
             if gone is not None:
                 self._shares.drop(gone.name)
@@ -159,7 +268,7 @@ class Kernel:
         if path.suffix in (".toml", ".pb"):
             wasm = path.with_suffix(".wasm")
             return wasm if wasm.exists() or self._known(wasm) else None
-        return path if is_plugin_file(path) else None
+        return path if is_plugin_file(path, self.plugins_dir) else None
 
     def _known(self, path: Path) -> bool:
         return any(p.source == path for p in self.registry.snapshot.plugins.values())
@@ -177,6 +286,16 @@ class Kernel:
 
 def _same_rpc(a: LoadedPlugin, b: LoadedPlugin) -> bool:
     return (a.descriptors.files if a.descriptors else ()) == (b.descriptors.files if b.descriptors else ())
+
+
+def _dangling(path: Path) -> Problem:
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "a missing file"
+    return Problem(
+        "file", f"{path.name} is a symlink to {target}, which does not exist", "point it at a module, or remove it"
+    )
 
 
 def _ms_since(started: float) -> float:

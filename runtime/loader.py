@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,14 +51,81 @@ class Checked:
     rpc: dict[str, RpcMethod]
 
 
-def read_stable(path: Path) -> bytes:
-    """Read a file, refusing one that changes under us (half-written)."""
-    before = path.stat()
-    data = path.read_bytes()
-    after = path.stat()
+@dataclass(frozen=True)
+class FileRules:
+    """What a plugin file (module or sidecar) must be before it is read."""
+
+    # The plugin folder: a file in it must resolve inside it, unless follow_outside.
+    root: Path
+    max_bytes: int
+    follow_outside: bool = False
+
+
+class FileRefused(Exception):
+    """A plugin file that breaks a FileRules rule; ``problem`` says which, with the fix."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+def _is_under(path: Path, root: Path) -> bool:
+    return path == root or path.is_relative_to(root)
+
+
+def resolve_inside(path: Path, rules: FileRules) -> Path:
+    """The real file behind ``path``; FileRefused when a file in the folder is a symlink that leads out of it.
+
+    Only a path in the folder is held to it: `arcana plugin check FILE` reads
+    files from anywhere. The folder itself may be a symlink (a release switch).
+    """
+    real, real_root = Path(os.path.realpath(path)), Path(os.path.realpath(rules.root))
+    in_folder = _is_under(path, rules.root) or _is_under(path, real_root)
+    if rules.follow_outside or not in_folder:
+        return real
+    if not _is_under(real, real_root):
+        raise FileRefused(
+            Problem(
+                "file",
+                f"{path.name} is a symlink to {real}, outside the plugins folder {rules.root}",
+                "copy the file into the folder, or set plugins.follow_symlinks_outside: true in the config",
+            )
+        )
+    return real
+
+
+def read_stable(path: Path, rules: FileRules) -> bytes:
+    """Read a plugin file whole: a regular file within the size limit, that does not change under us.
+
+    The type and size are checked on the open file before reading, so a huge
+    file costs a stat, not its size in memory, and a FIFO never blocks
+    (O_NONBLOCK). A file that changes while read (a writer still at work)
+    raises FileChanging; the watcher's next event reads it again.
+    """
+    real = resolve_inside(path, rules)
+    fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            raise FileRefused(Problem("file", f"{path.name} is not a regular file", "put a plain file there"))
+        if before.st_size > rules.max_bytes:
+            raise FileRefused(
+                Problem(
+                    "file",
+                    f"{path.name} is {before.st_size} bytes, above the limit of {rules.max_bytes} bytes",
+                    "make the module smaller, or raise plugins.max_module_bytes in the config",
+                )
+            )
+        data = f.read(rules.max_bytes + 1)
+    after = os.stat(real)
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(data) != after.st_size:
         raise FileChanging(str(path))
     return data
+
+
+def is_present(path: Path) -> bool:
+    """The path names something, a dangling symlink included (``exists`` follows links and says no)."""
+    return path.exists() or path.is_symlink()
 
 
 def sidecar_of(path: Path) -> Path:
@@ -77,10 +145,15 @@ class PluginLoader:
         self._engine = engine
         self._capabilities = capabilities
         self._threads = threads if isinstance(threads, ThreadShares) else ThreadShares(1, threads)
+        plugins = config.plugins
+        self._files = FileRules(config.plugins_dir(), plugins.max_module_bytes, plugins.follow_symlinks_outside)
 
     def check(self, path: Path) -> Checked:
         """Validate and link without compiling (no I/O but reading the file); PluginLoadError lists every problem."""
-        wasm = read_stable(path)
+        try:
+            wasm = read_stable(path, self._files)
+        except FileRefused as exc:
+            raise PluginLoadError(str(path), [exc.problem]) from None
         try:
             sections = custom_sections(wasm)  # walked once: manifest and descriptors both live here
         except WasmFormatError as exc:
@@ -128,7 +201,11 @@ class PluginLoader:
     ) -> tuple[DescriptorSet | None, dict[str, RpcMethod]]:
         """Descriptors (sidecar NAME.pb wins over the embedded section) and each [[grpc]] method in them."""
         sidecar = path.with_suffix(".pb")
-        raw = sidecar.read_bytes() if sidecar.exists() else sections.get(DESCRIPTORS_SECTION)
+        try:
+            raw = read_stable(sidecar, self._files) if is_present(sidecar) else sections.get(DESCRIPTORS_SECTION)
+        except FileRefused as exc:
+            problems.append(exc.problem)
+            return None, {}
         if raw is None:
             if manifest.grpc:
                 problems.append(
@@ -159,8 +236,8 @@ class PluginLoader:
     def _manifest(self, path: Path, sections: dict[str, bytes]) -> Manifest:
         sidecar = sidecar_of(path)
         try:
-            if sidecar.exists():
-                text = sidecar.read_text(encoding="utf-8")
+            if is_present(sidecar):  # a dangling sidecar is reported, not silently replaced by the embedded one
+                text = read_stable(sidecar, self._files).decode("utf-8")
             else:
                 embedded = sections.get(MANIFEST_SECTION)
                 if embedded is None:
@@ -178,6 +255,8 @@ class PluginLoader:
             return parse_manifest(text)
         except ManifestInvalid as exc:
             raise PluginLoadError(str(path), exc.problems, exc.name) from exc
+        except FileRefused as exc:
+            raise PluginLoadError(str(path), [exc.problem]) from None
         except (UnicodeDecodeError, OSError) as exc:
             raise PluginLoadError(str(path), [Problem("manifest", f"cannot read: {exc}")]) from exc
 
@@ -226,8 +305,22 @@ class PluginLoader:
         return problems
 
 
-def is_plugin_file(path: Path) -> bool:
-    return path.suffix == ".wasm" and not any(part in IGNORED_DIRS for part in path.parts)
+def is_plugin_file(path: Path, root: Path) -> bool:
+    """A module that ``plugin_files(root)`` would list: the watcher and the scan must agree."""
+    return path.suffix == ".wasm" and in_served_folder(path, root)
+
+
+def in_served_folder(path: Path, root: Path) -> bool:
+    """Not inside a folder that the scan skips (tool output, hidden folders), counting from ``root`` down.
+
+    Only the folders below root count: the plugin folder may itself live
+    under a hidden one (~/.local/share/arcana/plugins).
+    """
+    try:
+        folders = path.relative_to(root).parts[:-1]
+    except ValueError:  # not under root as written: judge by the names alone
+        return not any(part in IGNORED_DIRS for part in path.parts)
+    return not any(part in IGNORED_DIRS or part.startswith(".") for part in folders)
 
 
 IGNORED_DIRS = frozenset({"node_modules", ".zig-cache", "zig-cache", "zig-out", ".git"})

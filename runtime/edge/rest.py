@@ -13,6 +13,7 @@ from typing import Any, cast
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
 from arcana.core import request_id as pick_request_id
 from arcana.core import unexpected as internal_error
@@ -20,7 +21,7 @@ from arcana.edge.admin import admin_blueprint
 from arcana.edge.auth_rest import auth_blueprint
 from arcana.edge.errors import error_response
 from arcana.edge.plugin_http import ASGIApp, PluginHttpEdge
-from arcana.errors import ArcanaError, ErrorCode
+from arcana.errors import ArcanaError, ErrorCode, MethodNotAllowed, NotFound, ServiceUnavailable
 from arcana.kernel import Kernel
 
 logger = logging.getLogger("arcana.rest")
@@ -47,9 +48,35 @@ def create_rest_app(kernel: Kernel) -> PluginHttpEdge:
     return PluginHttpEdge(kernel, cast(ASGIApp, create_kernel_app(kernel)))
 
 
+def _http_error(exc: HTTPException) -> ArcanaError:
+    """A werkzeug/Quart HTTP error in the public model; a 405 keeps its allowed methods (for `Allow`)."""
+    if isinstance(exc, WerkzeugMethodNotAllowed):
+        allowed = frozenset(exc.valid_methods or ())
+        listed = ", ".join(sorted(allowed))
+        return MethodNotAllowed(f"{request.method} is not allowed on {request.path}; allowed: {listed}", allowed)
+    code = HTTP_ERROR_CODES.get(exc.code or 500, ErrorCode.INTERNAL)
+    message = {404: f"no route for {request.path}", 413: "request body is too large"}.get(
+        exc.code or 500, exc.description or exc.name
+    )
+    return ArcanaError(message, code=code)
+
+
 def create_kernel_app(kernel: Kernel) -> Quart:
     app = Quart("arcana")
     app.config["MAX_CONTENT_LENGTH"] = kernel.config.server.max_body_bytes
+    # werkzeug answers a path with "//" by a redirect (an HTML 308 that bypasses
+    # every error handler) or, for leading slashes, by quietly serving the
+    # route. Neither is a route we declared: such paths are 404 in the error
+    # model, as they are in plugin space. Set before any rule is added (rules
+    # copy the setting when bound).
+    app.url_map.merge_slashes = False
+
+    @app.before_request
+    async def refuse_empty_segments() -> None:
+        path = str(request.scope.get("path", request.path))  # request.path has its leading slashes merged already
+        if "//" in path:
+            raise NotFound(f"no route for {path}")
+
     app.register_blueprint(admin_blueprint(kernel))
     app.register_blueprint(auth_blueprint(kernel))
 
@@ -64,9 +91,10 @@ def create_kernel_app(kernel: Kernel) -> Quart:
 
     @app.get("/ready")
     async def ready() -> Any:
-        if not kernel.ready:
-            return {"status": "loading"}, 503
-        return {"status": "ready", "plugins": kernel.plugin_count}
+        state = await kernel.readiness()
+        if not state.ready:
+            raise ServiceUnavailable(state.reason, retry_after=state.retry_after_s)
+        return {"status": "ready", "plugins": state.plugins}
 
     @app.errorhandler(ArcanaError)
     async def arcana_error(exc: ArcanaError) -> Response:
@@ -74,11 +102,7 @@ def create_kernel_app(kernel: Kernel) -> Quart:
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
-        code = HTTP_ERROR_CODES.get(exc.code or 500, ErrorCode.INTERNAL)
-        message = {404: f"no route for {request.path}", 413: "request body is too large"}.get(
-            exc.code or 500, exc.description or exc.name
-        )
-        return _error(ArcanaError(message, code=code), request_id())
+        return _error(_http_error(exc), request_id())
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:

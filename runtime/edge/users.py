@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from quart import Blueprint, request
 
 from arcana.errors import ValidationFailed
+from arcana.jsonio import client_json
 from arcana.kernel import Kernel
 
 MAX_PAGE_SIZE = 100
+# ASCII digits only, and few of them: str.isdigit() also accepts "²" and
+# other digits that int() refuses, and int() refuses over 4,300 digits.
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 async def json_object() -> dict[str, Any]:
-    data = await request.get_json(force=True, silent=True)
+    """The request body as a JSON object, parsed strictly (Quart's get_json raised on bad UTF-8 and deep nesting)."""
+    body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+    data = client_json(body, request.headers.get("content-encoding", ""))
     if not isinstance(data, dict):
         raise ValidationFailed("the request body must be a JSON object")
     return data
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name, str(default))
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
         raise ValidationFailed(f"query parameter '{name}' must be an integer {low}-{high}")
     return int(raw)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -260,17 +261,24 @@ def test_a_file_still_being_written_is_skipped_and_loaded_once_it_settles(
     kernel = load(kernels())
     half = wasm_bytes(hello("2.0.0"))
     path.write_bytes(half[: len(half) // 2])
-    read_bytes = Path.read_bytes
+    real_fdopen, real_stat = os.fdopen, os.stat
+    opened: list[int] = []
+    resolved = str(path.resolve())
 
-    def while_a_writer_appends(self: Path) -> bytes:
-        data = read_bytes(self)
-        if self == path:
-            with self.open("ab") as more:  # the writer is still at work as the loader reads
+    def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        opened.append(fd)
+        return real_fdopen(fd, *args, **kwargs)
+
+    def stat_while_a_writer_appends(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if opened and os.fspath(target) == resolved:  # the loader's check after its read: the writer was at work
+            opened.clear()
+            with real_fdopen(os.open(resolved, os.O_WRONLY | os.O_APPEND), "ab") as more:
                 more.write(half[len(half) // 2 :])
-        return data
+        return real_stat(target, *args, **kwargs)
 
     with monkeypatch.context() as m:
-        m.setattr(Path, "read_bytes", while_a_writer_appends)
+        m.setattr(os, "fdopen", fdopen)
+        m.setattr(os, "stat", stat_while_a_writer_appends)
         sync(kernel, path)
     assert kernel.plugins_view().failures == ()  # not refused: skipped
     assert serving(kernel) == "1.0.0"
