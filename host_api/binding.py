@@ -18,6 +18,7 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
+from arcana import jsonio
 from arcana.errors import ArcanaError, ErrorCode
 from arcana.types import CallContext, Capability, HostFunction, JsonObject, LinkedFunction, PluginSpec
 
@@ -51,7 +52,7 @@ def link(capability: Capability, state: Any, fn: HostFunction) -> LinkedFunction
             prepared = context.prepared.get(key, _MISSING)
             if prepared is _MISSING:
                 prepared = context.prepared[key] = capability.prepare(state, context)
-            reply = json.dumps(handler(capability, prepared, payload), separators=_COMPACT).encode()
+            reply = jsonio.encode(handler(capability, prepared, payload))
             outcome = "ok"
             return reply
         except ArcanaError as exc:
@@ -69,9 +70,10 @@ def link(capability: Capability, state: Any, fn: HostFunction) -> LinkedFunction
 
 def _parse(name: str, request: bytes) -> JsonObject:
     try:
-        payload = json.loads(request) if request else {}
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise ArcanaError(f"{name} was given invalid JSON", code=ErrorCode.VALIDATION_FAILED) from None
+        # A plugin's request is as untrusted as a client's: the same strict parser and nesting bound.
+        payload = jsonio.decode(request, max_depth=jsonio.MAX_DEPTH) if request else {}
+    except jsonio.JsonRejected as exc:
+        raise ArcanaError(f"{name} was given invalid JSON: {exc}", code=ErrorCode.VALIDATION_FAILED) from None
     if not isinstance(payload, dict):
         raise ArcanaError(f"{name} takes a JSON object", code=ErrorCode.VALIDATION_FAILED)
     return payload
