@@ -85,7 +85,7 @@ def test_serve_refuses_a_plugin_folder_that_is_not_there_in_one_line(tmp_path: P
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     what = "does not exist" if kind == "missing" else "is not a folder"
-    assert f"plugin folder {folder} {what}" in lines[0] and "--plugins" in lines[0]
+    assert f"plugins folder {folder} {what}" in lines[0] and "--plugins" in lines[0]
 
 
 # --- a replaced folder ------------------------------------------------------
