@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from arcana.errors import ServiceUnavailable, ValidationFailed
-from arcana.types import CallContext, HostFunction, JsonObject, PluginSpec
+from arcana.types import CallContext, HostFunction, JsonObject
+from arcana_host.call_scoped import CallScoped
 
 MAX_ISSUED_TTL_S = 3600
 
@@ -36,7 +37,7 @@ def _text(request: JsonObject, key: str, limit: int = 1024) -> str:
     return value
 
 
-class AuthCapability:
+class AuthCapability(CallScoped):
     name = "auth"
 
     def __init__(self, identity: Identity | None) -> None:
@@ -46,15 +47,6 @@ class AuthCapability:
         if self._identity is None:
             raise ServiceUnavailable("identity is not available in this process")
         return self._identity
-
-    def configure(self, plugin: PluginSpec) -> None:
-        return None
-
-    def prepare(self, state: None, call: CallContext) -> CallContext:
-        return call
-
-    def close(self) -> None:
-        return None
 
     def hash_password(self, call: CallContext, request: JsonObject) -> JsonObject:
         return {"hash": self._service().hash_password(_text(request, "password"))}

@@ -6,7 +6,8 @@ import logging
 from typing import Any
 
 from arcana.errors import ValidationFailed
-from arcana.types import CallContext, HostFunction, JsonObject, PluginSpec
+from arcana.types import CallContext, HostFunction, JsonObject
+from arcana_host.call_scoped import CallScoped
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -21,19 +22,10 @@ MAX_MESSAGE_CHARS = 4096
 logger = logging.getLogger("arcana.plugin")
 
 
-class LogCapability:
+class LogCapability(CallScoped):
     """Granted to every plugin by the default config (``grants: {"*": [log]}``)."""
 
     name = "log"
-
-    def configure(self, plugin: PluginSpec) -> None:
-        return None
-
-    def prepare(self, state: None, call: CallContext) -> CallContext:
-        return call
-
-    def close(self) -> None:
-        return None
 
     def log(self, call: CallContext, request: JsonObject) -> JsonObject:
         level = LEVELS.get(str(request.get("level", "info")).lower())
