@@ -20,6 +20,7 @@ import uvicorn
 
 from arcana.config import ArcanaConfig, TlsConfig
 from arcana.edge.grpc import start_grpc_server
+from arcana.edge.metrics import check_metrics_token
 from arcana.edge.rest import create_rest_app
 from arcana.exit_codes import ExitCode, StartupFailure
 from arcana.kernel import Kernel
@@ -50,6 +51,7 @@ async def serve(config: ArcanaConfig) -> None:
     as itself.
     """
     check_before_binding(config)
+    check_metrics_token(config.server)
     server_config = config.server
     http_socket = bind_listener(server_config.host, server_config.http_port, "HTTP", "--http-port or server.http_port")
     try:
