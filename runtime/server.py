@@ -39,8 +39,11 @@ RESERVED_FILES = 256
 
 
 def _http_options(server: ServerConfig) -> dict[str, Any]:
-    """uvicorn's settings for the bounds of arcana.edge.http_protocol.
+    """uvicorn's settings for the bounds of arcana.edge.http_protocol and for proxies.
 
+    X-Forwarded-For/-Proto are believed only from server.trusted_proxies: with
+    none, uvicorn's proxy middleware is left out (its own default trusts
+    127.0.0.1, so any local client could pick its address per request).
     WebSocket is off: no route serves it, and an upgraded connection would
     leave the bounded protocol.
     """
@@ -48,6 +51,8 @@ def _http_options(server: ServerConfig) -> dict[str, Any]:
         "http": bounded_protocol(HttpLimits.of(server)),
         "ws": "none",
         "timeout_keep_alive": server.keepalive_timeout_s,
+        "proxy_headers": bool(server.trusted_proxies),
+        "forwarded_allow_ips": list(server.trusted_proxies),
     }
 
 
