@@ -91,6 +91,8 @@ class ServerConfig:
     # (408, or a plain close if nothing was sent); an idle keep-alive connection is closed after
     # keepalive_timeout_s (0: no keep-alive), or after header_timeout_s if that is shorter.
     header_timeout_s: float = 10.0
+    # From the end of the request head until its whole body has come (408).
+    body_timeout_s: float = 30.0
     keepalive_timeout_s: NonNegativeInt = 5
     # Open HTTP connections per process; one more is answered 503 and closed at once.
     max_connections: NonNegativeInt = 1_000
@@ -123,8 +125,9 @@ class ServerConfig:
         for key, floor in floors.items():
             if getattr(self, key) < floor:
                 raise ConfigError(f"config key 'server.{key}' must be at least {floor}, got {getattr(self, key)}")
-        if not 0 < self.header_timeout_s <= 3600:
-            raise ConfigError(f"config key 'server.header_timeout_s' must be in (0, 3600], got {self.header_timeout_s}")
+        for key in ("header_timeout_s", "body_timeout_s"):
+            if not 0 < getattr(self, key) <= 3600:
+                raise ConfigError(f"config key 'server.{key}' must be in (0, 3600], got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)

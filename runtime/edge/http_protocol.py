@@ -13,7 +13,10 @@ from ``server.*`` of the config:
   reads at most 256 KiB) of the bound, however it is split.
 - ``header_timeout_s``: from the connection, or from the end of the previous
   response, until the request head is complete; then 408 when part of a
-  head came, else a plain close.
+  head came, else a plain close. ``body_timeout_s``: from the end of the head
+  until the whole body has come; then 408 (the app waiting for the body sees
+  a disconnect). Without these a client sending a byte now and then holds
+  its connection, and so, many such clients, all of max_connections.
 - ``max_connections``: a connection beyond it is answered 503 and closed at
   once, before anything is read (a client that already sent its request may
   see the reset rather than the answer).
@@ -60,6 +63,7 @@ class HttpLimits:
     max_url_bytes: int = 8_192
     max_header_count: int = 100
     header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
     max_connections: int = 1_000
 
     @classmethod
@@ -69,6 +73,7 @@ class HttpLimits:
             server.max_url_bytes,
             server.max_header_count,
             server.header_timeout_s,
+            server.body_timeout_s,
             server.max_connections,
         )
 
@@ -117,8 +122,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._head_deadline: float | None = None  # loop time by which the pending head must be complete
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # loop time by which the pending head (or body) must be complete
         self._linger_timer: asyncio.TimerHandle | None = None
         self._refusal: Refusal | None = None  # set once refused: what comes after is dropped
         # The head of the request being read: has a byte of it come, is it complete, its size so far.
@@ -136,10 +141,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse_over_capacity(transport)
             return
         super().connection_made(transport)
-        self._arm_head_timer()
+        self._set_deadline(self.limits.header_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._drop_head_timer()
+        self._drop_timer()
         if self._linger_timer is not None:
             self._linger_timer.cancel()
             self._linger_timer = None
@@ -167,7 +172,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if not self.transport.is_closing():
-            self._arm_head_timer()
+            self._set_deadline(self.limits.header_timeout_s)  # the next head's clock starts now
 
     # Parser callbacks (httptools calls them from inside feed_data)
 
@@ -208,12 +213,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_done = True
         self._heads_completed += 1
         self._head_read_bytes = 0
-        self._cancel_head_timer()
+        self._set_deadline(self.limits.body_timeout_s)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._head_begun = self._head_done = False
+        if self.cycle.response_complete:  # answered before its body ended: the next head's clock starts now
+            self._set_deadline(self.limits.header_timeout_s)
+        else:
+            self._deadline = None  # the app has the request; on_response_complete starts the next clock
 
     # Refusals
 
@@ -231,10 +240,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, refusal: Refusal) -> None:
         """Answer ``refusal`` (unless a response is being written) and close, reading for a moment first."""
         self._refusal = refusal
-        self._drop_head_timer()
+        self._drop_timer()
         self._unset_keepalive_if_required()
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.transport.close()  # mid-response: an answer would corrupt it
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and not cycle.disconnected:
+            self.transport.close()  # the app may be answering: another answer would corrupt it
             return
         self.transport.write(refusal.render(self.server_state.default_headers))
         if self.transport.can_write_eof():
@@ -262,33 +272,36 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             )
             cls._last_cap_warning, cls._refused_since_warning = now, 0
 
-    # The header-read timer. One timer per connection, moved lazily: a busy keep-alive connection
-    # sets a deadline per request (cheap) and its timer fires once per timeout to re-arm, rather
-    # than a timer made and cancelled for every request.
+    # The head and body timers: one timer per connection, moved lazily. A busy keep-alive
+    # connection sets a deadline per request (cheap) and its timer fires about once per timeout
+    # to re-arm, rather than a timer being made and cancelled for every request.
 
-    def _arm_head_timer(self) -> None:
-        self._head_deadline = self.loop.time() + self.limits.header_timeout_s
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_at(self._head_deadline, self._head_timer_fired)
+    def _set_deadline(self, seconds: float) -> None:
+        self._deadline = self.loop.time() + seconds
+        if self._timer is None:
+            self._timer = self.loop.call_at(self._deadline, self._timer_fired)
 
-    def _cancel_head_timer(self) -> None:
-        self._head_deadline = None  # the timer, if pending, finds nothing to do
+    def _drop_timer(self) -> None:
+        self._deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    def _drop_head_timer(self) -> None:
-        self._head_deadline = None
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timer_fired(self) -> None:
-        self._head_timer = None
-        deadline = self._head_deadline
+    def _timer_fired(self) -> None:
+        self._timer = None
+        deadline = self._deadline
         if deadline is None or self.transport.is_closing():
             return
         if self.loop.time() < deadline:
-            self._head_timer = self.loop.call_at(deadline, self._head_timer_fired)
+            self._timer = self.loop.call_at(deadline, self._timer_fired)
             return
-        self._head_deadline = None
+        self._deadline = None
+        if self._head_done:
+            self._body_timed_out()
+        else:
+            self._head_timed_out()
+
+    def _head_timed_out(self) -> None:
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.keep_alive = False  # a pipelined response is still being made: close after it
         elif self._head_begun:
@@ -298,6 +311,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             )
         else:
             self.transport.close()  # idle: nothing to answer
+
+    def _body_timed_out(self) -> None:
+        cycle = self.cycle
+        if self.pipeline:  # a queued request waits for the one before it, not for its client
+            self._set_deadline(self.limits.body_timeout_s)
+        elif cycle.response_started:
+            self.transport.close()  # answered (or answering) already: nothing more to say
+        else:
+            # The app waiting for the body now gets http.disconnect, and whatever it sends is dropped.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            seconds = f"{self.limits.body_timeout_s:g}"
+            self._refuse(
+                Refusal(408, ErrorCode.VALIDATION_FAILED, f"the request body was not complete within {seconds} s")
+            )
 
 
 def bounded_protocol(limits: HttpLimits) -> type[BoundedHttpToolsProtocol]:

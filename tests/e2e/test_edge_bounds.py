@@ -3,7 +3,7 @@
 Before the bounds (arcana.edge.http_protocol): a 50 MB header on /health got
 a 200; four concurrent 100 MB headers took the server to about 1 GB RSS and
 /health stopped answering; 8 x 1 MB headers ran `echo` out of memory;
-half-sent requests were held for 90 s and more; malformed HTTP got plain
+half-sent requests (head or body) were held for 90 s and more; malformed HTTP got plain
 text. Each test here attacks, then asserts what the server answers and that
 it still answers /health.
 """
@@ -58,7 +58,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArcanaServer]:
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArcanaServer]:
     """Short timeouts, so slow clients are dropped within the test's time."""
-    srv = _start(tmp_path_factory.mktemp("quick"), {"header_timeout_s": 1.0, "keepalive_timeout_s": 1})
+    quick = {"header_timeout_s": 1.0, "body_timeout_s": 1.0, "keepalive_timeout_s": 1}
+    srv = _start(tmp_path_factory.mktemp("quick"), quick)
     yield srv
     srv.stop()
 
@@ -244,6 +245,26 @@ def test_a_client_trickling_its_head_is_cut_off_by_the_header_timeout(quick: Arc
         except ConnectionResetError:
             pass
         assert answer.startswith(b"HTTP/1.1 408 ")
+
+
+def test_a_body_trickled_past_the_body_timeout_gets_408_and_the_plugin_never_runs(quick: ArcanaServer) -> None:
+    with connect(quick) as sock:
+        sock.sendall(b"POST /api/v1/echo HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n")
+        sock.sendall(b"content-length: 1000\r\n\r\n{")
+        answer = b""
+        for _ in range(40):  # a byte every 0.1 s: 4 s of trickling against a 1 s timeout
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                break
+            time.sleep(0.1)
+        sock.settimeout(5)
+        try:
+            answer = sock.recv(65536)
+        except ConnectionResetError:
+            pass
+        assert answer.startswith(b"HTTP/1.1 408 ") and b"request body was not complete" in answer
+    assert health_ok(quick)
 
 
 def test_a_silent_connection_is_closed_without_an_answer(quick: ArcanaServer) -> None:

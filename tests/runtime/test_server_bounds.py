@@ -39,10 +39,11 @@ def test_bounds_below_their_floor_stop_start_up(key: str, value: int, floor: str
         ServerConfig(**{key: value})
 
 
+@pytest.mark.parametrize("key", ["header_timeout_s", "body_timeout_s"])
 @pytest.mark.parametrize("value", [0.0, -1.0, 3601.0])
-def test_the_header_timeout_must_be_positive_and_at_most_an_hour(value: float) -> None:
-    with pytest.raises(ConfigError, match=r"'server.header_timeout_s' must be in \(0, 3600\]"):
-        ServerConfig(header_timeout_s=value)
+def test_the_timeouts_must_be_positive_and_at_most_an_hour(key: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=rf"'server.{key}' must be in \(0, 3600\]"):
+        ServerConfig(**{key: value})
 
 
 def test_zero_max_connections_is_refused() -> None:

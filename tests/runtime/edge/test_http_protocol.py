@@ -16,7 +16,9 @@ from uvicorn.server import ServerState
 
 from arcana.edge.http_protocol import BoundedHttpToolsProtocol, HttpLimits, bounded_protocol
 
-LIMITS = HttpLimits(max_header_bytes=2048, max_url_bytes=512, max_header_count=10, header_timeout_s=0.2)
+LIMITS = HttpLimits(
+    max_header_bytes=2048, max_url_bytes=512, max_header_count=10, header_timeout_s=0.2, body_timeout_s=0.3
+)
 
 
 class FakeTransport(asyncio.Transport):
@@ -51,8 +53,8 @@ class FakeTransport(asyncio.Transport):
 
 
 async def app(scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> None:
-    """Answers 200 with how many body bytes it read and how many headers it saw."""
-    size, more = 0, True
+    """Answers 200 with how many body bytes it read and how many headers it saw (/early: without reading)."""
+    size, more = 0, scope["path"] != "/early"
     while more:
         message = await receive()
         size += len(message.get("body", b""))
@@ -259,6 +261,50 @@ def test_the_header_timeout_runs_again_from_the_end_of_each_response() -> None:
         c.feed(b"GET /x HTTP/1.1\r\n")
         await asyncio.sleep(0.5)
         assert [s for s, _ in c.responses()] == [200, 200, 200, 408]
+
+    run(scenario)
+
+
+def test_a_body_not_complete_within_the_body_timeout_gets_408_and_the_app_sees_a_disconnect() -> None:
+    async def scenario() -> None:
+        c = Connection()
+        c.feed(b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 100\r\n\r\n", b"0123456789")
+        await asyncio.sleep(0.15)
+        c.feed(b"more")  # trickling resets no clock
+        await asyncio.sleep(0.5)
+        await c.settle()
+        [(status, body)] = c.responses()  # the app's own answer after the disconnect is dropped
+        assert status == 408 and "request body was not complete within 0.3 s" in body["message"]
+        assert c.protocol.cycle.disconnected and c.transport.eof
+
+    run(scenario)
+
+
+def test_a_body_arriving_in_pieces_within_the_body_timeout_is_served() -> None:
+    async def scenario() -> None:
+        c = Connection()
+        c.feed(b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 20\r\n\r\n")
+        for _ in range(2):
+            await asyncio.sleep(0.1)
+            c.feed(b"0123456789")
+        await c.settle()
+        assert c.responses() == [(200, {"body": 20, "headers": 2})]
+        await asyncio.sleep(0.4)  # then idle past the header timeout: closed without another answer
+        assert c.transport.closed and len(c.responses()) == 1
+
+    run(scenario)
+
+
+def test_after_an_answer_given_before_the_body_ended_the_next_head_has_its_clock() -> None:
+    async def scenario() -> None:
+        c = Connection()
+        c.feed(b"POST /early HTTP/1.1\r\nhost: t\r\ncontent-length: 10\r\n\r\n")
+        await c.settle()
+        await asyncio.sleep(0.1)
+        c.feed(b"0123456789")  # the body ends after the answer: the connection is idle from here
+        assert c.responses() == [(200, {"body": 0, "headers": 2})]
+        await asyncio.sleep(0.4)
+        assert c.transport.closed and len(c.responses()) == 1
 
     run(scenario)
 
