@@ -242,6 +242,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._refusal = refusal
         self._drop_timer()
         self._unset_keepalive_if_required()
+        # Debug only: an attacker decides how many of these there are.
+        logger.debug("HTTP request refused", extra={"status": refusal.status, "reason": refusal.message})
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete and not cycle.disconnected:
             self.transport.close()  # the app may be answering: another answer would corrupt it
