@@ -38,7 +38,7 @@ logger = logging.getLogger("arcana.server")
 RESERVED_FILES = 256
 
 
-def _http_options(server: ServerConfig) -> dict[str, Any]:
+def http_options(server: ServerConfig) -> dict[str, Any]:
     """uvicorn's settings for the bounds of arcana.edge.http_protocol and for proxies.
 
     X-Forwarded-For/-Proto are believed only from server.trusted_proxies: with
@@ -122,7 +122,7 @@ async def _serve_on(config: ArcanaConfig, http_socket: socket.socket) -> None:
                 lifespan="on",
                 timeout_graceful_shutdown=int(config.server.shutdown_grace_s),
                 server_header=False,
-                **_http_options(config.server),
+                **http_options(config.server),
                 **_tls_options(config.server.http_tls),
             )
         )

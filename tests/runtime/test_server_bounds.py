@@ -13,7 +13,7 @@ from arcana.config import ServerConfig, load_config
 from arcana.edge.http_protocol import BoundedHttpToolsProtocol, HttpLimits
 from arcana.errors import ConfigError
 from arcana.exit_codes import ExitCode, StartupFailure
-from arcana.server import RESERVED_FILES, _http_options, check_open_files
+from arcana.server import RESERVED_FILES, check_open_files, http_options
 
 
 def test_trusted_proxies_take_addresses_and_networks_from_file_or_environment(tmp_path: Path) -> None:
@@ -52,12 +52,12 @@ def test_zero_max_connections_is_refused() -> None:
 
 
 def test_uvicorn_gets_the_bounded_protocol_and_no_proxy_trust_by_default() -> None:
-    options = _http_options(ServerConfig(max_header_bytes=4096, keepalive_timeout_s=2))
+    options = http_options(ServerConfig(max_header_bytes=4096, keepalive_timeout_s=2))
     assert issubclass(options["http"], BoundedHttpToolsProtocol)
     assert options["http"].limits == HttpLimits(max_header_bytes=4096)
     assert options["ws"] == "none" and options["timeout_keep_alive"] == 2
     assert options["proxy_headers"] is False  # uvicorn's middleware (which trusts 127.0.0.1) is left out
-    trusting = _http_options(ServerConfig(trusted_proxies=["10.0.0.0/8"]))
+    trusting = http_options(ServerConfig(trusted_proxies=["10.0.0.0/8"]))
     assert trusting["proxy_headers"] is True and trusting["forwarded_allow_ips"] == ["10.0.0.0/8"]
 
 
@@ -68,7 +68,7 @@ def test_the_proxy_middleware_believes_only_the_configured_proxies() -> None:
         seen.append((scope["client"], scope["scheme"]))
 
     seen: list[tuple[object, object]] = []
-    options = _http_options(ServerConfig(trusted_proxies=["10.0.0.0/8"]))
+    options = http_options(ServerConfig(trusted_proxies=["10.0.0.0/8"]))
     middleware = ProxyHeadersMiddleware(app, trusted_hosts=options["forwarded_allow_ips"])
     headers = [(b"x-forwarded-for", b"198.51.100.7"), (b"x-forwarded-proto", b"https")]
     for peer in ("10.2.3.4", "127.0.0.1"):
