@@ -21,6 +21,7 @@ Arcana is installed.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -84,6 +85,27 @@ class ServerConfig:
     shutdown_grace_s: float = 5.0
     grpc_tls: TlsConfig = field(default_factory=TlsConfig)
     http_tls: TlsConfig = field(default_factory=TlsConfig)
+    # Bounds of the HTTP layer (arcana.edge.http_protocol), each answered in the JSON error model:
+    # the request line and headers together (431), the request target alone (414), header fields (431).
+    max_header_bytes: NonNegativeInt = 32_768
+    max_url_bytes: NonNegativeInt = 8_192
+    max_header_count: NonNegativeInt = 100
+    # From connecting, or from the end of the previous response, until the request head is complete
+    # (408, or a plain close if nothing was sent); an idle keep-alive connection is closed after
+    # keepalive_timeout_s (0: no keep-alive), or after header_timeout_s if that is shorter.
+    header_timeout_s: float = 10.0
+    # From the end of the request head until its whole body has come (408).
+    body_timeout_s: float = 30.0
+    keepalive_timeout_s: NonNegativeInt = 5
+    # Open HTTP connections per process; one more is answered 503 and closed at once.
+    max_connections: NonNegativeInt = 1_000
+    # Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and -Proto are believed;
+    # from anyone else those headers are ignored, so the client address is the socket's peer.
+    trusted_proxies: list[str] = field(default_factory=list)
+    # /metrics needs a bearer token equal to this environment variable's value (when set, at least
+    # 32 bytes) or an admin access token; metrics_public opens it to anyone who can reach the port.
+    metrics_token_env: str = "ARCANA_METRICS_TOKEN"
+    metrics_public: bool = False
 
     def __post_init__(self) -> None:
         # Checked here rather than in the type so that the command line's
@@ -91,6 +113,24 @@ class ServerConfig:
         for key in ("http_port", "grpc_port"):
             if not 0 <= getattr(self, key) <= 65535:
                 raise ConfigError(f"config key 'server.{key}' must be a port 0-65535, got {getattr(self, key)}")
+        self._check_http_bounds()
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"config key 'server.trusted_proxies' must list IP addresses or CIDR networks, got {entry!r}"
+                ) from None
+
+    def _check_http_bounds(self) -> None:
+        # A floor under each bound: below it ordinary clients (a JWT, a few cookies) would be refused.
+        floors = {"max_header_bytes": 1024, "max_url_bytes": 256, "max_header_count": 8, "max_connections": 1}
+        for key, floor in floors.items():
+            if getattr(self, key) < floor:
+                raise ConfigError(f"config key 'server.{key}' must be at least {floor}, got {getattr(self, key)}")
+        for key in ("header_timeout_s", "body_timeout_s"):
+            if not 0 < getattr(self, key) <= 3600:
+                raise ConfigError(f"config key 'server.{key}' must be in (0, 3600], got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)

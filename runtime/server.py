@@ -2,7 +2,9 @@
 
 The ASGI server is uvicorn (httptools + uvloop): measured against hypercorn
 on the same Quart app it served about 2x the requests/s (see
-bench/asgi_servers.py), and it serves TLS with client certificates.
+bench/asgi_servers.py), and it serves TLS with client certificates. Its
+HTTP protocol is our bounded subclass (arcana.edge.http_protocol): header
+size and count, URL length, header-read timeout, connection cap.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import socket
 import ssl
@@ -18,8 +21,10 @@ from typing import Any
 import grpc
 import uvicorn
 
-from arcana.config import ArcanaConfig, TlsConfig
+from arcana.config import ArcanaConfig, ServerConfig, TlsConfig
 from arcana.edge.grpc import start_grpc_server
+from arcana.edge.http_protocol import HttpLimits, bounded_protocol
+from arcana.edge.metrics import check_metrics_token
 from arcana.edge.rest import create_rest_app
 from arcana.exit_codes import ExitCode, StartupFailure
 from arcana.kernel import Kernel
@@ -28,6 +33,46 @@ from arcana.preflight import check_before_binding, check_database
 from arcana.watcher import watch_plugins
 
 logger = logging.getLogger("arcana.server")
+# Open files the process needs besides its HTTP connections: database pool, plugin files,
+# gRPC connections, the watcher, logs. max_connections must fit under RLIMIT_NOFILE with these.
+RESERVED_FILES = 256
+
+
+def http_options(server: ServerConfig) -> dict[str, Any]:
+    """uvicorn's settings for the bounds of arcana.edge.http_protocol and for proxies.
+
+    X-Forwarded-For/-Proto are believed only from server.trusted_proxies: with
+    none, uvicorn's proxy middleware is left out (its own default trusts
+    127.0.0.1, so any local client could pick its address per request).
+    WebSocket is off: no route serves it, and an upgraded connection would
+    leave the bounded protocol.
+    """
+    return {
+        "http": bounded_protocol(HttpLimits.of(server)),
+        "ws": "none",
+        "timeout_keep_alive": server.keepalive_timeout_s,
+        "proxy_headers": bool(server.trusted_proxies),
+        "forwarded_allow_ips": list(server.trusted_proxies),
+    }
+
+
+def check_open_files(server: ServerConfig) -> None:
+    """Room for max_connections under the open-file limit: raise the soft limit if the hard one allows.
+
+    Without it the cap would be a fiction: accept() would fail with EMFILE first.
+    """
+    needed = server.max_connections + RESERVED_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        return
+    raise StartupFailure(
+        ExitCode.CONFIG,
+        f"server.max_connections {server.max_connections} needs {needed} open files, but the open-file limit is {hard}",
+        "raise it (ulimit -n, LimitNOFILE= in systemd) or lower server.max_connections",
+    )
 
 
 def _tls_options(tls: TlsConfig) -> dict[str, Any]:
@@ -50,6 +95,8 @@ async def serve(config: ArcanaConfig) -> None:
     as itself.
     """
     check_before_binding(config)
+    check_open_files(config.server)
+    check_metrics_token(config.server)
     server_config = config.server
     http_socket = bind_listener(server_config.host, server_config.http_port, "HTTP", "--http-port or server.http_port")
     try:
@@ -75,6 +122,7 @@ async def _serve_on(config: ArcanaConfig, http_socket: socket.socket) -> None:
                 lifespan="on",
                 timeout_graceful_shutdown=int(config.server.shutdown_grace_s),
                 server_header=False,
+                **http_options(config.server),
                 **_tls_options(config.server.http_tls),
             )
         )

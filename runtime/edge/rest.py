@@ -20,6 +20,7 @@ from arcana.core import unexpected as internal_error
 from arcana.edge.admin import admin_blueprint
 from arcana.edge.auth_rest import auth_blueprint
 from arcana.edge.errors import error_response
+from arcana.edge.metrics import MetricsAccess
 from arcana.edge.plugin_http import ASGIApp, PluginHttpEdge
 from arcana.errors import ArcanaError, ErrorCode, MethodNotAllowed, NotFound, ServiceUnavailable
 from arcana.kernel import Kernel
@@ -84,9 +85,13 @@ def create_kernel_app(kernel: Kernel) -> Quart:
     async def health() -> Any:
         return {"status": "ok"}
 
+    metrics_access = MetricsAccess(kernel.config.server, kernel.authenticate)
+
     @app.get("/metrics")
     async def metrics() -> Response:
-        # Prometheus exposition of the process registry (capabilities register their metrics there).
+        # Prometheus exposition of the process registry (capabilities register their metrics there);
+        # a scrape token or an admin token opens it (arcana.edge.metrics).
+        metrics_access.check(request.headers.get("authorization", ""))
         return Response(generate_latest(), 200, {"content-type": CONTENT_TYPE_LATEST})
 
     @app.get("/ready")

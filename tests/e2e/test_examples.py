@@ -86,10 +86,11 @@ def test_health_ready_and_admin_listing(server: ArcanaServer) -> None:
 
 
 def test_metrics_are_exposed_for_prometheus(server: ArcanaServer) -> None:
-    r = httpx.get(f"{server.url}/metrics")
+    # /metrics needs a scrape token or an admin (tests/e2e/test_metrics_access.py); an admin here.
+    r = httpx.get(f"{server.url}/metrics", headers=admin_headers())
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     assert "python_info" in r.text
     httpx.get(f"{server.url}/api/v1/hello/m")
-    text = httpx.get(f"{server.url}/metrics").text
+    text = httpx.get(f"{server.url}/metrics", headers=admin_headers()).text
     assert 'arcana_plugin_calls_total{outcome="ok",plugin="hello"}' in text
     assert 'arcana_plugin_call_seconds_count{plugin="hello"}' in text
