@@ -77,17 +77,23 @@ async def main(args: argparse.Namespace) -> None:
         if args.asgi == "uvicorn":
             import uvicorn
 
+            from arcana.config import ServerConfig
+            from arcana.kernel import Kernel
+            from arcana.server import http_options
+
+            # The same HTTP protocol (bounds, proxies) that `arcana serve` runs, for every app variant.
+            server_config = kernel.config.server if isinstance(kernel, Kernel) else ServerConfig()
             server = uvicorn.Server(
                 uvicorn.Config(
                     app,
                     host="127.0.0.1",
                     port=args.port,
                     loop="uvloop",
-                    http="httptools",
                     log_config=None,
                     access_log=False,
                     lifespan="on",
                     server_header=False,
+                    **http_options(server_config),
                 )
             )
             server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
