@@ -10,12 +10,13 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 
+import grpc
 import httpcore
 import httpx
 import pytest
 
 from conftest import ROOT
-from e2e.server import ArcanaServer, admin_headers
+from e2e.server import ArcanaServer, admin_headers, mint
 
 ERROR_KEYS = {"code", "message", "request_id", "timestamp"}
 
@@ -25,7 +26,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArcanaServer]:
     work = tmp_path_factory.mktemp("fuzz-regressions")
     folder = work / "plugins"
     folder.mkdir()
-    shutil.copyfile(ROOT / "plugins" / "echo" / "echo.wasm", folder / "echo.wasm")
+    for name in ("echo", "notes"):
+        shutil.copyfile(ROOT / "plugins" / name / f"{name}.wasm", folder / f"{name}.wasm")
     srv = ArcanaServer(folder, work).start()
     yield srv
     srv.stop()
@@ -59,7 +61,31 @@ def test_a_host_werkzeug_cannot_encode_is_served_like_any_other(server: ArcanaSe
     assert _get(server, "/health", host).json() == {"status": "ok"}
     assert _get(server, "/ready", host).status_code == 200
     listing = _get(server, "/api/v1/admin/plugins", host, admin_headers())
-    assert listing.status_code == 200 and [p["name"] for p in listing.json()["plugins"]] == ["echo"]
+    assert listing.status_code == 200 and sorted(p["name"] for p in listing.json()["plugins"]) == ["echo", "notes"]
     missing = _get(server, "/api/v1/nothing", host)  # no plugin serves it: the kernel app's 404
     assert missing.status_code == 404 and set(missing.json()) == ERROR_KEYS
     assert missing.json()["code"] == "NOT_FOUND"
+
+
+# JSON lets a token's claims carry a lone surrogate ("\\ud800"), and PyJWT's parser takes it. A correctly signed
+# token whose `sub` held one reached the revocation lookup, where SQLite refused to encode it: INTERNAL on every
+# authenticated REST route and gRPC method. One in `roles` reached the plugin's envelope, which the plugin could
+# not parse: a 400 blaming the client's request.
+@pytest.mark.parametrize(
+    "token",
+    [mint("\ud800"), mint("a\udfffb", ["admin"]), mint("u-1", ["\udc80admin"])],
+    ids=["sub", "admin-sub", "role"],
+)
+def test_a_token_claim_that_is_not_unicode_text_is_unauthorized(server: ArcanaServer, token: str) -> None:
+    bearer = {"authorization": f"Bearer {token}"}
+    for path in ("/api/v1/notes", "/api/v1/admin/plugins", "/api/v1/echo"):
+        r = httpx.request("GET" if "echo" not in path else "POST", server.url + path, headers=bearer, json={})
+        assert r.status_code == 401, (path, r.text)
+        assert r.json()["code"] == "UNAUTHORIZED" and r.json()["message"] == "the access token is invalid"
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        call = channel.unary_unary(
+            "/arcana.admin.v1.AdminService/ListPlugins", request_serializer=bytes, response_deserializer=bytes
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            call(b"", metadata=[("authorization", bearer["authorization"])], timeout=30)
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
