@@ -171,7 +171,7 @@ PRINCIPALS = st.one_of(
 )
 
 
-@fuzz_settings(max_examples=600)
+@fuzz_settings(max_examples=400)
 @given(request=requests(), principal=PRINCIPALS)
 def test_host_functions_answer_any_request_with_a_json_object_never_internal(
     functions: dict[str, LinkedFunction], request: tuple[str, bytes], principal: dict[str, Any] | None
