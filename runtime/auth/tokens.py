@@ -30,6 +30,22 @@ REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti"]
 EPOCH_CLAIM = "arcana_epoch"
 
 
+def _is_text(value: object) -> bool:
+    """Whether ``value`` is a string of Unicode text.
+
+    JSON's escapes let a claim hold a lone surrogate ("\\ud800"); PyJWT's parser
+    keeps it, and the database (the revocation lookup) and plugins (the
+    envelope) refuse it. The kernel's own JSON parser refuses it too.
+    """
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Tokens:
     def __init__(self, config: AuthConfig, environ: dict[str, str] | None = None) -> None:
         self._config = config
@@ -115,11 +131,7 @@ class Tokens:
         except jwt.PyJWTError:
             raise Unauthorized("the access token is invalid") from None
         roles = claims.get("roles", [])
-        if (
-            not isinstance(claims["sub"], str)
-            or not isinstance(roles, list)
-            or not all(isinstance(r, str) for r in roles)
-        ):
+        if not _is_text(claims["sub"]) or not isinstance(roles, list) or not all(_is_text(r) for r in roles):
             raise Unauthorized("the access token is invalid")
         epoch = claims.get(EPOCH_CLAIM)
         if epoch is not None and (not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0):

@@ -12,8 +12,11 @@ from typing import Any, cast
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Quart, Response, request
-from werkzeug.exceptions import HTTPException
+from quart.routing import QuartMap
+from quart.wrappers import BaseRequestWebsocket
+from werkzeug.exceptions import BadHost, HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
+from werkzeug.routing import MapAdapter
 
 from arcana.core import request_id as pick_request_id
 from arcana.core import unexpected as internal_error
@@ -26,6 +29,8 @@ from arcana.errors import ArcanaError, ErrorCode, MethodNotAllowed, NotFound, Se
 from arcana.kernel import Kernel
 
 logger = logging.getLogger("arcana.rest")
+# Binds the URL map for a request whose Host werkzeug refuses (see KernelQuart); never shown or matched.
+UNUSED_HOST = "invalid"
 HTTP_ERROR_CODES = {
     404: ErrorCode.NOT_FOUND,
     405: ErrorCode.METHOD_NOT_ALLOWED,
@@ -62,8 +67,30 @@ def _http_error(exc: HTTPException) -> ArcanaError:
     return ArcanaError(message, code=code)
 
 
+class KernelQuart(Quart):
+    """Quart routing by path alone, whatever the Host header says.
+
+    werkzeug IDNA-encodes the Host to bind the URL map and raises BadHost
+    for one it cannot encode (a label over 63 characters, an empty label as
+    in "a..b"), though such a host is valid HTTP. Quart binds while it builds
+    the request context, before any error handler applies, so the client got
+    a 500 (uvicorn's plain one on kernel paths) and the log a traceback. The
+    kernel matches no hosts or subdomains, sets no SERVER_NAME and builds no
+    absolute URLs, so such a request is served as any other, as plugin
+    routes serve it (the plugin edge never reads the Host).
+    """
+
+    def create_url_adapter(self, request: BaseRequestWebsocket | None) -> MapAdapter | None:
+        try:
+            return super().create_url_adapter(request)
+        except BadHost:
+            if request is None:  # only with a request does Quart bind from the Host header
+                raise
+            return cast(QuartMap, self.url_map).bind_to_request(request, "", UNUSED_HOST)
+
+
 def create_kernel_app(kernel: Kernel) -> Quart:
-    app = Quart("arcana")
+    app = KernelQuart("arcana")
     app.config["MAX_CONTENT_LENGTH"] = kernel.config.server.max_body_bytes
     # werkzeug answers a path with "//" by a redirect (an HTML 308 that bypasses
     # every error handler) or, for leading slashes, by quietly serving the
