@@ -1,14 +1,13 @@
 """Shared hypothesis settings and JSON strategies for the fuzz suites (``-m fuzz``).
 
 Reproducible by default: every run draws the same examples
-(``derandomize=True``, a seed derived from each test's name), so a failure
-in CI is the same failure on a laptop, and a change that makes the suite red
-is the change under test, never the luck of the draw. Exploring is opt-in:
-``ARCANA_FUZZ=explore`` draws fresh random examples, ten times as many, and
-keeps failing ones in ``.cache/hypothesis`` so the next run replays them
-first; hypothesis prints the seed and a reproduction blob for each failure.
-Either way hypothesis keeps its own files under ``.cache/``, never in the
-repository root.
+(``derandomize=True``: the random seed comes from the test itself), so a
+failure in CI is the same failure on a laptop, and a change that makes the
+suite red is the change under test, never the luck of the draw. Exploring is
+opt-in: ``ARCANA_FUZZ=explore`` draws fresh random examples, ten times as
+many, and keeps failing ones in ``.cache/hypothesis`` so the next run replays
+them first. Either way a failure prints a ``@reproduce_failure`` blob, and
+hypothesis keeps its files under ``.cache/``, never in the repository root.
 """
 
 from __future__ import annotations
