@@ -185,6 +185,8 @@ class AuthService:
         return self.passwords.hash(password)
 
     def verify_password(self, stored: str, password: str) -> bool:
+        if not self.passwords.affordable(stored):
+            raise ValidationFailed("the hash asks for more Argon2 memory, time or lanes than this kernel verifies")
         return self.passwords.verify(stored, password)
 
     def issue_token(self, sub: str, roles: list[str], ttl_s: int) -> tuple[str, int]:

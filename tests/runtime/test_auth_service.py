@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from arcana.auth.service import AuthService
 from arcana.config import ArcanaConfig, load_config
 from arcana.database import Database
+from arcana.errors import ValidationFailed
 from arcana.events import KernelEvents
 
 
@@ -51,3 +54,15 @@ def test_auth_events_carry_no_secrets(tmp_path: Path) -> None:
     assert topics == ["admin.user_changed", "auth.login", "auth.logout"]
     text = repr(seen)
     assert "long enough password" not in text and pair.refresh_token not in text and pair.access_token not in text
+
+
+def test_a_plugin_cannot_make_the_host_verify_a_hash_dearer_than_its_own(tmp_path: Path) -> None:
+    service, database = _service(tmp_path / "a.db", time_cost=1)
+    try:
+        stored = "$argon2id$v=19$m=1048576,t=1,p=1$c2FsdHNhbHRzYWx0$" + "A" * 43  # 1 GiB asked: never run
+        with pytest.raises(ValidationFailed, match="more Argon2 memory"):
+            service.verify_password(stored, "whatever")
+        own = service.hash_password("correct horse battery")
+        assert service.verify_password(own, "correct horse battery") is True
+    finally:
+        database.close()
