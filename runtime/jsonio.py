@@ -101,7 +101,7 @@ def encode(value: Any) -> bytes:
         raise JsonRejected("it is nested too deeply") from None
     except UnicodeEncodeError:
         # A lone surrogate in a string the kernel did not parse itself (a token claim):
-        # the standard library escapes it as \\udXXX instead of refusing.
+        # the standard library writes it as a \\ud800-style escape instead of refusing.
         try:
             return json.dumps(value, separators=_COMPACT).encode()
         except RecursionError:
