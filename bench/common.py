@@ -34,7 +34,7 @@ class Row:
     """One line of the results table.
 
     ``value`` is the subject's median; ``baseline``/``ratio`` compare it with
-    the baseline measured in the same run; ``target`` is ARCHITECTURE's goal
+    the baseline measured in the same run; ``target`` is the project's goal (bench/README.md)
     in words and ``ok`` whether this run met it (None: no target).
     """
 

@@ -8,8 +8,8 @@ Benchmarks: calls (in-process call + instance start), rest (plugin route vs
 native Quart route), reload (hot reload latency and failures), asgi (uvicorn
 vs hypercorn). Every figure is compared with a baseline measured in the same
 run, interleaved; medians over rounds. Nothing here asserts on time: the
-"met" column says whether this run met ARCHITECTURE.md's target. See
-bench/README.md.
+"met" column says whether this run met the target (the table in
+bench/README.md).
 """
 
 from __future__ import annotations
