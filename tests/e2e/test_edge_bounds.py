@@ -228,22 +228,26 @@ def test_half_sent_requests_get_408_and_are_closed_after_the_header_timeout(quic
             assert closed_by_server(sock)
 
 
+def trickle(sock: socket.socket, byte: bytes) -> bytes:
+    """Send ``byte`` every 0.1 s for 4 s (against a 1 s timeout), then read whatever the server answered."""
+    for _ in range(40):
+        try:
+            sock.sendall(byte)
+        except OSError:
+            break
+        time.sleep(0.1)
+    sock.settimeout(5)
+    try:
+        return sock.recv(65536)
+    except ConnectionResetError:
+        return b""
+
+
 def test_a_client_trickling_its_head_is_cut_off_by_the_header_timeout(quick: ArcanaServer) -> None:
     """Each byte resets no clock: the head as a whole must be complete within header_timeout_s."""
     with connect(quick) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\n")
-        answer = b""
-        for _ in range(40):  # a byte every 0.1 s: 4 s of trickling against a 1 s timeout
-            try:
-                sock.sendall(b"x")
-            except OSError:
-                break
-            time.sleep(0.1)
-        sock.settimeout(5)
-        try:
-            answer = sock.recv(65536)
-        except ConnectionResetError:
-            pass
+        answer = trickle(sock, b"x")
         assert answer.startswith(b"HTTP/1.1 408 ")
 
 
@@ -251,18 +255,7 @@ def test_a_body_trickled_past_the_body_timeout_gets_408_and_the_plugin_never_run
     with connect(quick) as sock:
         sock.sendall(b"POST /api/v1/echo HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n")
         sock.sendall(b"content-length: 1000\r\n\r\n{")
-        answer = b""
-        for _ in range(40):  # a byte every 0.1 s: 4 s of trickling against a 1 s timeout
-            try:
-                sock.sendall(b" ")
-            except OSError:
-                break
-            time.sleep(0.1)
-        sock.settimeout(5)
-        try:
-            answer = sock.recv(65536)
-        except ConnectionResetError:
-            pass
+        answer = trickle(sock, b" ")
         assert answer.startswith(b"HTTP/1.1 408 ") and b"request body was not complete" in answer
     assert health_ok(quick)
 
