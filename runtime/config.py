@@ -275,6 +275,58 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class QueueConfig:
+    """The job queue (arcana.queue): its backend, delivery rules, workers and bounds."""
+
+    # "sql": the kernel's own database (the embedded default); "redis": redis_url, for scale-out.
+    backend: Literal["sql", "redis"] = "sql"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Every Redis key starts with this, so several deployments (or test runs) can share one server.
+    key_prefix: str = "arcana"
+    # A claimed job is leased this long; its worker extends the lease every third of it while the
+    # handler runs, and a job whose worker died is handed out again once the lease ran out.
+    lease_s: float = 30.0
+    # Anti-starvation: one claim in every fair_every takes the longest-waiting jobs whatever their
+    # priority (0: strict priority order only).
+    fair_every: NonNegativeInt = 10
+    # Retries after the first attempt, unless the enqueue says otherwise (at most max_retries_limit).
+    default_max_retries: NonNegativeInt = 3
+    max_retries_limit: NonNegativeInt = 25
+    # Retry n waits min(backoff_max_ms, backoff_base_ms * 2**(n-1)), less up to `backoff_jitter` of it.
+    backoff_base_ms: PositiveInt = 1000
+    backoff_max_ms: PositiveInt = 300_000
+    backoff_jitter: float = 0.5
+    # Succeeded jobs (and their results) are kept this long for status queries; dead ones until purged.
+    retention_s: PositiveInt = 86_400
+    # A job whose type no loaded plugin serves waits (re-checked every unrouted_retry_ms) and is
+    # dead-lettered after this long.
+    unrouted_dead_after_s: PositiveInt = 3_600
+    unrouted_retry_ms: PositiveInt = 2_000
+    # Bounds on what a plugin (or client) can put in: payload size, delay, jobs per plugin call.
+    max_payload_bytes: PositiveInt = 65_536
+    max_delay_s: PositiveInt = 30 * 86_400
+    max_enqueues_per_call: PositiveInt = 100
+    max_dedupe_key_bytes: PositiveInt = 256
+    # Workers: jobs run at once per worker process, and how often an idle worker looks for work.
+    worker_concurrency: PositiveInt = 8
+    poll_interval_ms: PositiveInt = 200
+    # On shutdown, running jobs get this long to finish; the rest are released for another worker.
+    shutdown_grace_s: float = 10.0
+    # How often the scheduler looks for due [[schedule]] ticks.
+    schedule_interval_ms: PositiveInt = 1000
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.lease_s <= 3600:
+            raise ConfigError(f"config key 'queue.lease_s' must be 1-3600 seconds, got {self.lease_s}")
+        if not 0 <= self.backoff_jitter <= 1:
+            raise ConfigError(f"config key 'queue.backoff_jitter' must be 0-1, got {self.backoff_jitter}")
+        if self.default_max_retries > self.max_retries_limit:
+            raise ConfigError("config key 'queue.default_max_retries' must not exceed queue.max_retries_limit")
+        if not 0 <= self.shutdown_grace_s <= 3600:
+            raise ConfigError(f"config key 'queue.shutdown_grace_s' must be 0-3600, got {self.shutdown_grace_s}")
+
+
+@dataclass(frozen=True)
 class ArcanaConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
@@ -282,6 +334,7 @@ class ArcanaConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
     # Capability grants: plugin name (or "*" for every plugin) -> capabilities.
     grants: dict[str, list[str]] = field(default_factory=lambda: {"*": ["log"], "notes": ["store"]})
     # One section per host capability, typed by the capability itself
