@@ -6,6 +6,9 @@ leases and leases a batch of jobs in one call, a completion is one call.
 Scripts are registered once and sent by hash (EVALSHA); redis-py loads a
 script again by itself when the server forgot it (a restart).
 
+One Redis server (a primary, with replicas if you like), not Redis Cluster:
+the scripts build their keys from the prefix rather than declaring them.
+
 The caller's clock is used everywhere, never the server's ``TIME``: tests
 control time, and every backend must agree on it. Redis failures of any kind
 become ``ServiceUnavailable``; nothing else leaves the backend.

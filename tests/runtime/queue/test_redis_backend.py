@@ -135,7 +135,6 @@ def test_unreachable_redis_gives_service_unavailable(operation: str) -> None:
 def test_callers_past_the_connection_pool_bound_get_service_unavailable(
     monkeypatch: pytest.MonkeyPatch, prefix: str
 ) -> None:
-    _connect(REDIS_URL).close()
     monkeypatch.setattr(redis_backend, "POOL_WAIT_S", 0.05)
     backend = RedisQueueBackend.from_config(QueueConfig(redis_url=REDIS_URL, key_prefix=prefix, worker_concurrency=1))
     pool = backend._client.connection_pool
@@ -253,7 +252,6 @@ def test_replay_and_purge_of_all_dead_jobs_go_past_one_script_call(
 
 
 def test_a_client_that_decodes_responses_works_too(prefix: str) -> None:
-    client = _connect(REDIS_URL)
     text_client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     backend = RedisQueueBackend(text_client, prefix)
     job_id = backend.enqueue(JobSpec("t", {"é": [1, None]}), NOW).id
@@ -263,4 +261,3 @@ def test_a_client_that_decodes_responses_works_too(prefix: str) -> None:
     job = backend.get(job_id)
     assert job is not None and job.result == "done"
     text_client.close()
-    client.close()
