@@ -102,6 +102,8 @@ class RedisQueueBackend:
         return self.enqueue_many([spec], now)[0]
 
     def enqueue_many(self, specs: Sequence[JobSpec], now: float) -> list[Enqueued]:
+        # Past ENQUEUE_BATCH specs this is several scripts: a failure part way keeps the batches already
+        # stored, and the caller's retry is safe where it matters (event deliveries carry dedupe keys).
         out: list[Enqueued] = []
         args = [_spec_args(spec, now) for spec in specs]
         with _unavailable("enqueue"):
