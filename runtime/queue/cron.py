@@ -141,9 +141,7 @@ def parse_cron(text: str) -> CronSpec:
     """A 5-field cron expression -> CronSpec; CronError naming the field (and its position) otherwise."""
     parts = text.split()
     if len(parts) != len(FIELDS):
-        raise CronError(
-            f"'{text}' has {len(parts)} fields; write 5: minute hour day-of-month month day-of-week, e.g. \"0 3 * * *\""
-        )
+        raise CronError(f"'{text}' has {len(parts)} fields, not 5")
     values = [_parse_field(part, f, i + 1) for i, (part, f) in enumerate(zip(parts, FIELDS, strict=True))]
     minutes, hours, days, months, weekdays = values
     weekdays = frozenset(d % 7 for d in weekdays)

@@ -67,7 +67,7 @@ def test_a_time_inside_a_minute_belongs_to_that_minute() -> None:
 @pytest.mark.parametrize(
     ("expression", "message"),
     [
-        ("* * * *", "has 4 fields; write 5"),
+        ("* * * *", "has 4 fields, not 5"),
         ("60 * * * *", "field 1 (minute): 60 is out of range 0-59"),
         ("* 24 * * *", "field 2 (hour): 24 is out of range 0-23"),
         ("* * 0 * *", "field 3 (day-of-month): 0 is out of range 1-31"),
