@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -72,6 +73,8 @@ class EventBus:
         self._listeners: tuple[Listener, ...] = ()
         self._table = SubscriptionTable()
         self._pending: set[asyncio.Future[None]] = set()
+        # Writers only: emit reads the current tuple and table without it.
+        self._lock = threading.Lock()
 
     def connect(self, jobs: JobQueue | None) -> None:
         """Deliver through ``jobs`` from now on (the kernel opens its queue after making the bus)."""
@@ -83,7 +86,8 @@ class EventBus:
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(event)`` in process on every emit, on the emitter's thread; it must not block."""
-        self._listeners = (*self._listeners, listener)
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
 
     def emit(
         self,

@@ -351,8 +351,8 @@ class _Validator:
                 self.add(
                     f"schedule[{i}].job",
                     f"'{job}' is not a job type this plugin declares",
-                    f'add [[job]] type = "{job}" with its handler, or schedule one of: '
-                    + (", ".join(sorted(declared)) or "(no [[job]] declared)"),
+                    f'add [[job]] type = "{job}" with its handler'
+                    + (f", or schedule one of: {', '.join(sorted(declared))}" if declared else ""),
                 )
 
     def duplicates(self, manifest: Manifest) -> None:

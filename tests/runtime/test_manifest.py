@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,21 @@ def test_schedule_must_be_an_array_of_tables() -> None:
     assert [str(p) for p in info.value.problems] == [
         "schedule: must be an array of tables (fix: write each entry as [[schedule]])"
     ]
+
+
+def test_plugin_check_lists_schedules_with_their_next_tick_or_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from arcana.check import check_plugin
+    from arcana.config import load_config
+
+    hello = Path(__file__).resolve().parents[2] / "plugins" / "hello"
+    shutil.copyfile(hello / "hello.wasm", tmp_path / "hello.wasm")
+    base = (hello / "plugin.toml").read_text() + '\n[[job]]\ntype = "hello.tidy"\nhandler = "hello"\n'
+    config = load_config(None, environ={})
+    (tmp_path / "hello.toml").write_text(base + '[[schedule]]\ncron = "0 3 * * *"\njob = "hello.tidy"\n')
+    assert check_plugin(tmp_path / "hello.wasm", config) == 0
+    assert "schedule 0 3 * * * -> job hello.tidy (normal; next " in capsys.readouterr().out
+    (tmp_path / "hello.toml").write_text(base + '[[schedule]]\ncron = "0 3 * *"\njob = "hello.tidy"\n')
+    assert check_plugin(tmp_path / "hello.wasm", config) == 1
+    assert "schedule[0].cron: '0 3 * *' has 4 fields, not 5" in capsys.readouterr().err
