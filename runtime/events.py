@@ -64,10 +64,12 @@ PLUGIN_UNLOADED = "plugin.unloaded"
 
 logger = logging.getLogger("arcana.events")
 Listener = Callable[[dict[str, Any]], None]
+# The queue, or a way to get it when the first delivery needs it (the kernel opens its queue lazily).
+JobsSource = JobQueue | Callable[[], JobQueue]
 
 
 class EventBus:
-    def __init__(self, jobs: JobQueue | None = None) -> None:
+    def __init__(self, jobs: JobsSource | None = None) -> None:
         # None: events are logged and given to listeners only (the CLI's one-off commands).
         self._jobs = jobs
         self._listeners: tuple[Listener, ...] = ()
@@ -76,8 +78,12 @@ class EventBus:
         # Writers only: emit reads the current tuple and table without it.
         self._lock = threading.Lock()
 
-    def connect(self, jobs: JobQueue | None) -> None:
-        """Deliver through ``jobs`` from now on (the kernel opens its queue after making the bus)."""
+    def connect(self, jobs: JobsSource | None) -> None:
+        """Deliver through ``jobs`` from now on (the kernel opens its queue after making the bus).
+
+        A callable is asked for the queue only when an event has subscribers,
+        so a process whose plugins subscribe to nothing never opens one.
+        """
         self._jobs = jobs
 
     def use(self, table: SubscriptionTable) -> None:
@@ -108,7 +114,8 @@ class EventBus:
             "payload": payload,
             "principal": principal,
         }
-        jobs = self._jobs
+        targets = self._table.targets(topic)
+        jobs = self._queue(event_id) if targets else None
         # Checked first: a payload the queue would refuse raises before anyone has seen the event.
         spec = None if jobs is None else jobs.spec(topic, event, owner=source, traceparent=traceparent)
         logger.info("event %s", topic, extra={"event": event})
@@ -119,12 +126,18 @@ class EventBus:
                 logger.exception("event listener failed for %s", topic, extra={"event_id": event_id})
         if jobs is None or spec is None:
             return
-        specs = [
-            dataclasses.replace(spec, target=t.name, dedupe_key=f"event:{event_id}:{t.name}")
-            for t in self._table.targets(topic)
-        ]
-        if specs:
-            self._store(jobs, specs, event_id)
+        specs = [dataclasses.replace(spec, target=t.name, dedupe_key=f"event:{event_id}:{t.name}") for t in targets]
+        self._store(jobs, specs, event_id)
+
+    def _queue(self, event_id: str) -> JobQueue | None:
+        source = self._jobs
+        if source is None or isinstance(source, JobQueue):
+            return source
+        try:
+            return source()
+        except Exception as exc:  # noqa: BLE001 -- a queue that cannot open is a delivery failure: logged, not raised
+            logger.error("event %s not delivered: the queue cannot be opened: %s", event_id, exc)
+            return None
 
     def _store(self, jobs: JobQueue, specs: Sequence[JobSpec], event_id: str) -> None:
         try:

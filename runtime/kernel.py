@@ -29,10 +29,9 @@ from arcana.core import RequestCore
 from arcana.database import Database
 from arcana.engine import Engine
 from arcana.errors import ConfigError, FileChanging, PluginLoadError, Problem
-from arcana.events import PLUGIN_FAILED, PLUGIN_LOADED, PLUGIN_UNLOADED, EventBus
+from arcana.events import PLUGIN_FAILED, PLUGIN_LOADED, PLUGIN_UNLOADED, EventBus, JobsSource
 from arcana.executor import ThreadShares
 from arcana.loader import PluginLoader, is_plugin_file, plugin_files
-from arcana.queue.jobs import JobQueue
 from arcana.queue.subscriptions import SubscriptionTable
 from arcana.registry import LoadedPlugin, LoadFailure, Registry, Snapshot
 from arcana.types import Principal
@@ -160,8 +159,11 @@ class Kernel:
         """The bus under the name kernel parts used before it delivered to plugins."""
         return self.bus
 
-    def _wire_events(self, jobs: JobQueue | None) -> None:
-        """Deliver events through ``jobs`` (None: log and listeners only) to the handlers of the current plugins."""
+    def _wire_events(self, jobs: JobsSource | None) -> None:
+        """Deliver events through ``jobs`` (None: log and listeners only) to the handlers of the current plugins.
+
+        Given the kernel's queue as ``lambda: self.jobs``, the queue is opened only once an event has subscribers.
+        """
         self.bus.connect(jobs)
         self.on_change(self._refresh_subscriptions)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,34 @@ def test_without_a_queue_the_bus_logs_and_calls_listeners_only() -> None:
     assert [e["topic"] for e in seen] == ["admin.user_changed"] and seen[0]["principal"] is None
 
 
+def test_a_lazy_queue_is_opened_only_for_an_event_with_subscribers() -> None:
+    backend, opened = MemoryBackend(), []
+
+    def open_queue() -> JobQueue:
+        opened.append(1)
+        return JobQueue(QueueConfig(), backend)
+
+    bus = EventBus(open_queue)
+    bus.emit("auth.login", {"user_id": "u-1"})
+    assert opened == []
+    bus.use(table(subscriber("audit", ("*", "on_any"))))
+    bus.emit("auth.login", {"user_id": "u-1"})
+    assert opened == [1] and len(backend.specs()) == 1
+
+
+def test_a_queue_that_cannot_open_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    def open_queue() -> JobQueue:
+        raise ImportError("No module named 'redis'")
+
+    seen: list[dict[str, Any]] = []
+    bus = EventBus(open_queue)
+    bus.subscribe(seen.append)
+    bus.use(table(subscriber("audit", ("*", "on_any"))))
+    with caplog.at_level(logging.ERROR, "arcana.events"):
+        bus.emit("auth.logout", {"user_id": "u-1"})
+    assert len(seen) == 1 and f"event {seen[0]['id']} not delivered: the queue cannot be opened" in caplog.text
+
+
 def test_emit_on_the_event_loop_stores_off_it_and_flush_waits_for_it() -> None:
     backend = MemoryBackend()
     bus = bus_over(backend)
@@ -169,8 +198,6 @@ def test_emit_on_the_event_loop_stores_off_it_and_flush_waits_for_it() -> None:
     original = backend.enqueue_many
 
     def recording(specs: Any, now: float) -> list[Any]:
-        import threading
-
         stored_on.append(threading.current_thread().name)
         return original(specs, now)
 
