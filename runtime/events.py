@@ -27,8 +27,9 @@ worker delivers it at least once, with retries and a dead letter::
 Emitting never fails because of delivery: a listener that raises, or a queue
 that is down, is logged with the event id and the emitter carries on (a
 login must not fail because the queue is). Only a payload the queue cannot
-store (not JSON, over ``queue.max_payload_bytes``) raises, before anything
-is logged or delivered: that is the emitter's mistake.
+store (not JSON, over ``queue.max_payload_bytes``) for an event with
+subscribers raises, before anything is logged or delivered: that is the
+emitter's mistake (``event_emit`` checks the bound itself, for every event).
 
 Threads: ``emit`` is called from worker threads (auth runs off the event
 loop, plugins emit from their call threads) and from the loop itself. Off
