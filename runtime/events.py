@@ -47,9 +47,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from arcana.manifest import Manifest
 from arcana.queue.jobs import JobQueue
 from arcana.queue.subscriptions import SubscriptionTable
 from arcana.queue.types import KERNEL_OWNER, JobSpec
@@ -90,6 +91,10 @@ class EventBus:
     def use(self, table: SubscriptionTable) -> None:
         """Fan out to ``table``'s handlers from the next emit on."""
         self._table = table
+
+    def use_manifests(self, manifests: Iterable[Manifest]) -> None:
+        """Fan out to these plugins' ``[[subscribe]]`` handlers from the next emit on."""
+        self.use(SubscriptionTable(manifests))
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(event)`` in process on every emit, on the emitter's thread; it must not block."""

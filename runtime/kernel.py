@@ -32,7 +32,6 @@ from arcana.errors import ConfigError, FileChanging, PluginLoadError, Problem
 from arcana.events import PLUGIN_FAILED, PLUGIN_LOADED, PLUGIN_UNLOADED, EventBus, JobsSource
 from arcana.executor import ThreadShares
 from arcana.loader import PluginLoader, is_plugin_file, plugin_files
-from arcana.queue.subscriptions import SubscriptionTable
 from arcana.registry import LoadedPlugin, LoadFailure, Registry, Snapshot
 from arcana.types import Principal
 from arcana.views import PluginsView, plugins_view
@@ -173,7 +172,7 @@ class Kernel:
     def _subscribe_to(self, snapshot: Snapshot) -> None:
         """Point the bus at ``snapshot``'s [[subscribe]] handlers (built once per snapshot)."""
         if snapshot is not self._subscribed:
-            self.bus.use(SubscriptionTable(p.manifest for p in snapshot.plugins.values()))
+            self.bus.use_manifests(p.manifest for p in snapshot.plugins.values())
             self._subscribed = snapshot
 
     def _plugin_event(self, topic: str, payload: dict[str, Any]) -> None:
