@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 from arcana.config import ArcanaConfig
@@ -43,6 +45,10 @@ def check_plugin(path: Path, config: ArcanaConfig) -> int:
         print(f"  job {j.type} -> {j.handler}")
     for s in m.subscriptions:
         print(f"  subscribe {s.topic} -> {s.handler}")
+    now = time.time()
+    for sc in m.schedules:
+        upcoming = datetime.fromtimestamp(sc.timing.next_after(now), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        print(f"  schedule {sc.expression} -> job {sc.job} ({sc.priority}; next {upcoming})")
     return 0
 
 

@@ -240,7 +240,7 @@ def _create_user(config: ArcanaConfig, email: str, roles: list[str]) -> int:
     from arcana.auth.service import AuthService
     from arcana.database import Database
     from arcana.errors import ArcanaError
-    from arcana.events import KernelEvents
+    from arcana.events import EventBus
     from arcana.preflight import check_database, quieted
 
     check_database(config.database)
@@ -258,7 +258,7 @@ def _create_user(config: ArcanaConfig, email: str, roles: list[str]) -> int:
         # Creating a user signs no token: the signer's dev-mode warning about
         # a missing JWT secret would only confuse here.
         with quieted("arcana.auth"):
-            service = AuthService(config, database, KernelEvents())
+            service = AuthService(config, database, EventBus())
         user = service.create_user(email, password, roles)
     except ArcanaError as exc:
         return _fail(f"cannot create user: {exc.message}", ExitCode.FAILED)

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from arcana.auth.service import AuthService
 from arcana.config import ArcanaConfig
@@ -28,7 +29,7 @@ from arcana.core import RequestCore
 from arcana.database import Database
 from arcana.engine import Engine
 from arcana.errors import ConfigError, FileChanging, PluginLoadError, Problem
-from arcana.events import KernelEvents
+from arcana.events import PLUGIN_FAILED, PLUGIN_LOADED, PLUGIN_UNLOADED, EventBus, JobsSource
 from arcana.executor import ThreadShares
 from arcana.loader import PluginLoader, is_plugin_file, plugin_files
 from arcana.registry import LoadedPlugin, LoadFailure, Registry, Snapshot
@@ -112,7 +113,7 @@ class Kernel:
     def __init__(self, config: ArcanaConfig, engine: Engine | None = None) -> None:
         self.config = config
         self.plugins_dir = config.plugins_dir()
-        self.events = KernelEvents()
+        self.bus = EventBus()
         self.registry = Registry()
         self.core = RequestCore(self.registry, self.authenticate)
         self.ready = False
@@ -126,6 +127,7 @@ class Kernel:
         self._probe: DatabaseProbe | None = None
         self._sync_lock = asyncio.Lock()
         self._listeners: list[Listener] = []
+        self._subscribed: Snapshot | None = None
 
     def start(self) -> None:
         """Open what the kernel serves from: the database, identity, capabilities, the loader.
@@ -141,7 +143,7 @@ class Kernel:
             raise ConfigError(f"database: {not_ready}; run `arcana migrate`")
         self._database = database
         self._probe = DatabaseProbe(database.ping)
-        self._identity = AuthService(self.config, database, self.events)
+        self._identity = AuthService(self.config, database, self.bus)
         services = HostServices(identity=self._identity, database=database)
         self._capabilities = Capabilities.from_config(self.config, services)
         if self._engine is None:
@@ -149,6 +151,34 @@ class Kernel:
 
             self._engine = ExtismEngine()
         self._loader = PluginLoader(self.config, self._engine, self._capabilities, self._shares)
+        self._wire_events(None)
+
+    @property
+    def events(self) -> EventBus:
+        """The bus under the name kernel parts used before it delivered to plugins."""
+        return self.bus
+
+    def _wire_events(self, jobs: JobsSource | None) -> None:
+        """Deliver events through ``jobs`` (None: log and listeners only) to the handlers of the current plugins.
+
+        Given the kernel's queue as ``lambda: self.jobs``, the queue is opened only once an event has subscribers.
+        """
+        self.bus.connect(jobs)
+        self.on_change(self._refresh_subscriptions)
+
+    async def _refresh_subscriptions(self, snapshot: Snapshot) -> None:
+        self._subscribe_to(snapshot)
+
+    def _subscribe_to(self, snapshot: Snapshot) -> None:
+        """Point the bus at ``snapshot``'s [[subscribe]] handlers (built once per snapshot)."""
+        if snapshot is not self._subscribed:
+            self.bus.use_manifests(p.manifest for p in snapshot.plugins.values())
+            self._subscribed = snapshot
+
+    def _plugin_event(self, topic: str, payload: dict[str, Any]) -> None:
+        # The table first: a plugin loaded earlier in the same sync already hears about the next one.
+        self._subscribe_to(self.registry.snapshot)
+        self.bus.emit(topic, payload)
 
     def _require_plugins_dir(self) -> None:
         if self.folder_identity() is not None:
@@ -227,6 +257,7 @@ class Kernel:
                 self._shares.drop(gone.name)
                 extra = {"plugin": gone.name, "plugin_version": gone.manifest.version, "source": str(path)}
                 logger.info("plugin unloaded", extra=extra)
+                self._plugin_event(PLUGIN_UNLOADED, {"plugin": gone.name})
             return
         if self._loader is None:
             raise KernelNotStarted("the kernel is not started")
@@ -256,12 +287,16 @@ class Kernel:
             return
         extra = {"plugin": plugin.name, "plugin_version": plugin.manifest.version, "source": str(path)}
         logger.info("plugin loaded", extra={**extra, "sha256": plugin.sha256, "ms": _ms_since(started)})
+        self._plugin_event(PLUGIN_LOADED, {"plugin": plugin.name, "version": plugin.manifest.version})
 
     def _failed(self, path: Path, problems: list[Problem], plugin: str | None) -> None:
         self.registry.record_failure(LoadFailure(path, tuple(problems), plugin))
         kept = self.registry.snapshot.plugins.get(plugin) if plugin else None
         extra = {"plugin": plugin, "source": str(path), "still_serving": kept.manifest.version if kept else None}
         logger.error("plugin refused: %s", "; ".join(map(str, problems)), extra=extra)
+        self._plugin_event(
+            PLUGIN_FAILED, {"plugin": plugin, "source": str(path), "problems": [str(p) for p in problems]}
+        )
 
     def sidecar_owner(self, path: Path) -> Path | None:
         """A sidecar manifest's change reloads the module beside it."""

@@ -9,6 +9,7 @@ happen in the loader and the registry.
 
 from __future__ import annotations
 
+import datetime
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 from arcana.errors import ManifestInvalid, PathTemplateError, Problem
 from arcana.paths import PathTemplate
+from arcana.queue.cron import CronError, Timing, parse_cron, parse_every
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
@@ -26,6 +28,8 @@ TOPIC_RE = re.compile(r"^[a-z0-9_*-]+(\.[a-z0-9_*-]+)*$")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 RESERVED_PREFIXES = ("/health", "/ready", "/metrics", "/api/v1/auth", "/api/v1/admin")
 ABIS = frozenset({"json", "raw"})
+PRIORITIES = ("critical", "high", "normal", "low")
+CRON_FIX = 'write minute hour day-of-month month day-of-week, e.g. "*/5 * * * *" or "0 3 * * mon-fri"'
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,22 @@ class Subscription:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """A ``[[schedule]]``: enqueue ``job`` on every tick of ``timing`` (a cron expression or an ``every`` period)."""
+
+    job: str
+    timing: Timing
+    # Any TOML value, kept as the JSON it maps to (dates are refused: JSON has none).
+    payload: Any = None
+    priority: str = "normal"
+
+    @property
+    def expression(self) -> str:
+        """The cron expression (fields joined by one space) or the period, e.g. ``"30s"``."""
+        return self.timing.expression
+
+
+@dataclass(frozen=True)
 class Manifest:
     name: str
     version: str
@@ -79,6 +99,7 @@ class Manifest:
     grpc: tuple[GrpcMethod, ...] = ()
     jobs: tuple[Job, ...] = ()
     subscriptions: tuple[Subscription, ...] = ()
+    schedules: tuple[Schedule, ...] = ()
 
     def requested_capabilities(self) -> frozenset[str]:
         return frozenset(k for k, v in self.capabilities.items() if v)
@@ -130,7 +151,10 @@ class _Validator:
 
     def manifest(self, data: dict[str, Any]) -> Manifest | None:
         self.table(
-            data, "manifest", {"plugin", "capabilities", "limits", "route", "grpc", "job", "subscribe"}, {"plugin"}
+            data,
+            "manifest",
+            {"plugin", "capabilities", "limits", "route", "grpc", "job", "subscribe", "schedule"},
+            {"plugin"},
         )
         plugin = self.table(data.get("plugin", {}), "plugin", {"name", "version", "description"}, {"name", "version"})
         name = self.typed(plugin, "plugin", "name", str, "")
@@ -156,8 +180,10 @@ class _Validator:
             grpc=tuple(self.entries(data, "grpc", self.grpc)),
             jobs=tuple(self.entries(data, "job", self.job)),
             subscriptions=tuple(self.entries(data, "subscribe", self.subscription)),
+            schedules=tuple(self.entries(data, "schedule", self.schedule)),
         )
         self.duplicates(manifest)
+        self.scheduled_jobs(data, manifest)
         return manifest
 
     def capabilities(self, data: Any) -> dict[str, bool | tuple[str, ...]]:
@@ -286,6 +312,49 @@ class _Validator:
         handler = self.handler(table, where)
         return Subscription(topic, handler) if topic and handler else None
 
+    def schedule(self, item: Any, where: str) -> Schedule | None:
+        table = self.table(item, where, {"cron", "every", "job", "payload", "priority"}, {"job"})
+        job = self.typed(table, where, "job", str, "")
+        priority = self.typed(table, where, "priority", str, "normal")
+        if priority not in PRIORITIES:
+            self.add(f"{where}.priority", f"unknown priority {priority!r}", f"use one of {', '.join(PRIORITIES)}")
+        payload = table.get("payload")
+        if _has_dates(payload):
+            self.add(f"{where}.payload", "holds a date or time, which JSON has no type for", "write it as a string")
+        timing = self.timing(table, where)
+        if not job or timing is None or priority not in PRIORITIES or _has_dates(payload):
+            return None
+        return Schedule(job, timing, payload, priority)
+
+    def timing(self, table: dict[str, Any], where: str) -> Timing | None:
+        if ("cron" in table) == ("every" in table):
+            both = "both cron and" if "cron" in table else "neither cron nor"
+            self.add(where, f"has {both} every", 'give exactly one: cron = "*/5 * * * *" or every = "30s"')
+            return None
+        key, parse, fix = ("cron", parse_cron, CRON_FIX) if "cron" in table else ("every", parse_every, "")
+        text = self.typed(table, where, key, str)
+        if text is None:
+            return None
+        try:
+            return parse(text)
+        except CronError as exc:
+            self.add(f"{where}.{key}", str(exc), fix)
+            return None
+
+    def scheduled_jobs(self, data: dict[str, Any], manifest: Manifest) -> None:
+        """Each schedule's job must be one of this plugin's own [[job]] types."""
+        declared = {j.type for j in manifest.jobs}
+        items = data.get("schedule", [])
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            job = item.get("job") if isinstance(item, dict) else None
+            if isinstance(job, str) and job and job not in declared:
+                self.add(
+                    f"schedule[{i}].job",
+                    f"'{job}' is not a job type this plugin declares",
+                    f'add [[job]] type = "{job}" with its handler'
+                    + (f", or schedule one of: {', '.join(sorted(declared))}" if declared else ""),
+                )
+
     def duplicates(self, manifest: Manifest) -> None:
         seen: set[tuple[str, str]] = set()
         for i, r in enumerate(manifest.routes):
@@ -298,3 +367,12 @@ class _Validator:
         methods = [g.method for g in manifest.grpc]
         for m in sorted({m for m in methods if methods.count(m) > 1}):
             self.add("grpc", f"{m} is declared twice", "keep one entry per method")
+
+
+def _has_dates(value: Any) -> bool:
+    """TOML has dates and times; JSON (a job's payload) does not."""
+    if isinstance(value, datetime.date | datetime.time):
+        return True
+    if isinstance(value, dict):
+        return any(_has_dates(v) for v in value.values())
+    return isinstance(value, list) and any(_has_dates(v) for v in value)

@@ -29,7 +29,7 @@ def _modules(package: str) -> dict[str, set[str]]:
 
 
 # Pure modules: contracts and data, importable by anything.
-LEAVES = ("arcana.manifest", "arcana.errors", "arcana.paths", "arcana.types")
+LEAVES = ("arcana.manifest", "arcana.errors", "arcana.paths", "arcana.types", "arcana.queue.cron")
 ALL = {**_modules("arcana"), **_modules("arcana_host"), **_modules("arcana_sdk")}
 
 

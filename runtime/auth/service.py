@@ -40,7 +40,7 @@ from arcana.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from arcana.events import ADMIN_USER_CHANGED, AUTH_LOGIN, AUTH_LOGIN_FAILED, AUTH_LOGOUT, AUTH_TOKEN_REUSE, KernelEvents
+from arcana.events import ADMIN_USER_CHANGED, AUTH_LOGIN, AUTH_LOGIN_FAILED, AUTH_LOGOUT, AUTH_TOKEN_REUSE, EventBus
 from arcana.types import Principal
 
 BAD_LOGIN = "invalid email or password"
@@ -82,7 +82,7 @@ class _Change:
 
 
 class AuthService:
-    def __init__(self, config: ArcanaConfig, database: Database, events: KernelEvents) -> None:
+    def __init__(self, config: ArcanaConfig, database: Database, events: EventBus) -> None:
         auth = config.auth
         self.database = database
         self.tokens = Tokens(auth)
@@ -132,7 +132,7 @@ class AuthService:
             session = self.refresh_tokens.start_family(user.id, deadline)
         except DeadlinePassed:
             self._deadline_passed(key, address)
-        self.events.emit(AUTH_LOGIN, {"user_id": user.id, "email": user.email, "address": address})
+        self.events.emit(AUTH_LOGIN, {"user_id": user.id, "email": user.email, "address": address}, principal=user.id)
         return self._pair(user, session)
 
     def _before(self, deadline: float | None, key: str, address: str) -> None:
@@ -149,7 +149,7 @@ class AuthService:
         rotation = self.refresh_tokens.rotate(refresh_token)
         if rotation.reused and rotation.user_id:
             self.revocations.forget(rotation.user_id)
-            self.events.emit(AUTH_TOKEN_REUSE, {"user_id": rotation.user_id})
+            self.events.emit(AUTH_TOKEN_REUSE, {"user_id": rotation.user_id}, principal=rotation.user_id)
         if rotation.token is None or rotation.user_id is None:
             raise Unauthorized("the refresh token is invalid, expired or revoked")
         try:
@@ -173,7 +173,7 @@ class AuthService:
                 Revocations.bump(c, user_id)
         if user_id is not None:
             self.revocations.forget(user_id)
-            self.events.emit(AUTH_LOGOUT, {"user_id": user_id})
+            self.events.emit(AUTH_LOGOUT, {"user_id": user_id}, principal=user_id)
 
     def _pair(self, user: User, refresh_token: str) -> TokenPair:
         access, ttl = self.tokens.issue(user.id, user.roles, epoch=user.token_epoch)

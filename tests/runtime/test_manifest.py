@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,63 @@ def test_invalid_manifest_reports_each_problem_with_its_fix(case: str) -> None:
         parse_manifest((GOLDEN / f"{case}.toml").read_text())
     expected = (GOLDEN / f"{case}.expected").read_text().strip().splitlines()
     assert [str(p) for p in info.value.problems] == expected
+
+
+SCHEDULES = """
+[plugin]
+name = "notes"
+version = "1.0.0"
+
+[[job]]
+type = "notes.reindex"
+handler = "reindex"
+
+[[schedule]]
+cron = "*/5  9-17 * * MON-FRI"
+job = "notes.reindex"
+payload = { full = true, shards = [1, 2] }
+priority = "low"
+
+[[schedule]]
+every = "30s"
+job = "notes.reindex"
+"""
+
+
+def test_schedules_parse_into_timings_with_payload_and_priority() -> None:
+    cron, every = parse_manifest(SCHEDULES).schedules
+    assert (cron.job, cron.expression, cron.priority) == ("notes.reindex", "*/5 9-17 * * MON-FRI", "low")
+    assert cron.payload == {"full": True, "shards": [1, 2]}
+    assert cron.timing.next_after(0) == 9 * 3600  # 1970-01-01 was a Thursday
+    assert (every.expression, every.payload, every.priority) == ("30s", None, "normal")
+    assert every.timing.next_after(29.5) == 30
+
+
+def test_a_manifest_without_schedules_has_none() -> None:
+    assert parse_manifest(FULL).schedules == ()
+
+
+def test_schedule_must_be_an_array_of_tables() -> None:
+    with pytest.raises(ManifestInvalid) as info:
+        parse_manifest('schedule = "0 3 * * *"\n' + SCHEDULES.split("[[schedule]]")[0])
+    assert [str(p) for p in info.value.problems] == [
+        "schedule: must be an array of tables (fix: write each entry as [[schedule]])"
+    ]
+
+
+def test_plugin_check_lists_schedules_with_their_next_tick_or_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from arcana.check import check_plugin
+    from arcana.config import load_config
+
+    hello = Path(__file__).resolve().parents[2] / "plugins" / "hello"
+    shutil.copyfile(hello / "hello.wasm", tmp_path / "hello.wasm")
+    base = (hello / "plugin.toml").read_text() + '\n[[job]]\ntype = "hello.tidy"\nhandler = "hello"\n'
+    config = load_config(None, environ={})
+    (tmp_path / "hello.toml").write_text(base + '[[schedule]]\ncron = "0 3 * * *"\njob = "hello.tidy"\n')
+    assert check_plugin(tmp_path / "hello.wasm", config) == 0
+    assert "schedule 0 3 * * * -> job hello.tidy (normal; next " in capsys.readouterr().out
+    (tmp_path / "hello.toml").write_text(base + '[[schedule]]\ncron = "0 3 * *"\njob = "hello.tidy"\n')
+    assert check_plugin(tmp_path / "hello.wasm", config) == 1
+    assert "schedule[0].cron: '0 3 * *' has 4 fields, not 5" in capsys.readouterr().err
