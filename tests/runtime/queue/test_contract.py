@@ -119,6 +119,22 @@ def test_a_claim_leases_its_jobs(backend: QueueBackend) -> None:
     assert stored is not None and stored.state == JobState.RUNNING and stored.attempts == 1
 
 
+def test_racing_claimers_each_get_different_jobs(backend: QueueBackend) -> None:
+    backend.enqueue_many([JobSpec("t", n) for n in range(200)], T0)
+    start = threading.Barrier(4)
+
+    def worker(n: int) -> list[str]:
+        start.wait()
+        taken: list[str] = []
+        while leases := backend.claim(f"w{n}", 5, T0, LEASE):
+            taken += [lease.job.id for lease in leases]
+        return taken
+
+    with ThreadPoolExecutor(4) as pool:
+        taken = [job_id for run in pool.map(worker, range(4)) for job_id in run]
+    assert len(taken) == len(set(taken)) == 200
+
+
 def test_a_leased_job_is_not_claimed_again_while_its_lease_lasts(backend: QueueBackend) -> None:
     enqueue(backend)
     lease = claim_one(backend)
@@ -325,6 +341,19 @@ def test_enqueue_many_dedupes_each_job_against_the_store_and_the_batch(backend: 
     assert c == Enqueued(a.id, False) and d == Enqueued(held.id, False)
     assert sorted(drain(backend)) == ["a", "b", "e", "t"]
     assert backend.enqueue_many([], T0) == []
+
+
+def test_racing_enqueues_with_one_dedupe_key_store_one_job(backend: QueueBackend) -> None:
+    start = threading.Barrier(8)
+
+    def producer(n: int) -> Enqueued:
+        start.wait()
+        return backend.enqueue(JobSpec("t", {"n": n}, dedupe_key="k"), T0)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(producer, range(8)))
+    assert sum(r.created for r in results) == 1 and len({r.id for r in results}) == 1
+    assert drain(backend) == ["t"]
 
 
 # Stats.
