@@ -208,7 +208,8 @@ def render(outcomes: list[Outcome], markdown: bool = False) -> str:
 def _environment(url: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    parts = [f"python {platform.python_version()}", f"{os.cpu_count()} cpus"]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    parts = [f"python {platform.python_version()}", f"{os.cpu_count()} cpus (load average {load})"]
     for pkg in ("dramatiq", "saq", "arq", "rq", "redis", "hiredis"):
         try:
             parts.append(f"{pkg} {version(pkg)}")
@@ -236,6 +237,19 @@ def _choose(only: str | None, parser: argparse.ArgumentParser) -> list[System]:
     if unknown:
         parser.error(f"unknown system(s) {unknown}; choose from {', '.join([*by_key, *GROUPS])}")
     return [s for s in SYSTEMS if s.key in keys]
+
+
+def _redis_problem(url: str) -> str:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"not available: no Redis at {url} ({exc})"
+    finally:
+        client.close()
+    return ""
 
 
 def _arcana_wasm(systems: list[System]) -> tuple[Path | None, str]:
@@ -273,10 +287,14 @@ def main() -> int:
     print(f"queue bench {stamp}: {n:,} jobs, concurrency {args.concurrency}, {rounds} round(s); {env_line}", flush=True)
     wasm, arcana_problem = _arcana_wasm(systems)
     outcomes = {s.key: Outcome(s, jobs=s.jobs(n)) for s in systems}
+    redis_problem = _redis_problem(url)
     for o in outcomes.values():
         if o.system.kind == "arcana" and arcana_problem:
             o.problem = arcana_problem
-            print(f"{o.system.label}: {arcana_problem}", flush=True)
+        elif redis_problem and (o.system.kind == "baseline" or o.system.target == "redis"):
+            o.problem = redis_problem
+        if o.problem:
+            print(f"{o.system.label}: {o.problem}", flush=True)
 
     started = time.perf_counter()
     for r in range(rounds):
@@ -314,7 +332,8 @@ def main() -> int:
 
     result = list(outcomes.values())
     took = time.perf_counter() - started
-    print(f"\n== queue: {n:,} jobs, concurrency {args.concurrency}, {rounds} round(s), {took:.0f} s")
+    load = os.getloadavg()[0]
+    print(f"\n== queue: {n:,} jobs, concurrency {args.concurrency}, {rounds} round(s), {took:.0f} s, load {load:.1f}")
     print(render(result))
     if args.markdown:
         print()
