@@ -1,7 +1,7 @@
 """The job queue: Arcana against Dramatiq, SAQ, arq and RQ on the same Redis, one workload, ratios in one run.
 
-    .venv/bin/python bench/queue_bench.py                  # 5,000 jobs, concurrency 8, 3 rounds (~4 min)
-    .venv/bin/python bench/queue_bench.py --quick          # 1,000 jobs, 1 round (~30 s)
+    .venv/bin/python bench/queue_bench.py                  # 5,000 jobs, concurrency 8, 3 rounds (~5-7 min)
+    .venv/bin/python bench/queue_bench.py --quick          # 1,000 jobs, 1 round (~40 s)
     .venv/bin/python bench/queue_bench.py --only dramatiq,arcana-redis --jobs 20000 --concurrency 16
     .venv/bin/python bench/queue_bench.py --markdown --json queue.json
 
@@ -47,6 +47,8 @@ from queue_baselines import arcana_q  # noqa: E402  (bench/ is on the path only 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 # RQ's default Worker forks a process per job (~100 jobs/s): it gets a tenth of the jobs, the rate is per job.
 RQ_FORK_SHARE = 10
+RQ_REDELIVERS = "no (moved to the failed registry)"
+ARCANA_REDELIVERS = "yes (leased; redelivered when the lease runs out)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,31 +70,27 @@ SYSTEMS = (
     System("dramatiq", "Dramatiq (RedisBroker)", "yes (acked after the actor returns)", "baseline", "dramatiq_q"),
     System("saq", "SAQ", "no (default retries=1: a swept job is aborted)", "baseline", "saq_q"),
     System("arq", "arq", "yes (the job stays queued until done)", "baseline", "arq_q"),
-    System(
-        "rq-simple", "RQ SimpleWorker (1 job at a time)", "no (moved to the failed registry)", "baseline", "rq_q:simple"
-    ),
+    System("rq-simple", "RQ SimpleWorker (1 job at a time)", RQ_REDELIVERS, "baseline", "rq_q:simple"),
     System(
         "rq",
         "RQ Worker (fork per job, 1 at a time)",
-        "no (moved to the failed registry)",
+        RQ_REDELIVERS,
         "baseline",
         "rq_q",
         share=RQ_FORK_SHARE,
     ),
-    System(
-        "arcana-redis", "Arcana, Redis backend + wasm plugin", "yes (lease, redelivered on expiry)", "arcana", "redis"
-    ),
+    System("arcana-redis", "Arcana, Redis backend + wasm plugin", ARCANA_REDELIVERS, "arcana", "redis"),
     System(
         "arcana-sqlite",
         "Arcana, SQL backend on SQLite + plugin",
-        "yes (lease, redelivered on expiry)",
+        ARCANA_REDELIVERS,
         "arcana",
         "sqlite",
     ),
     System(
         "arcana-postgres",
         "Arcana, SQL backend on PostgreSQL + plugin",
-        "yes (lease, redelivered on expiry)",
+        ARCANA_REDELIVERS,
         "arcana",
         "postgres",
     ),
