@@ -281,14 +281,24 @@ def _log_tail(workdir: Path) -> str:
     return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
 
+def _check_done(queue: Any, ids: tuple[str, ...]) -> None:
+    """The first and last jobs read back as succeeded on their first attempt: the stats told the truth."""
+    from arcana.queue.types import JobState
+
+    for job_id in ids:
+        job = queue.get(job_id)
+        if job is None or job.state != JobState.SUCCEEDED or job.attempts != 1:
+            seen = job.as_json() if job is not None else "gone"
+            raise RuntimeError(f"job {job_id} should have succeeded on attempt 1: {seen}")
+
+
 def run(backend: str, url: str, n: int, concurrency: int, wasm: Path, workdir: Path) -> Measured:
     """Enqueue ``n`` no-op jobs on ``backend``, then time one worker process draining them."""
     with STORES[backend](url, workdir) as store:
         queue = store.queue
         queue.stats()  # connect (and warm the pool) before the clock starts
         t0 = time.perf_counter()
-        for _ in range(n):
-            queue.enqueue(queue.spec(JOB_TYPE, None, owner="bench"))
+        ids = [queue.enqueue(queue.spec(JOB_TYPE, None, owner="bench")).id for _ in range(n)]
         enqueue_s = time.perf_counter() - t0
 
         stats = queue.stats()
@@ -315,6 +325,7 @@ def run(backend: str, url: str, n: int, concurrency: int, wasm: Path, workdir: P
                     raise RuntimeError(f"no progress for {STALL_S:.0f} s: {stats.as_json()}\n{_log_tail(workdir)}")
                 time.sleep(POLL_S if started is not None else POLL_START_S)
             assert started is not None
+            _check_done(queue, (ids[0], ids[-1]))
             return Measured(enqueue_s, now - started, stats.succeeded)
         finally:
             _stop(proc)
