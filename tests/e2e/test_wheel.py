@@ -46,6 +46,7 @@ PACKAGE_DATA = (
     "arcana/bundled/plugins/hello/hello.wasm",
     "arcana/bundled/plugins/echo/echo.wasm",
     "arcana/bundled/plugins/notes/notes.wasm",
+    "arcana/bundled/plugins/audit-log/audit-log.wasm",
     "arcana/migrations/script.py.mako",
     "arcana/py.typed",
     "arcana_sdk/guest/zig/arcana.zig",

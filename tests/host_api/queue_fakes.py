@@ -1,13 +1,17 @@
-"""An in-memory ``QueueBackend`` for capability tests: enqueue, dedupe and get, nothing else.
+"""Fakes behind the queue's and the bus's protocols, for host-function tests without a kernel.
 
-The real backends (SQL, Redis) are pinned by the queue's contract suite; these
-tests are about what the host functions check before a backend is reached.
+``MemoryQueueBackend`` keeps jobs in a dict (enqueue, dedupe and get, nothing
+else): the real backends (SQL, Redis) are pinned by the queue's contract
+suite, and these tests are about what the host functions check before a
+backend is reached. ``RecordingBus`` stands in for ``arcana.events.EventBus``
+and records what would be emitted.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from arcana.queue.types import Enqueued, Job, JobSpec, JobState, Lease, QueueStats
@@ -75,3 +79,28 @@ class MemoryQueueBackend:
 
     def sweep(self, now: float, retention_s: float) -> int:
         raise NotImplementedError
+
+
+@dataclass
+class Emitted:
+    topic: str
+    payload: dict[str, Any]
+    source: str
+    principal: str | None
+    traceparent: str
+
+
+@dataclass
+class RecordingBus:
+    emitted: list[Emitted] = field(default_factory=list)
+
+    def emit(
+        self,
+        topic: str,
+        payload: dict[str, Any],
+        *,
+        source: str = "kernel",
+        principal: str | None = None,
+        traceparent: str = "",
+    ) -> None:
+        self.emitted.append(Emitted(topic, payload, source, principal, traceparent))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -16,27 +15,9 @@ from arcana_host.binding import link_capability
 from arcana_host.events import EventsCapability
 from arcana_host.events.topics import compile_pattern
 from arcana_host.queue import QueueCapability
-from host_api.memory_queue import MemoryQueueBackend
+from host_api.queue_fakes import Emitted, MemoryQueueBackend, RecordingBus
 
 CONFIG = ArcanaConfig(queue=QueueConfig(max_payload_bytes=128, max_enqueues_per_call=3))
-
-
-@dataclass
-class RecordingBus:
-    """Stands in for arcana.events.EventBus: records what would be emitted."""
-
-    emitted: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
-
-    def emit(
-        self,
-        topic: str,
-        payload: dict[str, Any],
-        *,
-        source: str = "kernel",
-        principal: str | None = None,
-        traceparent: str = "",
-    ) -> None:
-        self.emitted.append((topic, payload, {"source": source, "principal": principal, "traceparent": traceparent}))
 
 
 def _plugin(*patterns: str, name: str = "notes") -> PluginSpec:
@@ -59,16 +40,14 @@ def code(reply: dict[str, Any]) -> str | None:
 def test_a_granted_topic_is_emitted_with_the_plugin_the_principal_and_the_trace() -> None:
     bus, call = RecordingBus(), _call({"sub": "alice", "roles": ["user"]})
     assert _emit(bus, _plugin("note.*"), call, topic="note.created", payload={"id": "n1"}) == {}
-    assert bus.emitted == [
-        ("note.created", {"id": "n1"}, {"source": "notes", "principal": "alice", "traceparent": "00-trace-span-01"})
-    ]
+    assert bus.emitted == [Emitted("note.created", {"id": "n1"}, "notes", "alice", "00-trace-span-01")]
     assert call.may_have_saved
 
 
 def test_without_a_principal_or_a_payload_the_event_has_none_and_an_empty_object() -> None:
     bus = RecordingBus()
     assert _emit(bus, _plugin("note.*"), _call(), topic="note.a.b") == {}
-    assert bus.emitted == [("note.a.b", {}, {"source": "notes", "principal": None, "traceparent": "00-trace-span-01"})]
+    assert bus.emitted == [Emitted("note.a.b", {}, "notes", None, "00-trace-span-01")]
 
 
 @pytest.mark.parametrize("topic", ["user.created", "notes.created", "note"])

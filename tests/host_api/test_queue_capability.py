@@ -16,7 +16,7 @@ from arcana.queue.types import Priority
 from arcana.types import CallContext, PluginSpec
 from arcana_host.binding import link_capability
 from arcana_host.queue import QueueCapability
-from host_api.memory_queue import MemoryQueueBackend
+from host_api.queue_fakes import MemoryQueueBackend
 
 Host = Callable[..., dict[str, Any]]
 BOUNDS = QueueConfig(max_payload_bytes=256, max_delay_s=60, max_retries_limit=5, max_enqueues_per_call=3)
