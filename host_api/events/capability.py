@@ -30,6 +30,9 @@ from arcana.errors import Forbidden, PayloadTooLarge, Problem, ServiceUnavailabl
 from arcana.types import CallContext, CapabilityRefused, HostFunction, JsonObject, PluginSpec
 from arcana_host.events import topics
 from arcana_host.queue.budget import CallBudget
+from arcana_host.queue.requests import refuse_unknown
+
+EMIT_FIELDS = frozenset({"topic", "payload"})
 
 
 class Emitter(Protocol):
@@ -142,9 +145,7 @@ class EventsCapability:
         return topic
 
     def _payload(self, req: JsonObject) -> dict[str, Any]:
-        unknown = sorted(set(req) - {"topic", "payload"})
-        if unknown:
-            raise ValidationFailed(f"event_emit does not take {unknown}; fields: payload, topic")
+        refuse_unknown("event_emit", req, EMIT_FIELDS)
         payload = req.get("payload")
         if payload is None:
             return {}

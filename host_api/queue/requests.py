@@ -36,11 +36,17 @@ def _typed(req: JsonObject, name: str, kind: type, default: Any, what: str) -> A
     return value
 
 
-def enqueue(req: JsonObject) -> EnqueueRequest:
-    unknown = sorted(set(req) - ENQUEUE_FIELDS)
+def refuse_unknown(function: str, req: JsonObject, fields: frozenset[str]) -> None:
+    """A typo ("delay" for "delay_ms") would otherwise be ignored silently: the job would run at once."""
+    unknown = sorted(set(req) - fields)
     if unknown:
-        # A typo ("delay" for "delay_ms") would otherwise run the job at once, silently.
-        raise ValidationFailed(f"queue_enqueue does not take {unknown}; fields: {', '.join(sorted(ENQUEUE_FIELDS))}")
+        # Names as the plugin sent them, bounded: the message must not grow with the request.
+        shown = [name[:40] for name in unknown[:5]]
+        raise ValidationFailed(f"{function} does not take {shown}; fields: {', '.join(sorted(fields))}")
+
+
+def enqueue(req: JsonObject) -> EnqueueRequest:
+    refuse_unknown("queue_enqueue", req, ENQUEUE_FIELDS)
     job_type = _typed(req, "type", str, "", "a string")
     if not job_type:
         raise ValidationFailed("'type' is required: one of the job types this plugin may enqueue")

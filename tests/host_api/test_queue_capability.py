@@ -179,3 +179,12 @@ def test_without_a_queue_the_host_answers_service_unavailable() -> None:
     capability = QueueCapability.from_config(_config(), None)
     reply = _host(capability, _plugin("t", "t.a"))("queue_enqueue", type="t.a")
     assert code(reply) == "SERVICE_UNAVAILABLE"
+
+
+def test_a_request_full_of_unknown_fields_is_refused_with_a_message_that_does_not_grow_with_it(
+    backend: MemoryQueueBackend,
+) -> None:
+    request = {"type": "t.a", **{f"{i:04d}" + "x" * 1000: i for i in range(500)}}
+    reply = _host(_capability(backend), _plugin("t", "t.a"))("queue_enqueue", **request)
+    assert code(reply) == "VALIDATION_FAILED" and "queue_enqueue does not take ['0000xxx" in reply["error"]["message"]
+    assert len(reply["error"]["message"]) < 400
