@@ -81,10 +81,16 @@ def _problems(plugin: str, patterns: Any) -> list[Problem]:
     return problems
 
 
+@dataclass(frozen=True)
+class EventsCapabilityConfig:
+    """``capabilities.events``: no settings of its own (bounds are the queue's), so any key there is a typo."""
+
+
 class EventsCapability:
     name = "events"
 
     def __init__(self, config: ArcanaConfig, bus: Emitter | None) -> None:
+        config.section("events", EventsCapabilityConfig)  # refuses unknown keys, naming them
         self.limit = config.queue.max_enqueues_per_call
         self.max_payload_bytes = config.queue.max_payload_bytes
         self._bus = bus

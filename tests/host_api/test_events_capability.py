@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from arcana.config import ArcanaConfig, QueueConfig
+from arcana.errors import ConfigError
 from arcana.manifest import Manifest
 from arcana.queue.jobs import JobQueue
 from arcana.types import CallContext, CapabilityRefused, PluginSpec
@@ -160,3 +161,8 @@ def test_emits_and_enqueues_share_one_budget_per_plugin_call() -> None:
 def test_without_a_bus_the_host_answers_service_unavailable() -> None:
     linked = link_capability(EventsCapability.from_config(CONFIG, None), _plugin("note.*"))
     assert code(json.loads(linked["event_emit"].call(_call(), b'{"topic": "note.x"}'))) == "SERVICE_UNAVAILABLE"
+
+
+def test_a_key_under_capabilities_events_fails_start_up_naming_it() -> None:
+    with pytest.raises(ConfigError, match=r"unknown config key 'capabilities\.events\.topics'"):
+        EventsCapability.from_config(ArcanaConfig(capabilities={"events": {"topics": ["x"]}}), RecordingBus())

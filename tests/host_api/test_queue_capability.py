@@ -188,3 +188,9 @@ def test_a_request_full_of_unknown_fields_is_refused_with_a_message_that_does_no
     reply = _host(_capability(backend), _plugin("t", "t.a"))("queue_enqueue", **request)
     assert code(reply) == "VALIDATION_FAILED" and "queue_enqueue does not take ['0000xxx" in reply["error"]["message"]
     assert len(reply["error"]["message"]) < 400
+
+
+def test_an_unknown_key_under_capabilities_queue_fails_start_up_naming_it() -> None:
+    config = ArcanaConfig(capabilities={"queue": {"extra_typez": {}}})
+    with pytest.raises(ConfigError, match=r"unknown config key 'capabilities\.queue\.extra_typez'"):
+        QueueCapability.from_config(config, None)
