@@ -13,12 +13,14 @@ from types import MappingProxyType
 
 from arcana.types import HOST_NAMESPACE, HostFunction
 from arcana_host.auth import AuthCapability
+from arcana_host.events import EventsCapability
 from arcana_host.log import LogCapability
+from arcana_host.queue import QueueCapability
 from arcana_host.store import StoreCapability
 
 __all__ = ["CAPABILITY_CLASSES", "CATALOG", "HOST_NAMESPACE", "KNOWN_GRANTS", "capability_of"]
 # The capability classes a kernel offers, in the order they are built and closed.
-CAPABILITY_CLASSES = (LogCapability, StoreCapability, AuthCapability)
+CAPABILITY_CLASSES = (LogCapability, StoreCapability, AuthCapability, QueueCapability, EventsCapability)
 
 
 def _catalog() -> dict[str, HostFunction]:

@@ -16,11 +16,14 @@ from arcana.config import ArcanaConfig
 from arcana.database import Database
 from arcana.errors import ConfigError, Problem
 from arcana.manifest import Manifest
+from arcana.queue.jobs import JobQueue
 from arcana.types import Capability, CapabilityRefused, LinkedFunction, PluginSpec
 from arcana_host.auth import AuthCapability, Identity
 from arcana_host.binding import link
 from arcana_host.catalog import CAPABILITY_CLASSES, CATALOG, HOST_NAMESPACE, KNOWN_GRANTS
+from arcana_host.events import Emitter, EventsCapability
 from arcana_host.log import LogCapability
+from arcana_host.queue import QueueCapability
 from arcana_host.store import StoreCapability
 
 # WASI and Extism's own env imports are linked by the engine, not by us.
@@ -33,6 +36,9 @@ class HostServices:
 
     identity: Identity | None = None
     database: Database | None = None
+    # The kernel's job queue (queue_enqueue, queue_status) and event bus (event_emit, an arcana.events.EventBus).
+    jobs: JobQueue | None = None
+    bus: Emitter | None = None
 
 
 # One factory per class in CAPABILITY_CLASSES, in the same order; each reads its own config section.
@@ -40,6 +46,8 @@ FACTORIES: tuple[Callable[[ArcanaConfig, HostServices], Capability], ...] = (
     lambda config, services: LogCapability(),
     lambda config, services: StoreCapability.from_config(config, services.database),
     lambda config, services: AuthCapability(services.identity),
+    lambda config, services: QueueCapability.from_config(config, services.jobs),
+    lambda config, services: EventsCapability.from_config(config, services.bus),
 )
 
 

@@ -336,7 +336,9 @@ class ArcanaConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     # Capability grants: plugin name (or "*" for every plugin) -> capabilities.
-    grants: dict[str, list[str]] = field(default_factory=lambda: {"*": ["log"], "notes": ["store"]})
+    grants: dict[str, list[str]] = field(
+        default_factory=lambda: {"*": ["log"], "notes": ["store", "events"], "audit-log": ["store"]}
+    )
     # One section per host capability, typed by the capability itself
     # (see ``section``), so adding a capability never edits this file.
     capabilities: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -4,7 +4,7 @@ The result serves the example plugins with `arcana serve` run inside DIR and
 no flags::
 
     DIR/arcana.yaml        every key with its default and comment (config/default.yaml)
-    DIR/plugins/*.wasm     the example plugins (hello, echo, notes)
+    DIR/plugins/*.wasm     the example plugins (hello, echo, notes, audit-log)
     DIR/.data/             the SQLite database, created on first serve
 
 Everything comes from package data through importlib.resources, so it works

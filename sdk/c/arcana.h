@@ -149,4 +149,107 @@ static inline void arcana_host_call_str(ArcanaHostFn fn, const char *request) {
     (void)arcana_host_call(fn, request, arcana_strlen(request), ignored, 0);
 }
 
+/* ---- typed helpers: queue and events ----------------------------------- */
+
+/* One piece of a JSON request: `text` verbatim (ARCANA_RAW) or as a quoted,
+ * escaped JSON string (ARCANA_STR). A NULL text is written as `null`. */
+typedef enum { ARCANA_RAW = 0, ARCANA_STR = 1 } ArcanaPartKind;
+typedef struct {
+    const char *text;
+    ArcanaPartKind kind;
+} ArcanaPart;
+
+/* Write `part` at `block + at` (when block != 0); returns the bytes it takes. */
+static inline uint64_t arcana_put_part(ArcanaOffset block, uint64_t at, ArcanaPart part) {
+    static const char hex[] = "0123456789abcdef";
+    if (part.text == 0) part = (ArcanaPart){"null", ARCANA_RAW};
+    uint64_t n = 0;
+    if (part.kind == ARCANA_STR && block) extism_store_u8(block + at + n, '"');
+    if (part.kind == ARCANA_STR) n++;
+    for (const unsigned char *c = (const unsigned char *)part.text; *c; c++) {
+        char esc[6] = {*c};
+        uint64_t len = 1;
+        if (part.kind == ARCANA_STR && (*c == '"' || *c == '\\')) {
+            esc[0] = '\\', esc[1] = (char)*c, len = 2;
+        } else if (part.kind == ARCANA_STR && *c < 0x20) {
+            esc[0] = '\\', esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[*c >> 4], esc[5] = hex[*c & 15];
+            len = 6;
+        }
+        for (uint64_t i = 0; i < len; i++, n++)
+            if (block) extism_store_u8(block + at + n, (uint8_t)esc[i]);
+    }
+    if (part.kind == ARCANA_STR && block) extism_store_u8(block + at + n, '"');
+    if (part.kind == ARCANA_STR) n++;
+    return n;
+}
+
+/* Call `fn` with the request made of `parts` joined (no copy in guest memory). */
+static inline uint64_t arcana_host_call_parts(ArcanaHostFn fn, const ArcanaPart *parts, int n_parts,
+                                              char *reply, uint64_t cap) {
+    uint64_t total = 0;
+    for (int i = 0; i < n_parts; i++) total += arcana_put_part(0, total, parts[i]);
+    ArcanaOffset req = extism_alloc(total);
+    for (uint64_t i = 0, at = 0; i < (uint64_t)n_parts; i++) at += arcana_put_part(req, at, parts[i]);
+    ArcanaOffset rep = fn(req);
+    extism_free(req);
+    if (rep == 0) {
+        static const char failed[] = ARCANA_HOST_CALL_FAILED;
+        for (uint64_t i = 0; i < sizeof failed - 1 && i < cap; i++) reply[i] = failed[i];
+        return sizeof failed - 1;
+    }
+    uint64_t len = arcana_load(rep, reply, cap);
+    extism_free(rep);
+    return len;
+}
+
+/* `value` in decimal into `buf` (at least 21 bytes); returns buf. */
+static inline const char *arcana_i64_text(int64_t value, char *buf) {
+    char digits[20];
+    int n = 0;
+    uint64_t v = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
+    do digits[n++] = (char)('0' + v % 10); while ((v /= 10) != 0);
+    int at = 0;
+    if (value < 0) buf[at++] = '-';
+    while (n) buf[at++] = digits[--n];
+    buf[at] = 0;
+    return buf;
+}
+
+/* queue_enqueue (grant `queue`): a job of `type` (one of the plugin's [[job]]
+ * types) with `payload_json` (JSON text, NULL for null). `priority` NULL is
+ * "normal"; `max_retries` < 0 and `dedupe_key` NULL leave the host's defaults.
+ * Reply {"id", "created"} or {"error": ...}. */
+static inline uint64_t arcana_queue_enqueue(const char *type, const char *payload_json, const char *priority,
+                                            uint64_t delay_ms, int32_t max_retries, const char *dedupe_key,
+                                            char *reply, uint64_t cap) {
+    char delay[21], retries[21];
+    const ArcanaPart parts[] = {
+        {"{\"type\":", ARCANA_RAW},       {type, ARCANA_STR},
+        {",\"payload\":", ARCANA_RAW},    {payload_json, ARCANA_RAW},
+        {",\"priority\":", ARCANA_RAW},   {priority ? priority : "normal", ARCANA_STR},
+        {",\"delay_ms\":", ARCANA_RAW},   {arcana_i64_text((int64_t)delay_ms, delay), ARCANA_RAW},
+        {",\"max_retries\":", ARCANA_RAW}, {max_retries < 0 ? 0 : arcana_i64_text(max_retries, retries), ARCANA_RAW},
+        {",\"dedupe_key\":", ARCANA_RAW}, {dedupe_key, ARCANA_STR},
+        {"}", ARCANA_RAW},
+    };
+    return arcana_host_call_parts(arcana_host_queue_enqueue, parts, sizeof parts / sizeof parts[0], reply, cap);
+}
+
+/* queue_status (grant `queue`) of a job this plugin enqueued: reply {"job": {...}} or NOT_FOUND. */
+static inline uint64_t arcana_queue_status(const char *id, char *reply, uint64_t cap) {
+    const ArcanaPart parts[] = {{"{\"id\":", ARCANA_RAW}, {id, ARCANA_STR}, {"}", ARCANA_RAW}};
+    return arcana_host_call_parts(arcana_host_queue_status, parts, 3, reply, cap);
+}
+
+/* event_emit (grant `events`): `topic` (one the manifest's events patterns
+ * match) with `payload_json` (a JSON object as text, NULL for {}). Reply {} or {"error": ...}. */
+static inline uint64_t arcana_event_emit(const char *topic, const char *payload_json, char *reply, uint64_t cap) {
+    const ArcanaPart parts[] = {
+        {"{\"topic\":", ARCANA_RAW}, {topic, ARCANA_STR},
+        {",\"payload\":", ARCANA_RAW}, {payload_json ? payload_json : "{}", ARCANA_RAW},
+        {"}", ARCANA_RAW},
+    };
+    return arcana_host_call_parts(arcana_host_event_emit, parts, 5, reply, cap);
+}
+
 #endif /* ARCANA_H */

@@ -44,5 +44,8 @@ ARCANA_HOST_FN(auth_hash_password)   /* grant: auth */
 ARCANA_HOST_FN(auth_verify_password) /* grant: auth */
 ARCANA_HOST_FN(auth_check_role)      /* grant: auth */
 ARCANA_HOST_FN(auth_issue_token)     /* grant: auth.issue */
+ARCANA_HOST_FN(queue_enqueue)        /* grant: queue */
+ARCANA_HOST_FN(queue_status)         /* grant: queue */
+ARCANA_HOST_FN(event_emit)           /* grant: events */
 
 #endif /* ARCANA_CONTRACT_H */

@@ -1,7 +1,8 @@
 //! Arcana guest SDK for Zig, written directly on the Extism kernel ABI.
 //!
 //! A handler is an exported `fn () i32`. It reads one JSON envelope from the
-//! Extism input, sets one JSON object as the output, and returns 0:
+//! Extism input (kind http, grpc, job or event), sets one JSON object as the
+//! output, and returns 0:
 //!
 //!     const std = @import("std");
 //!     const arcana = @import("arcana.zig");
@@ -167,6 +168,54 @@ pub const Request = struct {
     pub fn field(self: *const Request, name: []const u8) ?std.json.Value {
         return self.root.get(name);
     }
+    /// The `request_id` of this call (for a job or an event: of its delivery).
+    pub fn requestId(self: *const Request) []const u8 {
+        return self.str("request_id");
+    }
+    /// The W3C trace context this call continues ("" when none).
+    pub fn traceparent(self: *const Request) []const u8 {
+        return self.str("traceparent");
+    }
+    /// The job of a `job` envelope; null for any other kind.
+    pub fn job(self: *const Request) ?queue.Job {
+        const o = self.member("job") orelse return null;
+        return .{
+            .id = text(o, "id") orelse "",
+            .type = text(o, "type") orelse "",
+            .payload = o.get("payload") orelse .{ .null = {} },
+            .attempt = if (o.get("attempt")) |a| (if (a == .integer) a.integer else 0) else 0,
+            .priority = text(o, "priority") orelse "normal",
+        };
+    }
+    /// The event of an `event` envelope; null for any other kind.
+    pub fn event(self: *const Request) ?events.Event {
+        const o = self.member("event") orelse return null;
+        const time: f64 = if (o.get("time")) |t| switch (t) {
+            .float => t.float,
+            .integer => @floatFromInt(t.integer),
+            else => 0,
+        } else 0;
+        return .{
+            .id = text(o, "id") orelse "",
+            .topic = text(o, "topic") orelse "",
+            .source = text(o, "source") orelse "",
+            .time = time,
+            .payload = o.get("payload") orelse .{ .null = {} },
+            .principal = text(o, "principal"),
+            .value = self.root.get("event").?,
+        };
+    }
+
+    fn member(self: *const Request, name: []const u8) ?std.json.ObjectMap {
+        if (!std.mem.eql(u8, self.kind(), name)) return null;
+        const v = self.root.get(name) orelse return null;
+        return if (v == .object) v.object else null;
+    }
+
+    fn text(o: std.json.ObjectMap, key: []const u8) ?[]const u8 {
+        const v = o.get(key) orelse return null;
+        return if (v == .string) v.string else null;
+    }
 };
 
 /// Read and parse the envelope of this call.
@@ -232,6 +281,22 @@ pub fn fail(code: Code, message: []const u8) i32 {
         output("{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}");
         return 0;
     };
+    defer allocator.free(out);
+    output(out);
+    return 0;
+}
+
+/// Output `{}`: a job or an event handled. Returns 0.
+pub fn done() i32 {
+    output("{}");
+    return 0;
+}
+
+/// Output `{"result": value}`: a job handled, `value` (any std.json-serializable
+/// value) kept as the job's result for `queue.status`. Returns 0.
+pub fn jobResult(value: anytype) i32 {
+    const out = std.json.Stringify.valueAlloc(allocator, .{ .result = value }, .{}) catch
+        return fail(.INTERNAL, "out of memory");
     defer allocator.free(out);
     output(out);
     return 0;
@@ -333,6 +398,12 @@ pub const store = @import("store.zig");
 
 /// Password hashing, role checks and token minting of the `auth` capability: see auth.zig.
 pub const auth = @import("auth.zig");
+
+/// Enqueueing jobs and reading their status (`queue` capability), and the job envelope: see queue.zig.
+pub const queue = @import("queue.zig");
+
+/// Emitting events (`events` capability), and the event envelope: see events.zig.
+pub const events = @import("events.zig");
 pub const kv = store.kv;
 
 /// Write a log line through the host (`log` capability). Never fails.

@@ -53,4 +53,10 @@ pub const HostFunction = enum {
     auth_check_role,
     /// grant: auth.issue
     auth_issue_token,
+    /// grant: queue
+    queue_enqueue,
+    /// grant: queue
+    queue_status,
+    /// grant: events
+    event_emit,
 };

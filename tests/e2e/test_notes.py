@@ -30,7 +30,7 @@ def config(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
         url = f"sqlite:///{tmp_path}/notes.db"
     else:
         url = request.getfixturevalue("fresh_postgres_url")
-    config = {"database": {"url": url}, "grants": {"*": ["log"], "notes": ["store"]}}
+    config = {"database": {"url": url}, "grants": {"*": ["log"], "notes": ["store", "events"]}}
     if request.param == "postgresql":
         path = tmp_path / "migrate.yaml"
         path.write_text(yaml.safe_dump(config))

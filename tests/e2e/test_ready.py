@@ -151,7 +151,7 @@ def forwarded_postgres(fresh_postgres_url: str, tmp_path: Path) -> Iterator[tupl
     forwarder = Forwarder(5432)
     forwarder.up()
     url = fresh_postgres_url.replace("@127.0.0.1:5432/", f"@127.0.0.1:{forwarder.port}/")
-    yield forwarder, {"database": {"url": url}, "grants": {"*": ["log"], "notes": ["store"]}}
+    yield forwarder, {"database": {"url": url}, "grants": {"*": ["log"], "notes": ["store", "events"]}}
     forwarder.down()
 
 

@@ -46,6 +46,7 @@ PACKAGE_DATA = (
     "arcana/bundled/plugins/hello/hello.wasm",
     "arcana/bundled/plugins/echo/echo.wasm",
     "arcana/bundled/plugins/notes/notes.wasm",
+    "arcana/bundled/plugins/audit-log/audit-log.wasm",
     "arcana/migrations/script.py.mako",
     "arcana/py.typed",
     "arcana_sdk/guest/zig/arcana.zig",
@@ -195,7 +196,7 @@ def served(installed: Installed) -> Iterator[tuple[str, str, Path]]:
 def test_init_then_serve_answers_rest_from_the_deployment_folder(served: tuple[str, str, Path]) -> None:
     url, _, deploy = served
     assert httpx.get(f"{url}/api/v1/hello/Ada").json() == {"message": "Hello, Ada!"}
-    assert httpx.get(f"{url}/ready").json() == {"status": "ready", "plugins": 3}
+    assert httpx.get(f"{url}/ready").json() == {"status": "ready", "plugins": 4}  # hello, echo, notes, audit-log
     assert (deploy / ".data" / "arcana.db").is_file(), "the database is not in the deployment folder"
 
 

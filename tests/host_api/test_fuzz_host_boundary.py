@@ -20,22 +20,29 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from arcana.config import DatabaseConfig
+from arcana.config import ArcanaConfig, DatabaseConfig, QueueConfig
 from arcana.database import Database, migrate
 from arcana.errors import ErrorCode
-from arcana.manifest import Manifest
+from arcana.manifest import Job, Manifest
+from arcana.queue.jobs import JobQueue
 from arcana.types import CallContext, LinkedFunction, PluginSpec
 from arcana_host.auth import AuthCapability
 from arcana_host.binding import link_capability
+from arcana_host.catalog import CATALOG
+from arcana_host.events import EventsCapability
 from arcana_host.log import LogCapability
+from arcana_host.queue import QueueCapability
 from arcana_host.store import StoreCapability, StoreConfig
 from arcana_host.store.sql_backend import SqlStoreBackend
 from fuzzing import ANY_TEXT, FINITE_SCALARS, fuzz_settings, json_values
+from host_api.queue_fakes import MemoryQueueBackend, RecordingBus
 
 pytestmark = pytest.mark.fuzz
 
 PLUGIN = "fuzzed"
-GRANTS = frozenset({"log", "store", "auth", "auth.issue"})
+GRANTS = frozenset({"log", "store", "auth", "auth.issue", "queue", "events"})
+# Small queue bounds, so that the fuzz reaches them.
+QUEUE = ArcanaConfig(queue=QueueConfig(max_payload_bytes=512, max_delay_s=60, max_retries_limit=5))
 
 
 class FakeIdentity:
@@ -61,9 +68,12 @@ def functions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Li
         StoreConfig(max_doc_bytes=2048, max_value_bytes=512, max_page_size=50, max_batch_ops=10),
         SqlStoreBackend(database.engine),
     )
-    spec = PluginSpec(Manifest(PLUGIN, "1.0.0"), GRANTS)
+    manifest = Manifest(PLUGIN, "1.0.0", capabilities={"events": ("note.*",)}, jobs=(Job("fuzz.work", "work"),))
+    spec = PluginSpec(manifest, GRANTS)
+    queue = QueueCapability.from_config(QUEUE, JobQueue(QUEUE.queue, MemoryQueueBackend()))
+    events = EventsCapability.from_config(QUEUE, RecordingBus())
     linked: dict[str, LinkedFunction] = {}
-    for capability in (LogCapability(), store, AuthCapability(FakeIdentity())):
+    for capability in (LogCapability(), store, AuthCapability(FakeIdentity()), queue, events):
         linked |= link_capability(capability, spec)
     yield linked
     store.close()
@@ -72,7 +82,7 @@ def functions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Li
 
 def test_every_capability_function_is_fuzzed(functions: dict[str, LinkedFunction]) -> None:
     """The fuzz below draws from this table: a new host function must be fuzzed too."""
-    assert set(functions) == set(FIELDS)
+    assert set(functions) == set(FIELDS) == set(CATALOG)
 
 
 # The fields each function reads, with values that pass its checks (so the fuzz reaches the database); the
@@ -137,6 +147,21 @@ FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "sub": st.text(min_size=1, max_size=256),
         "roles": st.lists(st.text(max_size=10), max_size=3),
         "ttl_s": st.integers(1, 3600),
+    },
+    "queue_enqueue": {
+        "type": st.sampled_from(["fuzz.work", "other.work", ""]),
+        "payload": json_values(FINITE_SCALARS),
+        "priority": st.sampled_from(["critical", "high", "normal", "low", "HIGH", "urgent"]),
+        "delay_ms": st.one_of(st.integers(-1, 70_000), st.integers(2**62, 2**64)),
+        "max_retries": st.integers(-1, 30),
+        "dedupe_key": st.one_of(ANY_TEXT, st.sampled_from(["k", "k" * 300, "\u00e9" * 200])),
+    },
+    "queue_status": {"id": st.one_of(st.sampled_from(["j1", "j2", "", "x" * 200]), ANY_TEXT)},
+    "event_emit": {
+        "topic": st.sampled_from(["note.created", "note.a.b", "auth.login", "other.x", "note.*", "Note.X", ""]),
+        "payload": st.one_of(
+            st.dictionaries(st.text(max_size=10), json_values(FINITE_SCALARS), max_size=4), json_values()
+        ),
     },
 }
 

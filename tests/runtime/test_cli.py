@@ -25,7 +25,7 @@ from arcana.listeners import _bind_failure
 from arcana.preflight import check_plugins_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ("echo.wasm", "hello.wasm", "notes.wasm")
+EXAMPLES = ("audit-log.wasm", "echo.wasm", "hello.wasm", "notes.wasm")
 
 
 def _subparsers(parser: argparse.ArgumentParser, path: str = "arcana") -> list[tuple[str, argparse.ArgumentParser]]:

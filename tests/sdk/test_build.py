@@ -32,7 +32,7 @@ from arcana_sdk.wasm_sections import (
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "plugins"
-EXAMPLE_NAMES = ("hello", "echo", "notes")
+EXAMPLE_NAMES = ("hello", "echo", "notes", "audit-log")
 FIXTURES = REPO / "tests" / "fixtures" / "plugins"
 EMPTY_MODULE = b"\x00asm\x01\x00\x00\x00"
 
@@ -154,7 +154,7 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def examples(build_dir: Path) -> dict[str, bytes]:
-    """plugins/hello, echo and notes freshly built (in place, output elsewhere)."""
+    """plugins/hello, echo, notes and audit-log freshly built (in place, output elsewhere)."""
     if shutil.which("npm") is None:
         pytest.skip("npm is needed to build the AssemblyScript example")
     return {name: build_plugin(EXAMPLES / name, build_dir / f"{name}.wasm").read_bytes() for name in EXAMPLE_NAMES}

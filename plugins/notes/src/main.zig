@@ -7,7 +7,9 @@
 //!   DELETE /api/v1/notes/{id}?version=N                                -> 204 | 404 | 409
 //!
 //! Every route needs a signed-in user (the kernel checks the token before the
-//! plugin runs). A note belongs to the user who created it (`owner` = the
+//! plugin runs). Each change is also an event, `note.created`, `note.updated`
+//! or `note.deleted` with `{"id", "owner"}` (and the title for the first two),
+//! for subscribers such as plugins/audit-log. A note belongs to the user who created it (`owner` = the
 //! principal's `sub`); a user sees and changes only their own notes, and a
 //! user with role `admin` sees and changes all. Someone else's note answers
 //! 404, as if it did not exist.
@@ -128,6 +130,7 @@ fn create(req: *arcana.Request) !i32 {
     };
     const location = try std.fmt.allocPrint(req.arena, "/api/v1/notes/{s}", .{doc.id()});
     arcana.logFields(.info, "note created", .{ .id = doc.id() });
+    announce(req, "note.created", .{ .id = doc.id(), .owner = caller.sub, .title = note.title });
     return arcana.respondWith(201, .{ .location = location }, doc.value);
 }
 
@@ -158,25 +161,41 @@ fn update(req: *arcana.Request) !i32 {
     // The owner never changes, even when an admin edits; the version check makes the read-then-write safe.
     const owner = if (current.field("owner")) |o| (if (o == .string) o.string else caller.sub) else caller.sub;
     return switch (arcana.store.put(req.arena, COLLECTION, req.param("id") orelse "", Owned.of(note, owner), version)) {
-        .ok => |doc| arcana.respond(200, doc.value),
+        .ok => |doc| {
+            announce(req, "note.updated", .{ .id = doc.id(), .owner = owner, .title = note.title });
+            return arcana.respond(200, doc.value);
+        },
         .err => |e| failFor(e),
     };
 }
 
 fn remove(req: *arcana.Request) !i32 {
     const caller = Caller.of(req) orelse return noCaller();
-    switch (visible(req, caller)) {
-        .doc => {},
+    const current = switch (visible(req, caller)) {
+        .doc => |doc| doc,
         .answered => |rc| return rc,
-    }
+    };
     const version: ?i64 = if (req.query("version")) |v|
         std.fmt.parseInt(i64, v, 10) catch return arcana.fail(.VALIDATION_FAILED, "version must be an integer")
     else
         expectedVersion(req);
     return switch (arcana.store.delete(req.arena, COLLECTION, req.param("id") orelse "", version)) {
-        .ok => arcana.respondEmpty(204),
+        .ok => {
+            const owner = if (current.field("owner")) |o| (if (o == .string) o.string else "") else "";
+            announce(req, "note.deleted", .{ .id = current.id(), .owner = owner });
+            return arcana.respondEmpty(204);
+        },
         .err => |e| failFor(e),
     };
+}
+
+/// Emit a change event. The change is saved by now: a failed emit is logged,
+/// not answered, so that a client never retries a change that was made.
+fn announce(req: *arcana.Request, topic: []const u8, payload: anytype) void {
+    switch (arcana.events.emit(req.arena, topic, payload)) {
+        .ok => {},
+        .err => |e| arcana.logFields(.warn, "event not emitted", .{ .topic = topic, .code = @tagName(e.code), .reason = e.message }),
+    }
 }
 
 const Invalid = error{ NoBody, NoTitle, BadTitle, BadBody, BadTags, OutOfMemory };

@@ -64,3 +64,12 @@ export declare function host_auth_check_role(offset: u64): u64;
 /** grant: auth.issue */
 @external("extism:host/user", "auth_issue_token")
 export declare function host_auth_issue_token(offset: u64): u64;
+/** grant: queue */
+@external("extism:host/user", "queue_enqueue")
+export declare function host_queue_enqueue(offset: u64): u64;
+/** grant: queue */
+@external("extism:host/user", "queue_status")
+export declare function host_queue_status(offset: u64): u64;
+/** grant: events */
+@external("extism:host/user", "event_emit")
+export declare function host_event_emit(offset: u64): u64;

@@ -20,10 +20,14 @@ import { Host, Memory } from "@extism/as-pdk";
 import { error_set, length } from "@extism/as-pdk/lib/env";
 import { JsonValue, JsonObject, parseJson, jsonString, lastJsonError } from "./json";
 import { host_log } from "./contract";
+import { Job } from "./queue";
+import { Event } from "./events";
 
 export { JsonKind, JsonValue, JsonObject, parseJson, jsonString, lastJsonError } from "./json";
 export { store, kv, Result, HostError, Document, Page, QueryOptions, BatchOp, failWith } from "./store";
 export { auth } from "./auth";
+export { queue, EnqueueOptions, Enqueued, JobStatus, Job } from "./queue";
+export { events, Event } from "./events";
 // `Code` and every host function (`host_<name>`), generated from the kernel's tables.
 export * from "./contract";
 
@@ -51,7 +55,7 @@ export function arcanaAbort(message: string | null, fileName: string | null = nu
 
 // ------------------------------------------------------------------ envelope
 
-/** The request envelope of an http/grpc/job/event call. */
+/** The request envelope of an http/grpc/job/event call (`job()` and `event()` read the last two). */
 export class Request {
   /** The whole parsed envelope. */
   root: JsonValue;
@@ -142,6 +146,40 @@ export class Request {
     const v = this.root.get("principal");
     return v == null || v.isNull() ? null : v;
   }
+
+  /** The job of a "job" envelope; null for any other kind. */
+  job(): Job | null {
+    const o = this.kindMember("job");
+    if (o == null) return null;
+    const payload = o.get("payload");
+    return new Job(textOf(o, "id"), textOf(o, "type"), payload == null ? new JsonValue() : payload,
+      <i64>numberOf(o, "attempt"), o.getString("priority") == null ? "normal" : o.getString("priority")!);
+  }
+
+  /** The event of an "event" envelope; null for any other kind. */
+  event(): Event | null {
+    const o = this.kindMember("event");
+    if (o == null) return null;
+    const payload = o.get("payload");
+    return new Event(textOf(o, "id"), textOf(o, "topic"), textOf(o, "source"), numberOf(o, "time"),
+      payload == null ? new JsonValue() : payload, o.getString("principal"), o);
+  }
+
+  private kindMember(kind: string): JsonValue | null {
+    if (this.kind != kind) return null;
+    const v = this.root.get(kind);
+    return v == null || !v.isObject() ? null : v;
+  }
+}
+
+function textOf(o: JsonValue, key: string): string {
+  const v = o.getString(key);
+  return v == null ? "" : v;
+}
+
+function numberOf(o: JsonValue, key: string): f64 {
+  const v = o.get(key);
+  return v == null ? 0 : v.num;
 }
 
 /** Read and parse this call's envelope (traps if it is not a JSON object). */
@@ -171,6 +209,18 @@ export function respond(status: i32, bodyJson: string, headers: Map<string, stri
 /** Output a gRPC reply {"message": ...}; `messageJson` is proto3 JSON text of the output type. Returns 0. */
 export function reply(messageJson: string): i32 {
   outputString(new JsonObject().raw("message", messageJson).toString());
+  return 0;
+}
+
+/** Output {}: a job or an event handled. Returns 0. */
+export function done(): i32 {
+  outputString("{}");
+  return 0;
+}
+
+/** Output {"result": <resultJson>}: a job handled, its result kept for `queue.status`. Returns 0. */
+export function jobResult(resultJson: string): i32 {
+  outputString(new JsonObject().raw("result", resultJson).toString());
   return 0;
 }
 
