@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arcana.errors import NotFound, ValidationFailed
-from arcana.kernel import Kernel
 from arcana.types import Principal
+
+if TYPE_CHECKING:  # the checks above are used by the CLI too, which has no kernel
+    from arcana.kernel import Kernel
 
 ADMIN_JOBS_REPLAYED = "admin.jobs_replayed"
 ADMIN_JOBS_PURGED = "admin.jobs_purged"
