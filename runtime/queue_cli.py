@@ -225,7 +225,7 @@ def _job_lines(job: dict[str, Any]) -> list[str]:
     times = ("run_at", "created_at", "updated_at", "finished_at")
     shown = {k: (_when(v) + " UTC" if k in times and v is not None else v) for k, v in job.items()}
     shown["result"] = json.dumps(job["result"])
-    return [f"{k + ':':<13} {'-' if v in (None, "") else v}" for k, v in shown.items()]
+    return [f"{k + ':':<13} {'-' if v in (None, '') else v}" for k, v in shown.items()]
 
 
 def _fail(message: str, code: ExitCode) -> int:

@@ -136,7 +136,7 @@ class QueueDepth:
         except TimeoutError:
             stats = None
             logger.warning("queue stats did not answer within %g s; /metrics shows no queue depth", self._timeout_s)
-        except Exception as exc:  # ServiceUnavailable, or a backend that is not open: the scrape goes on
+        except Exception as exc:  # noqa: BLE001  ServiceUnavailable, or a backend not open: the scrape goes on
             stats = None
             logger.warning("queue stats unavailable: %s", exc)
         with self._lock:
@@ -149,7 +149,7 @@ class QueueDepth:
         def run() -> None:
             try:
                 future.set_result(self._stats())
-            except BaseException as exc:  # handed to the waiting scrape, which logs it
+            except BaseException as exc:  # noqa: BLE001  handed to the waiting scrape, which logs it
                 future.set_exception(exc)
 
         threading.Thread(target=run, name="arcana-queue-stats", daemon=True).start()

@@ -64,7 +64,12 @@ def test_stats_prints_a_table_and_json(
     lines = table.splitlines()
     assert lines[0].split() == ["STATE", "JOBS"]
     assert lines[1].split() == ["ready", "3", "(critical", "0,", "high", "1,", "normal", "0,", "low", "2)"]
-    assert [line.split() for line in lines[2:]] == [["delayed", "0"], ["running", "0"], ["dead", "1"], ["succeeded", "0"]]
+    assert [line.split() for line in lines[2:]] == [
+        ["delayed", "0"],
+        ["running", "0"],
+        ["dead", "1"],
+        ["succeeded", "0"],
+    ]
     code, out, _ = arcana(capsys, config_file, "stats", "--json")
     assert json.loads(out) == {
         "ready": {"critical": 0, "high": 1, "normal": 0, "low": 2},
