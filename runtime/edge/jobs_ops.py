@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from arcana.errors import NotFound, ValidationFailed
 from arcana.types import Principal
 
-if TYPE_CHECKING:  # the checks above are used by the CLI too, which has no kernel
+if TYPE_CHECKING:  # the CLI uses this module's checks, and has no kernel to import
     from arcana.kernel import Kernel
 
 ADMIN_JOBS_REPLAYED = "admin.jobs_replayed"
