@@ -17,6 +17,7 @@ from pathlib import Path
 from arcana.config import ArcanaConfig, load_config
 from arcana.errors import ConfigError
 from arcana.exit_codes import EXIT_CODES_HELP, ExitCode, StartupFailure
+from arcana.queue_cli import add_queue_commands
 
 # `arcana <command>` run in a deployment folder (see `arcana init`) uses its config.
 LOCAL_CONFIG = Path("arcana.yaml")
@@ -99,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--email", required=True)
     create.add_argument("--role", action="append", default=[], help="a role (repeat for several), e.g. admin")
     create.add_argument("--config", type=Path, help=CONFIG_HELP)
+
+    add_queue_commands(commands, CONFIG_HELP)
 
     plugin = _command(commands, "plugin", "plugin author tools", "Build and check plugins.").add_subparsers(
         dest="plugin_command", required=True, metavar="PLUGIN_COMMAND"
@@ -195,6 +198,8 @@ def _run(args: argparse.Namespace) -> int:
         return _migrate(_load(args.config))
     if args.command == "user":
         return _create_user(_load(args.config), args.email, args.role)
+    if args.command == "queue":
+        return _queue(args)
     if args.plugin_command == "check":
         from arcana.check import check_plugin
 
@@ -266,6 +271,12 @@ def _create_user(config: ArcanaConfig, email: str, roles: list[str]) -> int:
         database.close()
     print(f"created user {user.email} ({user.id}) with roles {', '.join(user.roles) or '(none)'}")
     return ExitCode.OK
+
+
+def _queue(args: argparse.Namespace) -> int:
+    from arcana.queue_cli import run_queue
+
+    return run_queue(args, _load(args.config))
 
 
 def _migrate(config: ArcanaConfig) -> int:

@@ -12,6 +12,7 @@ calls run on each plugin's own threads (``arcana.executor.ThreadShares``).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import math
 import os
@@ -32,6 +33,8 @@ from arcana.errors import ConfigError, FileChanging, PluginLoadError, Problem
 from arcana.events import PLUGIN_FAILED, PLUGIN_LOADED, PLUGIN_UNLOADED, EventBus, JobsSource
 from arcana.executor import ThreadShares
 from arcana.loader import PluginLoader, is_plugin_file, plugin_files
+from arcana.queue.jobs import JobQueue
+from arcana.queue.types import QueueBackend
 from arcana.registry import LoadedPlugin, LoadFailure, Registry, Snapshot
 from arcana.types import Principal
 from arcana.views import PluginsView, plugins_view
@@ -125,6 +128,7 @@ class Kernel:
         self._capabilities: Capabilities | None = None
         self._loader: PluginLoader | None = None
         self._probe: DatabaseProbe | None = None
+        self._jobs: JobQueue | None = None
         self._sync_lock = asyncio.Lock()
         self._listeners: list[Listener] = []
         self._subscribed: Snapshot | None = None
@@ -212,6 +216,15 @@ class Kernel:
         if self._identity is None:
             raise KernelNotStarted("the kernel is not started")
         return self._identity
+
+    @property
+    def jobs(self) -> JobQueue:
+        """The job queue on the configured backend, opened on first use after ``start``."""
+        if self._jobs is None:
+            if self._database is None:
+                raise KernelNotStarted("the kernel is not started")
+            self._jobs = JobQueue(self.config.queue, _open_queue_backend(self.config, self._database))
+        return self._jobs
 
     def authenticate(self, authorization: str) -> Principal | None:
         """`Authorization` header -> principal; None without one; Unauthorized when it is not valid."""
@@ -313,10 +326,19 @@ class Kernel:
             plugin.pool.retire()
         if self._capabilities is not None:
             self._capabilities.close()
+        if self._jobs is not None:
+            self._jobs.close()
         if self._database is not None:
             self._database.close()
         self._shares.close()
         self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _open_queue_backend(config: ArcanaConfig, database: Database) -> QueueBackend:
+    # arcana.queue.backends (open_backend) is being written beside this; imported by name until both are merged.
+    backends = importlib.import_module("arcana.queue.backends")
+    backend: QueueBackend = backends.open_backend(config, database)
+    return backend
 
 
 def _same_rpc(a: LoadedPlugin, b: LoadedPlugin) -> bool:

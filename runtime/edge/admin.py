@@ -1,4 +1,4 @@
-"""Admin REST API (`/api/v1/admin`, role admin): the plugin listing and user administration."""
+"""Admin REST API (`/api/v1/admin`, role admin): the plugin listing, user administration and the job queue."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from quart import Blueprint, request
 
 from arcana.core import require_role
+from arcana.edge.admin_jobs import register_jobs_admin
 from arcana.edge.users import register_user_admin
 from arcana.kernel import Kernel
 from arcana.views import FailureView, PluginsView, PluginView
@@ -57,4 +58,5 @@ def admin_blueprint(kernel: Kernel) -> Blueprint:
         return plugins_json(kernel.plugins_view())
 
     register_user_admin(bp, kernel)
+    register_jobs_admin(bp, kernel)
     return bp

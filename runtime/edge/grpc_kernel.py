@@ -18,8 +18,10 @@ import grpc
 from arcana.core import decode_message, request_id, require_role, unexpected
 from arcana.descriptors import DescriptorSet, RpcMethod
 from arcana.edge.grpc_wire import Behavior, abort, metadata_of
+from arcana.edge.jobs_ops import JobsAdmin, selection
 from arcana.errors import ArcanaError
 from arcana.kernel import Kernel
+from arcana.types import Principal
 from arcana.views import FailureView, PluginsView, PluginView
 
 # A kernel method gets the request message and the caller's metadata (":peer" is the caller's address,
@@ -85,11 +87,56 @@ def kernel_methods(kernel: Kernel, protos: DescriptorSet) -> dict[str, tuple[Rpc
 
     impls: dict[str, KernelMethod] = {
         "arcana.admin.v1.AdminService/ListPlugins": list_plugins,
+        **_job_methods(kernel),
         "arcana.auth.v1.AuthService/Login": login,
         "arcana.auth.v1.AuthService/Refresh": refresh,
         "arcana.auth.v1.AuthService/Logout": logout,
     }
     return {"/" + name: (protos.method(name), impl) for name, impl in impls.items()}
+
+
+def _job_methods(kernel: Kernel) -> dict[str, KernelMethod]:
+    """The queue's admin RPCs: the REST routes' core (arcana.edge.jobs_ops), in proto3 JSON."""
+    jobs = JobsAdmin(kernel)
+
+    def admin(metadata: dict[str, str]) -> Principal:
+        return require_role(kernel.authenticate(metadata.get("authorization", "")), ("admin",))
+
+    async def stats(_: dict[str, Any], metadata: dict[str, str]) -> dict[str, Any]:
+        admin(metadata)
+        return await jobs.stats()
+
+    async def get_job(m: dict[str, Any], metadata: dict[str, str]) -> dict[str, Any]:
+        admin(metadata)
+        return job_message(await jobs.job(m.get("id", "")))
+
+    async def dead(m: dict[str, Any], metadata: dict[str, str]) -> dict[str, Any]:
+        admin(metadata)
+        # proto3 has no "unset": a limit of 0 asks for the default page.
+        listing = await jobs.dead(m.get("limit") or None, m.get("offset", 0))
+        return {**listing, "items": [job_message(j) for j in listing["items"]]}
+
+    async def replay(m: dict[str, Any], metadata: dict[str, str]) -> dict[str, Any]:
+        by = admin(metadata)
+        return {"replayed": await jobs.replay(selection(m), by)}
+
+    async def purge(m: dict[str, Any], metadata: dict[str, str]) -> dict[str, Any]:
+        by = admin(metadata)
+        return {"purged": await jobs.purge(selection(m), by)}
+
+    service = "arcana.admin.v1.AdminService/"
+    return {
+        service + "GetQueueStats": stats,
+        service + "GetJob": get_job,
+        service + "ListDeadJobs": dead,
+        service + "ReplayDeadJobs": replay,
+        service + "PurgeDeadJobs": purge,
+    }
+
+
+def job_message(job: dict[str, Any]) -> dict[str, Any]:
+    """A job's JSON (``Job.as_json``) as an ``arcana.admin.v1.Job``: unset optionals left out."""
+    return camel({k: v for k, v in job.items() if v is not None})
 
 
 def _plugin_message(p: PluginView) -> dict[str, Any]:

@@ -7,10 +7,11 @@ Quart's context globals (`request`) stay inside the edge modules.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, cast
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from quart import Quart, Response, request
 from quart.routing import QuartMap
 from quart.wrappers import BaseRequestWebsocket
@@ -23,7 +24,7 @@ from arcana.core import unexpected as internal_error
 from arcana.edge.admin import admin_blueprint
 from arcana.edge.auth_rest import auth_blueprint
 from arcana.edge.errors import error_response
-from arcana.edge.metrics import MetricsAccess
+from arcana.edge.metrics import MetricsAccess, exposition, queue_registry
 from arcana.edge.plugin_http import ASGIApp, PluginHttpEdge
 from arcana.errors import ArcanaError, ErrorCode, MethodNotAllowed, NotFound, ServiceUnavailable
 from arcana.kernel import Kernel
@@ -113,13 +114,16 @@ def create_kernel_app(kernel: Kernel) -> Quart:
         return {"status": "ok"}
 
     metrics_access = MetricsAccess(kernel.config.server, kernel.authenticate)
+    queue_metrics = queue_registry(lambda: kernel.jobs.stats())
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        # Prometheus exposition of the process registry (capabilities register their metrics there);
-        # a scrape token or an admin token opens it (arcana.edge.metrics).
+        # Prometheus exposition of the process registry (capabilities register their metrics there) and of
+        # the queue's depth, read on a thread (bounded by a timeout); a scrape token or an admin token opens
+        # it (arcana.edge.metrics).
         metrics_access.check(request.headers.get("authorization", ""))
-        return Response(generate_latest(), 200, {"content-type": CONTENT_TYPE_LATEST})
+        body = await asyncio.to_thread(exposition, queue_metrics)
+        return Response(body, 200, {"content-type": CONTENT_TYPE_LATEST})
 
     @app.get("/ready")
     async def ready() -> Any:

@@ -22,6 +22,11 @@ def test_every_kernel_method_the_grpc_edge_serves_is_in_the_shipped_set() -> Non
     assert set(protos.services()) == {"arcana.admin.v1.AdminService", "arcana.auth.v1.AuthService"}
     for name in (
         "arcana.admin.v1.AdminService/ListPlugins",
+        "arcana.admin.v1.AdminService/GetQueueStats",
+        "arcana.admin.v1.AdminService/GetJob",
+        "arcana.admin.v1.AdminService/ListDeadJobs",
+        "arcana.admin.v1.AdminService/ReplayDeadJobs",
+        "arcana.admin.v1.AdminService/PurgeDeadJobs",
         "arcana.auth.v1.AuthService/Login",
         "arcana.auth.v1.AuthService/Refresh",
         "arcana.auth.v1.AuthService/Logout",
