@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from arcana.queue.subscriptions import KERNEL_EVENTS_GRANT
 from arcana.types import HOST_NAMESPACE, HostFunction
 from arcana_host.auth import AuthCapability
 from arcana_host.events import EventsCapability
@@ -36,7 +37,10 @@ def _catalog() -> dict[str, HostFunction]:
 # Function name -> the grant that unlocks it.
 CATALOG: Mapping[str, str] = MappingProxyType({name: fn.grant for name, fn in _catalog().items()})
 # Every grant an operator may give: each capability's own and the extra ones its functions name (`auth.issue`).
-KNOWN_GRANTS = frozenset(cls.name for cls in CAPABILITY_CLASSES) | frozenset(CATALOG.values())
+# `events.kernel` unlocks no function: it lets [[subscribe]] hear the kernel's own topics (arcana_host.registry).
+KNOWN_GRANTS = (
+    frozenset(cls.name for cls in CAPABILITY_CLASSES) | frozenset(CATALOG.values()) | frozenset({KERNEL_EVENTS_GRANT})
+)
 
 
 def capability_of(function: str) -> str | None:

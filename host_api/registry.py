@@ -17,6 +17,7 @@ from arcana.database import Database
 from arcana.errors import ConfigError, Problem
 from arcana.manifest import Manifest
 from arcana.queue.jobs import JobQueue
+from arcana.queue.subscriptions import KERNEL_EVENTS_GRANT, reaches_kernel
 from arcana.types import Capability, CapabilityRefused, LinkedFunction, PluginSpec
 from arcana_host.auth import AuthCapability, Identity
 from arcana_host.binding import link
@@ -121,7 +122,28 @@ def check_grants(manifest: Manifest, granted: frozenset[str]) -> list[Problem]:
                     f"grant it in the config (grants: {{{manifest.name}: [{cap}]}}) or drop the request",
                 )
             )
-    return problems
+    return problems + check_subscriptions(manifest)
+
+
+def check_subscriptions(manifest: Manifest) -> list[Problem]:
+    """A [[subscribe]] that can hear the kernel's own events must request KERNEL_EVENTS_GRANT (granted above).
+
+    Kernel events name users and client addresses: hearing them is a privilege an operator gives,
+    like minting tokens, not something any plugin gets by writing ``topic = "*"``.
+    """
+    if KERNEL_EVENTS_GRANT in manifest.requested_capabilities():
+        return []
+    return [
+        Problem(
+            f"subscribe[{i}].topic",
+            f"'{sub.topic}' would receive the kernel's events (auth.*, plugin.*, admin.*), "
+            f"which the manifest does not request",
+            f'add "{KERNEL_EVENTS_GRANT}" = true under [capabilities] (the operator must grant it too), '
+            "or subscribe to narrower topics",
+        )
+        for i, sub in enumerate(manifest.subscriptions)
+        if reaches_kernel(sub.topic)
+    ]
 
 
 def check_imports(

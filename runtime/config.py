@@ -337,7 +337,7 @@ class ArcanaConfig:
     queue: QueueConfig = field(default_factory=QueueConfig)
     # Capability grants: plugin name (or "*" for every plugin) -> capabilities.
     grants: dict[str, list[str]] = field(
-        default_factory=lambda: {"*": ["log"], "notes": ["store", "events"], "audit-log": ["store"]}
+        default_factory=lambda: {"*": ["log"], "notes": ["store", "events"], "audit-log": ["store", "events.kernel"]}
     )
     # One section per host capability, typed by the capability itself
     # (see ``section``), so adding a capability never edits this file.

@@ -57,7 +57,7 @@ class Topics:
     patterns: tuple[re.Pattern[str], ...]
 
     def allows(self, topic: str) -> bool:
-        return any(p.match(topic) for p in self.patterns)
+        return any(p.fullmatch(topic) for p in self.patterns)
 
 
 @dataclass(frozen=True, slots=True)

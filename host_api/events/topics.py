@@ -12,8 +12,10 @@ from __future__ import annotations
 import re
 
 from arcana.manifest import TOPIC_RE
+from arcana.queue.subscriptions import KERNEL_PREFIXES, compile_pattern
 
-KERNEL_PREFIXES = ("auth.", "plugin.", "admin.")
+__all__ = ["KERNEL_PREFIXES", "compile_pattern", "is_kernel_topic", "is_pattern", "is_topic"]
+
 MAX_TOPIC_CHARS = 200
 _TOPIC = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
 
@@ -25,11 +27,6 @@ def is_topic(text: str) -> bool:
 
 def is_pattern(text: str) -> bool:
     return len(text) <= MAX_TOPIC_CHARS and TOPIC_RE.match(text) is not None
-
-
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """The pattern as an anchored regex: ``*`` is ``.*``, everything else literal."""
-    return re.compile("".join(".*" if part == "*" else re.escape(part) for part in re.split(r"(\*)", pattern)) + r"\Z")
 
 
 def is_kernel_topic(topic: str) -> bool:

@@ -19,6 +19,19 @@ from functools import lru_cache
 
 from arcana.manifest import Manifest
 
+# Topics the kernel emits (arcana.events): plugins may not emit them, and only a plugin granted
+# KERNEL_EVENTS_GRANT may subscribe to a pattern that reaches them (their payloads name users and addresses).
+KERNEL_PREFIXES = ("auth.", "plugin.", "admin.")
+KERNEL_EVENTS_GRANT = "events.kernel"
+
+
+def reaches_kernel(pattern: str) -> bool:
+    """Whether ``pattern`` can match a kernel topic: its text before the first ``*`` agrees with a kernel prefix."""
+    literal = pattern.split("*", 1)[0]
+    return any(literal.startswith(prefix) or prefix.startswith(literal) for prefix in KERNEL_PREFIXES) and (
+        "*" in pattern or pattern.startswith(KERNEL_PREFIXES)
+    )
+
 
 @lru_cache(maxsize=1024)
 def compile_pattern(pattern: str) -> re.Pattern[str]:

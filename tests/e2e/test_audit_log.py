@@ -48,7 +48,7 @@ def bearer(token: str) -> dict[str, str]:
 def test_a_login_and_a_note_created_through_notes_both_appear_in_the_audit_trail(
     plugins: Path, start_server: Callable[..., ArcanaServer]
 ) -> None:
-    server = start_server(plugins)  # the default grants: notes [store, events], audit-log [store]
+    server = start_server(plugins)  # the default grants: notes [store, events], audit-log [store, events.kernel]
     url = server.url
     made = httpx.post(
         f"{url}/api/v1/admin/users",

@@ -9,13 +9,15 @@ import pytest
 
 from arcana.config import ArcanaConfig, QueueConfig
 from arcana.errors import ConfigError
-from arcana.manifest import Manifest
+from arcana.manifest import Manifest, parse_manifest
 from arcana.queue.jobs import JobQueue
+from arcana.queue.subscriptions import reaches_kernel
 from arcana.types import CallContext, CapabilityRefused, PluginSpec
 from arcana_host.binding import link_capability
 from arcana_host.events import EventsCapability
 from arcana_host.events.topics import compile_pattern
 from arcana_host.queue import QueueCapability
+from arcana_host.registry import check_grants
 from host_api.queue_fakes import Emitted, MemoryQueueBackend, RecordingBus
 
 CONFIG = ArcanaConfig(queue=QueueConfig(max_payload_bytes=128, max_enqueues_per_call=3))
@@ -131,7 +133,7 @@ def test_events_true_without_a_list_is_refused_at_load() -> None:
     ],
 )
 def test_topic_patterns_match_any_run_of_characters_for_a_star(pattern: str, topic: str, matches: bool) -> None:
-    assert bool(compile_pattern(pattern).match(topic)) is matches
+    assert bool(compile_pattern(pattern).fullmatch(topic)) is matches
 
 
 def test_emits_and_enqueues_share_one_budget_per_plugin_call() -> None:
@@ -166,3 +168,42 @@ def test_without_a_bus_the_host_answers_service_unavailable() -> None:
 def test_a_key_under_capabilities_events_fails_start_up_naming_it() -> None:
     with pytest.raises(ConfigError, match=r"unknown config key 'capabilities\.events\.topics'"):
         EventsCapability.from_config(ArcanaConfig(capabilities={"events": {"topics": ["x"]}}), RecordingBus())
+
+
+# ---------------------------------------------------------------- who may hear the kernel's events
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reaches"),
+    [
+        ("*", True),
+        ("*.login", True),
+        ("a*", True),
+        ("auth.*", True),
+        ("auth.login", True),
+        ("plugin.loaded", True),
+        ("admin.*", True),
+        ("note.*", False),
+        ("auth", False),
+        ("authors.*", False),
+        ("notes.auth.*", False),
+    ],
+)
+def test_a_pattern_reaches_the_kernel_topics_only_when_one_could_match_it(pattern: str, reaches: bool) -> None:
+    assert reaches_kernel(pattern) is reaches
+
+
+def test_subscribing_to_kernel_topics_needs_the_events_kernel_request_and_the_operator_grant() -> None:
+    toml = '[plugin]\nname = "spy"\nversion = "1.0.0"\n[[subscribe]]\ntopic = "*"\nhandler = "on_event"\n'
+    problems = check_grants(parse_manifest(toml), frozenset({"log"}))
+    assert [p.field for p in problems] == ["subscribe[0].topic"]
+    assert "events.kernel" in problems[0].fix
+    asked = toml.replace("[[subscribe]]", '[capabilities]\n"events.kernel" = true\n[[subscribe]]')
+    refused = check_grants(parse_manifest(asked), frozenset({"log"}))
+    assert [p.field for p in refused] == ["capabilities.events.kernel"]
+    assert check_grants(parse_manifest(asked), frozenset({"log", "events.kernel"})) == []
+
+
+def test_subscribing_to_plugin_topics_needs_no_grant() -> None:
+    toml = '[plugin]\nname = "fan"\nversion = "1.0.0"\n[[subscribe]]\ntopic = "note.*"\nhandler = "on_note"\n'
+    assert check_grants(parse_manifest(toml), frozenset({"log"})) == []

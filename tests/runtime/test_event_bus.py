@@ -23,9 +23,11 @@ from fakes import FakePlugin, Kernels, reply, write_plugin
 from memory_queue import MemoryBackend
 
 
-def subscriber(name: str, *subscriptions: tuple[str, str]) -> str:
+def subscriber(name: str, *subscriptions: tuple[str, str], kernel_events: bool = False) -> str:
     """Manifest TOML for plugin ``name`` with [[subscribe]] (topic, handler) entries."""
     parts = [f'[plugin]\nname = "{name}"\nversion = "1.0.0"\n']
+    if kernel_events:  # hearing auth.*, plugin.* and admin.* is asked for, and granted, by name
+        parts.append('[capabilities]\n"events.kernel" = true\n')
     parts += [f'[[subscribe]]\ntopic = "{topic}"\nhandler = "{handler}"\n' for topic, handler in subscriptions]
     return "\n".join(parts)
 
@@ -247,9 +249,9 @@ def test_auth_events_are_delivered_with_the_user_as_principal_and_an_outage_does
 def test_plugin_events_reach_subscribers_loaded_earlier_in_the_same_scan(kernels: Kernels) -> None:
     kernels.engine.define("audit", FakePlugin({"on_plugin": reply({})}))
     kernels.engine.define("notes", FakePlugin({}))
-    write_plugin(kernels.plugins, subscriber("audit", ("plugin.*", "on_plugin")))
+    write_plugin(kernels.plugins, subscriber("audit", ("plugin.*", "on_plugin"), kernel_events=True))
     write_plugin(kernels.plugins, subscriber("notes"))
-    kernel = kernels()
+    kernel = kernels(GRANTS__AUDIT="[events.kernel]")
     backend = MemoryBackend()
     kernel.bus.connect(JobQueue(kernel.config.queue, backend))
 

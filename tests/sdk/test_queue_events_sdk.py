@@ -126,8 +126,11 @@ def test_notes_links_with_store_and_events_and_is_refused_without_the_events_gra
     assert "import extism:host/user::event_emit: needs capability 'events'" in text
 
 
-def test_audit_log_links_with_the_store_alone(host: Host) -> None:
-    assert isinstance(host.load(example("audit-log"), {"log", "store"}), Loaded)
+def test_audit_log_links_with_the_store_and_is_refused_without_the_kernel_events_grant(host: Host) -> None:
+    assert isinstance(host.load(example("audit-log"), {"log", "store", "events.kernel"}), Loaded)
+    refused = host.load(example("audit-log"), {"log", "store"})
+    assert isinstance(refused, list)
+    assert "capabilities.events.kernel: requested but not granted to 'audit-log'" in "\n".join(map(str, refused))
 
 
 # ---------------------------------------------------------------- notes emits, audit-log records
@@ -154,7 +157,7 @@ def test_a_note_created_updated_and_deleted_emits_one_event_each_with_the_acting
 
 
 def test_audit_log_records_each_event_once_even_when_it_is_delivered_twice(host: Host) -> None:
-    audit = host.loaded(example("audit-log"), {"log", "store"})
+    audit = host.loaded(example("audit-log"), {"log", "store", "events.kernel"})
     envelope = event_envelope(Emitted("auth.login", {"user_id": "u1"}, "kernel", "u1", ""), at=1_000.5)
     assert audit.call("on_event", envelope) == {}
     assert audit.call("on_event", envelope) == {}  # the redelivery: already recorded, nothing new
@@ -172,7 +175,7 @@ def test_audit_log_records_each_event_once_even_when_it_is_delivered_twice(host:
 
 
 def test_audit_log_filters_by_topic_principal_and_time_newest_first_in_pages(host: Host) -> None:
-    audit = host.loaded(example("audit-log"), {"log", "store"})
+    audit = host.loaded(example("audit-log"), {"log", "store", "events.kernel"})
     events = [
         ("auth.login", "alice", 100.0),
         ("note.created", "alice", 200.0),
@@ -199,7 +202,7 @@ def test_audit_log_filters_by_topic_principal_and_time_newest_first_in_pages(hos
 
 
 def test_audit_log_refuses_what_is_not_an_event(host: Host) -> None:
-    audit = host.loaded(example("audit-log"), {"log", "store"})
+    audit = host.loaded(example("audit-log"), {"log", "store", "events.kernel"})
     reply = audit.call("on_event", {"kind": "job", "job": {"id": "j1", "type": "x", "payload": None}})
     assert reply["error"]["code"] == "VALIDATION_FAILED"
 
