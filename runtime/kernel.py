@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import stat
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,8 @@ from arcana.errors import ConfigError, FileChanging, PluginLoadError, Problem
 from arcana.events import KernelEvents
 from arcana.executor import ThreadShares
 from arcana.loader import PluginLoader, is_plugin_file, plugin_files
+from arcana.queue.backends import open_backend
+from arcana.queue.jobs import JobQueue
 from arcana.registry import LoadedPlugin, LoadFailure, Registry, Snapshot
 from arcana.types import Principal
 from arcana.views import PluginsView, plugins_view
@@ -120,6 +123,8 @@ class Kernel:
         self._threads = ThreadPoolExecutor(config.executor.threads, thread_name_prefix="arcana-load")
         self._shares = ThreadShares(config.executor.max_threads_per_plugin)
         self._database: Database | None = None
+        self._jobs: JobQueue | None = None
+        self._jobs_lock = threading.Lock()
         self._identity: AuthService | None = None
         self._capabilities: Capabilities | None = None
         self._loader: PluginLoader | None = None
@@ -182,6 +187,20 @@ class Kernel:
         if self._identity is None:
             raise KernelNotStarted("the kernel is not started")
         return self._identity
+
+    @property
+    def jobs(self) -> JobQueue:
+        """The job queue (its backend per queue.backend): for host functions, events, operators and workers.
+
+        Its backend is opened on first use (from any thread), so a kernel
+        whose plugins never touch the queue imports no queue backend.
+        """
+        if self._database is None:
+            raise KernelNotStarted("the kernel is not started")
+        with self._jobs_lock:
+            if self._jobs is None:
+                self._jobs = JobQueue(self.config.queue, open_backend(self.config, self._database))
+            return self._jobs
 
     def authenticate(self, authorization: str) -> Principal | None:
         """`Authorization` header -> principal; None without one; Unauthorized when it is not valid."""
@@ -278,6 +297,8 @@ class Kernel:
             plugin.pool.retire()
         if self._capabilities is not None:
             self._capabilities.close()
+        if self._jobs is not None:  # before the database: the SQL backend runs on its engine
+            self._jobs.close()
         if self._database is not None:
             self._database.close()
         self._shares.close()
