@@ -29,6 +29,7 @@ import random
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -111,6 +112,8 @@ class Worker:
         self._nudged = asyncio.Event()
         self._stopping = False
         self._claims = 0
+        # Outcomes this worker recorded, by outcome (logged when it stops).
+        self.outcomes: Counter[str] = Counter()
         self._threads = ThreadPoolExecutor(self.concurrency + 2, thread_name_prefix="arcana-queue")
 
     @property
@@ -139,7 +142,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             self._threads.shutdown(wait=False)
-            logger.info("worker stopped", extra={"worker": self.name})
+            logger.info("worker stopped", extra={"worker": self.name, "outcomes": dict(self.outcomes)})
 
     # ---------------------------------------------------------------- claiming
 
@@ -259,7 +262,7 @@ class Worker:
         finally:
             self._recording.discard(job_id)
         if held:
-            JOB_OUTCOMES.labels(kind, outcome).inc()
+            self._count(kind, outcome)
         else:
             logger.warning("job outcome %s refused: the lease was lost to another worker", outcome, extra=_about(lease))
 
@@ -314,7 +317,11 @@ class Worker:
             logger.warning("could not release job on shutdown: %s", exc, extra=_about(lease))
             return
         if held:
-            JOB_OUTCOMES.labels(kind_of(lease.job), "released").inc()
+            self._count(kind_of(lease.job), "released")
+
+    def _count(self, kind: Kind, outcome: str) -> None:
+        self.outcomes[outcome] += 1
+        JOB_OUTCOMES.labels(kind, outcome).inc()
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._threads, functools.partial(fn, *args))
