@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from arcana.config import DatabaseConfig
@@ -86,6 +87,8 @@ def test_a_job_whose_worker_is_killed_midway_is_finished_by_another_worker(
 ) -> None:
     backend = queue[1]
     first = start_worker()
+    with pytest.raises(httpx.ConnectError):  # the worker role serves no port
+        httpx.get(f"{first.url}/ready", timeout=2)
     job_id = backend.enqueue(JobSpec("jobber.sleepy", {"ms": 1500}), time.time()).id
     state = lambda: backend.get(job_id).state  # noqa: E731
     wait_until(lambda: state() == JobState.RUNNING, 15, "the first worker took the job", first)
