@@ -27,6 +27,8 @@ RUNNABLE = (JobState.QUEUED, JobState.FAILED)
 class MemoryQueueBackend:
     def __init__(self) -> None:
         self.down = False
+        # Raised by every call while set: a backend bug (the protocol allows only ServiceUnavailable).
+        self.bug: Exception | None = None
         self.calls: Counter[str] = Counter()
         self.claims: list[tuple[int, bool]] = []
         self._lock = threading.Lock()
@@ -42,6 +44,8 @@ class MemoryQueueBackend:
         self.calls[method] += 1
         if self.down:
             raise ServiceUnavailable("the queue backend is unavailable", retry_after=1)
+        if self.bug is not None:
+            raise self.bug
 
     # ---------------------------------------------------------------- enqueue
 

@@ -44,6 +44,7 @@ from arcana.registry import Registry
 
 logger = logging.getLogger("arcana.queue.worker")
 T = TypeVar("T")
+LeaseKey = tuple[str, str]
 # Finished jobs past queue.retention_s are swept this often (by every worker: sweeping is idempotent).
 SWEEP_EVERY_S = 60.0
 # The longest pause between tries while the backend is down.
@@ -105,9 +106,10 @@ class Worker:
         self.clock = clock
         self._rand = rand
         self._sweep_every_s = sweep_every_s
-        self._running: dict[str, tuple[Lease, asyncio.Task[None]]] = {}
-        # Jobs whose outcome is being recorded: shutdown waits for these instead of cancelling them.
-        self._recording: set[str] = set()
+        # By (job id, lease token): a job this worker stalled on, lost and claimed again is a second entry.
+        self._running: dict[LeaseKey, tuple[Lease, asyncio.Task[None]]] = {}
+        # Leases whose outcome is being recorded: shutdown waits for these instead of cancelling them.
+        self._recording: set[LeaseKey] = set()
         self._freed = asyncio.Event()
         self._nudged = asyncio.Event()
         self._stopping = False
@@ -186,16 +188,15 @@ class Worker:
             await asyncio.wait_for(self._nudged.wait(), seconds)
 
     def _start(self, lease: Lease) -> None:
-        job_id = lease.job.id
-        task = asyncio.create_task(self._run_job(lease), name=f"job-{job_id}")
-        self._running[job_id] = (lease, task)
-        task.add_done_callback(functools.partial(self._finished, job_id))
+        task = asyncio.create_task(self._run_job(lease), name=f"job-{lease.job.id}")
+        self._running[_key(lease)] = (lease, task)
+        task.add_done_callback(functools.partial(self._finished, lease))
 
-    def _finished(self, job_id: str, task: asyncio.Task[None]) -> None:
-        self._running.pop(job_id, None)
+    def _finished(self, lease: Lease, task: asyncio.Task[None]) -> None:
+        self._running.pop(_key(lease), None)
         self._freed.set()
         if not task.cancelled() and task.exception() is not None:  # a bug: log it, the lease runs out
-            logger.error("job task failed", exc_info=task.exception(), extra={"job_id": job_id})
+            logger.error("job task failed", exc_info=task.exception(), extra=_about(lease))
 
     # ---------------------------------------------------------------- one job
 
@@ -245,8 +246,8 @@ class Worker:
 
     async def _record(self, lease: Lease, kind: Kind, outcome: str, fn: Callable[..., bool], *args: Any) -> None:
         """Hand an outcome to the backend, retrying through a short outage; then count it."""
-        job_id = lease.job.id
-        self._recording.add(job_id)
+        key = _key(lease)
+        self._recording.add(key)
         give_up = time.monotonic() + self.config.lease_s * RECORD_PATIENCE
         outage = Outage(0.05)
         try:
@@ -260,7 +261,7 @@ class Worker:
                         return
                     await asyncio.sleep(outage.failed(exc))
         finally:
-            self._recording.discard(job_id)
+            self._recording.discard(key)
         if held:
             self._count(kind, outcome)
         else:
@@ -280,8 +281,11 @@ class Worker:
             except ServiceUnavailable as exc:  # the next round tries again; a lease that runs out is redelivered
                 logger.warning("could not extend job leases: %s", exc)
                 continue
+            except Exception as exc:  # a backend bug: logged with its trace; extending goes on
+                logger.error("extending job leases failed", exc_info=exc)
+                continue
             for lease, ok in zip(leases, held, strict=True):
-                if not ok and lease.job.id in self._running and lease.job.id not in self._recording:
+                if not ok and _key(lease) in self._running and _key(lease) not in self._recording:
                     logger.warning("job lease lost while running; another worker may run it", extra=_about(lease))
 
     async def _sweep(self) -> None:
@@ -292,6 +296,9 @@ class Worker:
             except ServiceUnavailable as exc:
                 logger.warning("could not sweep finished jobs: %s", exc)
                 continue
+            except Exception as exc:  # a backend bug: logged with its trace; sweeping goes on
+                logger.error("sweeping finished jobs failed", exc_info=exc)
+                continue
             if swept:
                 logger.info("swept %d finished jobs past their retention", swept)
 
@@ -301,7 +308,7 @@ class Worker:
             return
         tasks = {task: lease for lease, task in self._running.values()}
         _done, late = await asyncio.wait(list(tasks), timeout=self.config.shutdown_grace_s)
-        cut = [task for task in late if tasks[task].job.id not in self._recording]
+        cut = [task for task in late if _key(tasks[task]) not in self._recording]
         for task in cut:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
@@ -325,6 +332,10 @@ class Worker:
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._threads, functools.partial(fn, *args))
+
+
+def _key(lease: Lease) -> LeaseKey:
+    return lease.job.id, lease.token
 
 
 def _about(lease: Lease) -> dict[str, Any]:

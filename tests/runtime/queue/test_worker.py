@@ -325,6 +325,20 @@ def test_the_worker_survives_a_backend_outage_and_runs_the_job_after_it(h: Harne
     asyncio.run(scenario())
 
 
+def test_a_backend_bug_is_logged_and_outlived(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        await h.serve("jobber", {"noop": reply({})}, jobs={"t.noop": "noop"})
+        job_id = h.enqueue("t.noop")
+        h.backend.bug = RuntimeError("backend bug")
+        async with h.running(h.worker()):
+            await async_wait_for(lambda: h.backend.calls["claim"] >= 2, 5, "claims tried again after the bug")
+            h.backend.bug = None
+            await h.settled(job_id, [JobState.SUCCEEDED])
+
+    asyncio.run(scenario())
+    assert any(r.message == "claiming jobs failed" and r.exc_info for r in caplog.records)
+
+
 # ---------------------------------------------------------------- claims
 
 
