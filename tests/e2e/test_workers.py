@@ -167,3 +167,19 @@ def test_two_workers_run_ten_thousand_jobs_each_exactly_once(
     assert all(c.get("succeeded", 0) > 0 for c in counts), counts  # both shared the work
     assert sum(c.get("succeeded", 0) for c in counts) == 10_000
     assert all(set(c) == {"succeeded"} for c in counts), counts
+
+
+@pytest.mark.parametrize(("role", "runs_worker"), [("api", False), ("all", True)])
+def test_only_the_all_and_worker_roles_run_a_worker(
+    role: str, runs_worker: bool, tmp_path: Path, fixture_wasm: dict[str, Path]
+) -> None:
+    pytest.importorskip("arcana.queue.sql_backend", reason="the SQL queue backend is not in this tree")
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    install(fixture_wasm["jobber"], plugins)
+    server = ArcanaServer(plugins, tmp_path, role=role).start()
+    assert httpx.get(f"{server.url}/ready").status_code == 200
+    assert server.stop() == 0
+    # Read after a clean stop: the whole life of the process is in its log.
+    messages = [json.loads(line).get("message") for line in server.logs().splitlines() if line.startswith("{")]
+    assert ("worker started" in messages, "worker stopped" in messages) == (runs_worker, runs_worker)
