@@ -325,6 +325,23 @@ def test_the_worker_survives_a_backend_outage_and_runs_the_job_after_it(h: Harne
     asyncio.run(scenario())
 
 
+def test_an_outcome_the_backend_could_not_take_is_recorded_once_it_is_back(h: Harness) -> None:
+    async def scenario() -> None:
+        gate = Gate({"result": "kept"})
+        await h.serve("jobber", {"held": gate}, jobs={"t.held": "held"}, limits={"timeout_ms": 10_000})
+        job_id = h.enqueue("t.held")
+        async with h.running(h.worker()):
+            await asyncio.to_thread(gate.wait_entered)
+            h.backend.down = True
+            gate.release()
+            await async_wait_for(lambda: h.backend.calls["complete"] >= 2, 5, "the outcome tried again")
+            h.backend.down = False
+            job = await h.settled(job_id, [JobState.SUCCEEDED])
+        assert (job.result, job.attempts) == ("kept", 1)
+
+    asyncio.run(scenario())
+
+
 def test_a_backend_bug_is_logged_and_outlived(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         await h.serve("jobber", {"noop": reply({})}, jobs={"t.noop": "noop"})
