@@ -21,15 +21,15 @@ FAST = QueueConfig(poll_interval_ms=5, backoff_base_ms=1000, backoff_jitter=0.5,
 
 def manifest(
     name: str,
-    jobs: Mapping[str, str] = {},
-    subscribe: Mapping[str, str] = {},
+    jobs: Mapping[str, str] | None = None,
+    subscribe: Mapping[str, str] | None = None,
     version: str = "1.0.0",
     limits: Mapping[str, int] | None = None,
 ) -> str:
     """Manifest TOML with [[job]] (type -> handler) and [[subscribe]] (topic -> handler) entries."""
     text = manifest_toml(name, version, limits=limits)
-    text += "".join(f'\n[[job]]\ntype = "{t}"\nhandler = "{h}"\n' for t, h in jobs.items())
-    text += "".join(f'\n[[subscribe]]\ntopic = "{t}"\nhandler = "{h}"\n' for t, h in subscribe.items())
+    text += "".join(f'\n[[job]]\ntype = "{t}"\nhandler = "{h}"\n' for t, h in (jobs or {}).items())
+    text += "".join(f'\n[[subscribe]]\ntopic = "{t}"\nhandler = "{h}"\n' for t, h in (subscribe or {}).items())
     return text
 
 
