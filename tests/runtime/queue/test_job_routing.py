@@ -41,7 +41,7 @@ def test_a_second_plugin_declaring_the_same_job_type_is_refused_and_the_first_ke
 
 def test_an_event_routes_to_its_target_only_while_that_handler_subscribes(kernels: Kernels) -> None:
     kernels.engine.define("audit", FakePlugin({"on_any": reply({}), "spare": reply({})}))
-    write_plugin(kernels.plugins, manifest("audit", subscribe={"*": "on_any"}))
+    write_plugin(kernels.plugins, manifest("audit", subscribe={"note.*": "on_any"}))
     kernel = kernels()
     asyncio.run(kernel.load_all())
     snapshot = kernel.registry.snapshot
