@@ -13,11 +13,15 @@ import dataclasses
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from arcana.config import ArcanaConfig, load_config
 from arcana.errors import ConfigError
 from arcana.exit_codes import EXIT_CODES_HELP, ExitCode, StartupFailure
 from arcana.queue_cli import add_queue_commands
+
+if TYPE_CHECKING:  # the server (and the edges it imports) load only when serving
+    from arcana.server import Role
 
 # `arcana <command>` run in a deployment folder (see `arcana init`) uses its config.
 LOCAL_CONFIG = Path("arcana.yaml")
@@ -66,6 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--http-port", type=int, help="REST port (default 8080)")
     serve.add_argument("--grpc-port", type=int, help="gRPC port (default 9090)")
+    serve.add_argument(
+        "--role",
+        choices=("all", "api", "worker"),  # arcana.server.ROLES
+        default="all",
+        help="api: REST and gRPC; worker: run queued jobs, no ports; all (default): both in one process",
+    )
+    serve.add_argument(
+        "--worker-concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="jobs a worker runs at once (default: queue.worker_concurrency, 8)",
+    )
 
     init = _command(
         commands,
@@ -135,6 +151,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _config_file(given: Path | None) -> Path | None:
     """--config, else ./arcana.yaml when there is one, else None (the built-in defaults)."""
     if given is not None:
@@ -159,7 +185,10 @@ def _serve_config(args: argparse.Namespace) -> ArcanaConfig:
     plugins = config.plugins
     if args.plugins is not None:
         plugins = dataclasses.replace(plugins, dir=str(args.plugins.resolve()))
-    return dataclasses.replace(config, server=server, plugins=plugins)
+    queue = config.queue
+    if args.worker_concurrency is not None:
+        queue = dataclasses.replace(queue, worker_concurrency=args.worker_concurrency)
+    return dataclasses.replace(config, server=server, plugins=plugins, queue=queue)
 
 
 def _fail(message: str, code: ExitCode) -> int:
@@ -191,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
-        return _serve(_serve_config(args))
+        return _serve(_serve_config(args), args.role)
     if args.command == "init":
         return _init(args.dir, args.force)
     if args.command == "migrate":
@@ -300,7 +329,7 @@ def _migrate(config: ArcanaConfig) -> int:
     return ExitCode.OK
 
 
-def _serve(config: ArcanaConfig) -> int:
+def _serve(config: ArcanaConfig, role: Role) -> int:
     from arcana.logs import setup_logging
     from arcana.server import serve
 
@@ -312,7 +341,7 @@ def _serve(config: ArcanaConfig) -> int:
     except ImportError:
         pass
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, role))
     except KeyboardInterrupt:
         pass
     return ExitCode.OK

@@ -12,11 +12,11 @@ calls run on each plugin's own threads (``arcana.executor.ThreadShares``).
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import math
 import os
 import stat
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,8 +33,8 @@ from arcana.errors import ConfigError, FileChanging, PluginLoadError, Problem
 from arcana.events import PLUGIN_FAILED, PLUGIN_LOADED, PLUGIN_UNLOADED, EventBus, JobsSource
 from arcana.executor import ThreadShares
 from arcana.loader import PluginLoader, is_plugin_file, plugin_files
+from arcana.queue.backends import open_backend
 from arcana.queue.jobs import JobQueue
-from arcana.queue.types import QueueBackend
 from arcana.registry import LoadedPlugin, LoadFailure, Registry, Snapshot
 from arcana.types import Principal
 from arcana.views import PluginsView, plugins_view
@@ -124,11 +124,12 @@ class Kernel:
         self._threads = ThreadPoolExecutor(config.executor.threads, thread_name_prefix="arcana-load")
         self._shares = ThreadShares(config.executor.max_threads_per_plugin)
         self._database: Database | None = None
+        self._jobs: JobQueue | None = None
+        self._jobs_lock = threading.Lock()
         self._identity: AuthService | None = None
         self._capabilities: Capabilities | None = None
         self._loader: PluginLoader | None = None
         self._probe: DatabaseProbe | None = None
-        self._jobs: JobQueue | None = None
         self._sync_lock = asyncio.Lock()
         self._listeners: list[Listener] = []
         self._subscribed: Snapshot | None = None
@@ -148,14 +149,14 @@ class Kernel:
         self._database = database
         self._probe = DatabaseProbe(database.ping)
         self._identity = AuthService(self.config, database, self.bus)
-        services = HostServices(identity=self._identity, database=database)
+        services = HostServices(identity=self._identity, database=database, jobs=self.jobs, bus=self.bus)
         self._capabilities = Capabilities.from_config(self.config, services)
         if self._engine is None:
             from arcana.engine.extism_engine import ExtismEngine  # the engine loads native code: only when serving
 
             self._engine = ExtismEngine()
         self._loader = PluginLoader(self.config, self._engine, self._capabilities, self._shares)
-        self._wire_events(None)
+        self._wire_events(lambda: self.jobs)
 
     @property
     def events(self) -> EventBus:
@@ -219,12 +220,17 @@ class Kernel:
 
     @property
     def jobs(self) -> JobQueue:
-        """The job queue on the configured backend, opened on first use after ``start``."""
-        if self._jobs is None:
-            if self._database is None:
-                raise KernelNotStarted("the kernel is not started")
-            self._jobs = JobQueue(self.config.queue, _open_queue_backend(self.config, self._database))
-        return self._jobs
+        """The job queue (its backend per queue.backend): for host functions, events, operators and workers.
+
+        Its backend is opened on first use (from any thread), so a kernel
+        whose plugins never touch the queue imports no queue backend.
+        """
+        if self._database is None:
+            raise KernelNotStarted("the kernel is not started")
+        with self._jobs_lock:
+            if self._jobs is None:
+                self._jobs = JobQueue(self.config.queue, open_backend(self.config, self._database))
+            return self._jobs
 
     def authenticate(self, authorization: str) -> Principal | None:
         """`Authorization` header -> principal; None without one; Unauthorized when it is not valid."""
@@ -326,19 +332,12 @@ class Kernel:
             plugin.pool.retire()
         if self._capabilities is not None:
             self._capabilities.close()
-        if self._jobs is not None:
+        if self._jobs is not None:  # before the database: the SQL backend runs on its engine
             self._jobs.close()
         if self._database is not None:
             self._database.close()
         self._shares.close()
         self._threads.shutdown(wait=False, cancel_futures=True)
-
-
-def _open_queue_backend(config: ArcanaConfig, database: Database) -> QueueBackend:
-    # arcana.queue.backends (open_backend) is being written beside this; imported by name until both are merged.
-    backends = importlib.import_module("arcana.queue.backends")
-    backend: QueueBackend = backends.open_backend(config, database)
-    return backend
 
 
 def _same_rpc(a: LoadedPlugin, b: LoadedPlugin) -> bool:

@@ -14,7 +14,6 @@ to emit it, and no signed-in user to name); the REST and gRPC admin APIs do.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -39,10 +38,10 @@ Opener = Callable[[ArcanaConfig, "Database"], "QueueBackend"]
 
 
 def open_queue_backend(config: ArcanaConfig, database: Database) -> QueueBackend:
-    """The configured backend (arcana.queue.backends, merged beside this; imported by name until then)."""
-    backends = importlib.import_module("arcana.queue.backends")
-    backend: QueueBackend = backends.open_backend(config, database)
-    return backend
+    """The configured backend, as the server opens it."""
+    from arcana.queue.backends import open_backend  # the database layer loads only for queue commands
+
+    return open_backend(config, database)
 
 
 def add_queue_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser], config_help: str) -> None:

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from arcana.descriptors import DescriptorSet, RpcMethod
 from arcana.errors import Problem
 from arcana.executor import EffectiveLimits, InstancePool
-from arcana.manifest import GrpcMethod, Manifest, Route
+from arcana.manifest import GrpcMethod, Job, Manifest, Route
 from arcana.paths import RouteTrie
 
 
@@ -59,6 +59,12 @@ class RpcTarget:
 
 
 @dataclass(frozen=True)
+class JobTarget:
+    plugin: LoadedPlugin
+    job: Job
+
+
+@dataclass(frozen=True)
 class LoadFailure:
     source: Path
     problems: tuple[Problem, ...]
@@ -72,14 +78,22 @@ class Snapshot:
     routes: RouteTrie[RouteTarget]
     # "/pkg.Service/Method" (the gRPC wire path) -> target.
     rpc: Mapping[str, RpcTarget]
+    # Job type -> the [[job]] that handles it: one plugin per type, so no job runs twice by design.
+    jobs: Mapping[str, JobTarget]
 
     @classmethod
     def build(cls, plugins: Mapping[str, LoadedPlugin]) -> tuple[Snapshot, dict[str, list[Problem]]]:
-        """A snapshot of ``plugins``, in load order; later plugins lose route conflicts."""
+        """A snapshot of ``plugins``, in load order; later plugins lose route, method and job type conflicts."""
         trie: RouteTrie[RouteTarget] = RouteTrie()
         rpc: dict[str, RpcTarget] = {}
+        jobs: dict[str, JobTarget] = {}
         conflicts: dict[str, list[Problem]] = {}
         for plugin in plugins.values():
+            for i, job in enumerate(plugin.manifest.jobs):
+                if job.type in jobs:
+                    conflicts.setdefault(plugin.name, []).append(_job_clash(i, job.type, jobs[job.type], plugin))
+                else:
+                    jobs[job.type] = JobTarget(plugin, job)
             for i, entry in enumerate(plugin.manifest.grpc):
                 wire = "/" + entry.method
                 if wire in rpc:
@@ -103,7 +117,18 @@ class Snapshot:
                             "choose another path, or unload the other plugin first",
                         )
                     )
-        return cls(MappingProxyType(dict(plugins)), trie, MappingProxyType(rpc)), conflicts
+        snapshot = cls(MappingProxyType(dict(plugins)), trie, MappingProxyType(rpc), MappingProxyType(jobs))
+        return snapshot, conflicts
+
+
+def _job_clash(index: int, job_type: str, taken: JobTarget, plugin: LoadedPlugin) -> Problem:
+    if taken.plugin is plugin:
+        return Problem(f"job[{index}].type", f"job type {job_type} is declared twice", "keep one [[job]] per type")
+    return Problem(
+        f"job[{index}].type",
+        f"job type {job_type} is already handled by plugin '{taken.plugin.name}'",
+        "choose another job type, or unload the other plugin first",
+    )
 
 
 class Registry:

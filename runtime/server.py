@@ -16,7 +16,8 @@ import resource
 import signal
 import socket
 import ssl
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 import grpc
 import uvicorn
@@ -30,9 +31,14 @@ from arcana.exit_codes import ExitCode, StartupFailure
 from arcana.kernel import Kernel
 from arcana.listeners import bind_listener, check_port_free
 from arcana.preflight import check_before_binding, check_database
+from arcana.queue.scheduler import Scheduler
+from arcana.queue.worker import Worker
 from arcana.watcher import watch_plugins
 
 logger = logging.getLogger("arcana.server")
+# api: REST and gRPC only; worker: runs queued jobs only (no ports); all: both in one process.
+Role = Literal["api", "worker", "all"]
+ROLES: tuple[Role, ...] = ("all", "api", "worker")
 # Open files the process needs besides its HTTP connections: database pool, plugin files,
 # gRPC connections, the watcher, logs. max_connections must fit under RLIMIT_NOFILE with these.
 RESERVED_FILES = 256
@@ -85,7 +91,7 @@ def _tls_options(tls: TlsConfig) -> dict[str, Any]:
     return options
 
 
-async def serve(config: ArcanaConfig) -> None:
+async def serve(config: ArcanaConfig, role: Role = "all") -> None:
     """Serve until SIGINT/SIGTERM. Raises StartupFailure (one line and an exit code) when it cannot start.
 
     Order matters for the operator: what can be checked without side effects
@@ -95,6 +101,10 @@ async def serve(config: ArcanaConfig) -> None:
     as itself.
     """
     check_before_binding(config)
+    if role == "worker":
+        check_database(config.database)
+        await _work(config)
+        return
     check_open_files(config.server)
     check_metrics_token(config.server)
     server_config = config.server
@@ -102,12 +112,12 @@ async def serve(config: ArcanaConfig) -> None:
     try:
         check_port_free(server_config.host, server_config.grpc_port, "gRPC", "--grpc-port or server.grpc_port")
         check_database(config.database)
-        await _serve_on(config, http_socket)
+        await _serve_on(config, http_socket, with_worker=role == "all")
     finally:
         http_socket.close()
 
 
-async def _serve_on(config: ArcanaConfig, http_socket: socket.socket) -> None:
+async def _serve_on(config: ArcanaConfig, http_socket: socket.socket, with_worker: bool) -> None:
     kernel = Kernel(config)
     try:
         kernel.start()
@@ -149,10 +159,11 @@ async def _serve_on(config: ArcanaConfig, http_socket: socket.socket) -> None:
             )
             if config.plugins.watch:
                 watcher = asyncio.create_task(watch_plugins(kernel, stop))
-            stopped = asyncio.create_task(stop.wait())
-            await asyncio.wait([serving, stopped], return_when=asyncio.FIRST_COMPLETED)
-            server.should_exit = True
-            await serving
+            async with _running_worker(kernel, with_worker):
+                stopped = asyncio.create_task(stop.wait())
+                await asyncio.wait([serving, stopped], return_when=asyncio.FIRST_COMPLETED)
+                server.should_exit = True
+                await serving
         finally:
             stop.set()
             await grpc_server.stop(config.server.shutdown_grace_s)
@@ -161,6 +172,60 @@ async def _serve_on(config: ArcanaConfig, http_socket: socket.socket) -> None:
                     await watcher
     finally:
         kernel.close()
+
+
+async def _work(config: ArcanaConfig) -> None:
+    """The worker role: plugins loaded and watched, queued jobs run; no port is opened."""
+    kernel = Kernel(config)
+    try:
+        kernel.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await kernel.load_all()
+        watcher = asyncio.create_task(watch_plugins(kernel, stop)) if config.plugins.watch else None
+        try:
+            async with _running_worker(kernel, True) as worker_done:
+                logger.info(
+                    "arcana worker ready",
+                    extra={"plugins": sorted(p.name for p in kernel.plugins_view().plugins), "config": config.source},
+                )
+                stopped: asyncio.Future[Any] = asyncio.create_task(stop.wait())
+                # A worker that ended by itself (a bug) ends the process, for the supervisor to restart.
+                await asyncio.wait([stopped, worker_done], return_when=asyncio.FIRST_COMPLETED)
+                stopped.cancel()
+        finally:
+            stop.set()
+            if watcher is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+    finally:
+        kernel.close()
+
+
+@contextlib.asynccontextmanager
+async def _running_worker(kernel: Kernel, enabled: bool) -> AsyncIterator[asyncio.Future[None]]:
+    """A job worker running while inside; on the way out it stops gracefully (see arcana.queue.worker).
+
+    Yields a future that is done when the worker ended. The scheduler runs
+    beside each worker: ``backend.tick`` makes several of them enqueue each
+    [[schedule]] tick once.
+    """
+    idle: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    if not enabled:
+        yield idle
+        return
+    worker = Worker(kernel.config.queue, kernel.jobs.backend, kernel.registry)
+    task = asyncio.create_task(worker.run())
+    scheduler = Scheduler(kernel.jobs, lambda: kernel.registry.snapshot)
+    scheduler.start()
+    try:
+        yield task
+    finally:
+        await scheduler.stop()
+        worker.stop()
+        await task
 
 
 async def _start_grpc(kernel: Kernel, config: ArcanaConfig) -> grpc.aio.Server:

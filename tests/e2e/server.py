@@ -48,8 +48,10 @@ def free_port() -> int:
 
 
 class ArcanaServer:
-    def __init__(self, plugins: Path, workdir: Path, config: dict | None = None) -> None:
+    def __init__(self, plugins: Path, workdir: Path, config: dict | None = None, role: str = "all") -> None:
         self.plugins = plugins
+        # "worker" opens no port: it is ready when it logs so.
+        self.role = role
         self.port = free_port()
         self.grpc_port = free_port()
         self.grpc_address = f"127.0.0.1:{self.grpc_port}"
@@ -80,6 +82,8 @@ class ArcanaServer:
                 str(self.port),
                 "--grpc-port",
                 str(self.grpc_port),
+                "--role",
+                self.role,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -94,16 +98,26 @@ class ArcanaServer:
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"arcana exited with {self.proc.returncode}:\n{self.logs()}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+            if self.role == "worker":
+                if "arcana worker ready" in self.logs():
                     return
-            except httpx.TransportError:
-                pass
+            else:
+                try:
+                    if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
             time.sleep(0.05)
         raise RuntimeError(f"arcana not ready after {timeout}s:\n{self.logs()}")
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs (a crashed or OOM-killed process)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def stop(self) -> int:
         if self.proc is None:

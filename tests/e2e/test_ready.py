@@ -105,6 +105,9 @@ class Forwarder:
     def down(self) -> None:
         """Refuse new connections and reset the open ones."""
         if self._listener is not None:
+            # shutdown first: close() alone leaves a blocked accept() able to take one more connection.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:
