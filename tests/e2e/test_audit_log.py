@@ -18,17 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from arcana.kernel import Kernel
 from conftest import ROOT
 from e2e.server import ArcanaServer, admin_headers, mint
 from fakes import wait_for
 
 PASSWORD = "correct horse battery staple"
-# Delivery needs the kernel's event bus and its workers (Kernel.bus, `serve --role all`); until a kernel
-# has them, event_emit answers SERVICE_UNAVAILABLE and nothing reaches a subscriber.
-needs_event_delivery = pytest.mark.skipif(
-    not hasattr(Kernel, "bus"), reason="this kernel has no event bus (Kernel.bus) to deliver events"
-)
 
 
 @pytest.fixture
@@ -44,7 +38,6 @@ def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
 
-@needs_event_delivery
 def test_a_login_and_a_note_created_through_notes_both_appear_in_the_audit_trail(
     plugins: Path, start_server: Callable[..., ArcanaServer]
 ) -> None:
