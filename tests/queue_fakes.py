@@ -134,6 +134,13 @@ class MemoryQueueBackend:
         self._enter("complete")
         return self._finish(lease, now, state=JobState.SUCCEEDED, result=copy.deepcopy(result), finished_at=now)
 
+    def complete_many(self, done: Sequence[tuple[Lease, Any]], now: float) -> list[bool]:
+        self._enter("complete_many")
+        return [
+            self._finish(lease, now, state=JobState.SUCCEEDED, result=copy.deepcopy(result), finished_at=now)
+            for lease, result in done
+        ]
+
     def fail(self, lease: Lease, error: str, retry_at: float | None, now: float) -> bool:
         self._enter("fail")
         if retry_at is None:

@@ -146,6 +146,17 @@ class RedisQueueBackend:
         with _unavailable("complete"):
             return bool(self._run(self._complete, lease.job.id, lease.token, now, encoded))
 
+    def complete_many(self, done: Sequence[tuple[Lease, Any]], now: float) -> list[bool]:
+        if not done:
+            return []
+        encoded = [(lease, _encode(result, "result")) for lease, result in done]
+        # Each script is atomic on its own; the pipeline only saves the round trips (no MULTI needed).
+        with _unavailable("complete"):
+            pipe = self._client.pipeline(transaction=False)
+            for lease, result in encoded:
+                self._complete(args=[self._prefix, lease.job.id, lease.token, now, result], client=pipe)
+            return [bool(r) for r in pipe.execute()]
+
     def fail(self, lease: Lease, error: str, retry_at: float | None, now: float) -> bool:
         with _unavailable("fail"):
             return bool(self._run(self._fail, lease.job.id, lease.token, now, error, _optional(retry_at)))

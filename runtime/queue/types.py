@@ -21,7 +21,7 @@ with the same semantics, pinned by one contract suite (``tests/queue``):
   act only while the token is still the job's current one; a stale token
   (the job was reaped and handed to someone else) is refused with False and
   changes nothing.
-* **Outcomes.** ``complete`` -> ``succeeded`` with its result; ``fail`` with a
+* **Outcomes.** ``complete`` (or ``complete_many``) -> ``succeeded`` with its result; ``fail`` with a
   ``retry_at`` -> ``failed`` and runnable at ``retry_at``; ``fail`` without ->
   ``dead`` (the dead-letter queue). ``release`` puts a job back without
   counting the attempt (graceful shutdown, a job type no plugin serves yet).
@@ -206,6 +206,10 @@ class QueueBackend(Protocol):
         ...
 
     def complete(self, lease: Lease, result: Any, now: float) -> bool: ...
+
+    def complete_many(self, done: Sequence[tuple[Lease, Any]], now: float) -> list[bool]:
+        """``complete`` for each (lease, result) in one round trip (a worker's finished jobs, batched)."""
+        ...
 
     def fail(self, lease: Lease, error: str, retry_at: float | None, now: float) -> bool:
         """``retry_at`` None: dead. Else failed, runnable again at retry_at."""

@@ -30,7 +30,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -117,6 +117,7 @@ class Worker:
         # Outcomes this worker recorded, by outcome (logged when it stops).
         self.outcomes: Counter[str] = Counter()
         self._threads = ThreadPoolExecutor(self.concurrency + 2, thread_name_prefix="arcana-queue")
+        self._completions = Completions(lambda done: self._call(self.backend.complete_many, done, self.clock()))
 
     @property
     def running(self) -> int:
@@ -218,8 +219,7 @@ class Worker:
             await self._failed(lease, kind, "INTERNAL: internal error")
             return
         JOB_SECONDS.labels(kind).observe(time.perf_counter() - started)
-        now = self.clock()
-        await self._record(lease, kind, "succeeded", self.backend.complete, lease, result, now)
+        await self._record(lease, kind, "succeeded", functools.partial(self._completions.complete, lease, result))
 
     async def _failed(self, lease: Lease, kind: Kind, error: str) -> None:
         now = self.clock()
@@ -227,10 +227,10 @@ class Worker:
         extra = {**_about(lease), "error": error}
         if at is None:
             logger.error("job dead after %d attempts", lease.job.attempts, extra=extra)
-            await self._record(lease, kind, "dead", self.backend.fail, lease, error, None, now)
+            await self._record(lease, kind, "dead", self._backend_call(self.backend.fail, lease, error, None, now))
         else:
             logger.warning("job attempt failed; retry in %.1f s", at - now, extra=extra)
-            await self._record(lease, kind, "retried", self.backend.fail, lease, error, at, now)
+            await self._record(lease, kind, "retried", self._backend_call(self.backend.fail, lease, error, at, now))
 
     async def _unrouted(self, lease: Lease, kind: Kind) -> None:
         job, now = lease.job, self.clock()
@@ -239,13 +239,17 @@ class Worker:
         if at is None:
             error = f"no loaded {what} within {self.config.unrouted_dead_after_s} s (queue.unrouted_dead_after_s)"
             logger.error("job dead: %s", error, extra=_about(lease))
-            await self._record(lease, kind, "dead", self.backend.bury, lease, error, now)
+            await self._record(lease, kind, "dead", self._backend_call(self.backend.bury, lease, error, now))
         else:
             logger.debug("job waits for a %s", what, extra=_about(lease))
-            await self._record(lease, kind, "unrouted", self.backend.release, lease, at, now, f"no loaded {what}")
+            unrouted = self._backend_call(self.backend.release, lease, at, now, f"no loaded {what}")
+            await self._record(lease, kind, "unrouted", unrouted)
 
-    async def _record(self, lease: Lease, kind: Kind, outcome: str, fn: Callable[..., bool], *args: Any) -> None:
-        """Hand an outcome to the backend, retrying through a short outage; then count it."""
+    def _backend_call(self, fn: Callable[..., bool], *args: Any) -> Callable[[], Awaitable[bool]]:
+        return functools.partial(self._call, fn, *args)
+
+    async def _record(self, lease: Lease, kind: Kind, outcome: str, attempt: Callable[[], Awaitable[bool]]) -> None:
+        """Hand an outcome to the backend (``attempt``), retrying through a short outage; then count it."""
         key = _key(lease)
         self._recording.add(key)
         give_up = time.monotonic() + self.config.lease_s * RECORD_PATIENCE
@@ -253,7 +257,7 @@ class Worker:
         try:
             while True:
                 try:
-                    held = await self._call(fn, *args)
+                    held = await attempt()
                     break
                 except ServiceUnavailable as exc:
                     if time.monotonic() >= give_up:
@@ -332,6 +336,46 @@ class Worker:
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._threads, functools.partial(fn, *args))
+
+
+class Completions:
+    """Succeeded jobs recorded in batches: those finishing while a batch is in flight go in the next one.
+
+    A completion is most of a job's cost on the backend (a Redis round trip,
+    a SQLite commit); jobs finishing together share one. Nothing waits to fill
+    a batch: a lone completion goes at once, so latency stays as it was.
+    """
+
+    def __init__(self, record: Callable[[list[tuple[Lease, Any]]], Awaitable[list[bool]]]) -> None:
+        self._record = record
+        self._pending: list[tuple[Lease, Any, asyncio.Future[bool]]] = []
+        self._flushing = False
+
+    async def complete(self, lease: Lease, result: Any) -> bool:
+        """True once the backend recorded it; False when the lease was lost; raises what the backend raised."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((lease, result, done))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return await done
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    held = await self._record([(lease, result) for lease, result, _ in batch])
+                except Exception as exc:  # noqa: BLE001  handed to each waiter, whose _record retries or logs it
+                    for _lease, _result, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                for (_lease, _result, done), ok in zip(batch, held, strict=True):
+                    if not done.done():
+                        done.set_result(ok)
+        finally:
+            self._flushing = False
 
 
 def _key(lease: Lease) -> LeaseKey:

@@ -35,7 +35,7 @@ def test_ttl_expires_and_set_replaces_the_ttl(backend: StoreBackend) -> None:
     backend.kv_set("p", "long", "v", 60)
     backend.kv_set("p", "kept", "v", 0.05)
     backend.kv_set("p", "kept", "v2", None)
-    assert backend.kv_get("p", "short").found
+    # Only what must hold however slow the machine: past its TTL "short" is gone, the others are not.
     time.sleep(0.08)
     assert not backend.kv_get("p", "short").found and backend.kv_get("p", "long").found
     assert backend.kv_get("p", "kept").value == "v2"

@@ -211,6 +211,21 @@ def test_complete_keeps_the_result_and_ends_the_lease(backend: QueueBackend) -> 
     assert backend.claim("w1", 10, T0 + 3600, LEASE) == []
 
 
+def test_complete_many_completes_each_held_lease_and_refuses_a_stale_one(backend: QueueBackend) -> None:
+    first, second, third = enqueue(backend), enqueue(backend), enqueue(backend)
+    leases = {lease.job.id: lease for lease in backend.claim("w1", 10, T0, LEASE)}
+    assert backend.complete(leases[second], "alone", T0 + 1)
+    done = [(leases[first], {"n": 1}), (leases[second], "again"), (leases[third], [3])]
+    assert backend.complete_many(done, T0 + 2) == [True, False, True]
+    results = {job_id: backend.get(job_id) for job_id in (first, second, third)}
+    assert [(j.state, j.result) for j in results.values() if j is not None] == [
+        (JobState.SUCCEEDED, {"n": 1}),
+        (JobState.SUCCEEDED, "alone"),
+        (JobState.SUCCEEDED, [3]),
+    ]
+    assert backend.complete_many([], T0 + 3) == []
+
+
 def test_fail_with_a_retry_time_makes_the_job_runnable_again_then(backend: QueueBackend) -> None:
     job_id = enqueue(backend)
     assert backend.fail(claim_one(backend), "boom", T0 + 10, T0 + 1)

@@ -334,7 +334,7 @@ def test_an_outcome_the_backend_could_not_take_is_recorded_once_it_is_back(h: Ha
             await asyncio.to_thread(gate.wait_entered)
             h.backend.down = True
             gate.release()
-            await async_wait_for(lambda: h.backend.calls["complete"] >= 2, 5, "the outcome tried again")
+            await async_wait_for(lambda: h.backend.calls["complete_many"] >= 2, 5, "the outcome tried again")
             h.backend.down = False
             job = await h.settled(job_id, [JobState.SUCCEEDED])
         assert (job.result, job.attempts) == ("kept", 1)
