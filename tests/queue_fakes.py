@@ -1,10 +1,29 @@
-"""``MemoryQueueBackend``: the ``QueueBackend`` protocol in a dict, for fast in-process worker tests.
+"""The test suite's one in-memory ``QueueBackend`` (``MemoryQueueBackend``) and the bus's recording fake.
 
-It follows every rule in ``arcana.queue.types`` (priorities, fair claims,
-leases reaped on claim, stale tokens refused, dedupe, retention, ticks), so a
-worker tested on it behaves the same on SQL and Redis. Set ``down`` to make
-every call raise ``ServiceUnavailable`` (a backend outage); ``calls`` counts
-calls by method name and ``claims`` records each claim's (limit, fair).
+``MemoryQueueBackend`` keeps the protocol in a dict and follows every rule in
+``arcana.queue.types`` (priorities, fair claims, leases reaped on claim, stale
+tokens refused, dedupe, retention, ticks), so code tested on it behaves the
+same on SQL and Redis (those are pinned by ``tests/runtime/queue/test_contract.py``).
+Job ids are ``j1``, ``j2``, ... in enqueue order.
+
+What tests steer and read, none of it part of the protocol:
+
+* ``down``: every call raises ``ServiceUnavailable`` (retry after
+  ``retry_after`` seconds), as a real backend does when its server is gone.
+* ``bug``: every call raises that exception (the protocol allows only
+  ServiceUnavailable: a backend bug).
+* ``gates``: a call to a method named here waits until its event is set (a
+  backend that hangs), outside the lock so other calls still answer.
+* ``only``: the methods the code under test may reach; any other raises
+  NotImplementedError (see ``HOST_FUNCTIONS``, ``OPERATOR``, ``SCHEDULER``).
+* ``calls`` counts calls by method name, ``call_log`` lists them in order
+  (``close`` included), ``claims`` records each claim's (limit, fair).
+* ``jobs`` (by id, enqueue order), ``all()``, ``specs()`` (every spec that
+  created a job, as given) and ``ticks`` (the last tick per schedule key) show
+  what is stored; ``seed_dead`` and ``set_state`` set up jobs directly.
+
+``RecordingBus`` stands in for ``arcana.events.EventBus`` and records what
+would be emitted as ``Emitted`` rows.
 """
 
 from __future__ import annotations
@@ -15,7 +34,8 @@ import itertools
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from arcana.errors import ServiceUnavailable
@@ -23,13 +43,25 @@ from arcana.queue.types import Enqueued, Job, JobSpec, JobState, Lease, Priority
 
 RUNNABLE = (JobState.QUEUED, JobState.FAILED)
 
+# What each caller of a backend may reach (``close`` is always allowed).
+# Host functions (queue_enqueue, queue_status, events): enqueue and read back.
+HOST_FUNCTIONS = frozenset({"enqueue", "enqueue_many", "get"})
+# The operator's edges (REST, gRPC, CLI): read, replay and purge; enqueue only to seed jobs.
+OPERATOR = frozenset({"enqueue", "enqueue_many", "get", "stats", "dead", "replay", "purge"})
+# The scheduler and the event bus: enqueue and tick.
+SCHEDULER = frozenset({"enqueue", "enqueue_many", "tick"})
+
 
 class MemoryQueueBackend:
-    def __init__(self) -> None:
+    def __init__(self, only: Collection[str] | None = None) -> None:
+        self.only = None if only is None else frozenset(only)
         self.down = False
+        self.retry_after = 2
         # Raised by every call while set: a backend bug (the protocol allows only ServiceUnavailable).
         self.bug: Exception | None = None
+        self.gates: dict[str, threading.Event] = {}
         self.calls: Counter[str] = Counter()
+        self.call_log: list[str] = []
         self.claims: list[tuple[int, bool]] = []
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
@@ -37,15 +69,23 @@ class MemoryQueueBackend:
         self._tokens: dict[str, tuple[str, float]] = {}
         self._dedupe: dict[str, str] = {}
         self._ticks: dict[str, float] = {}
-        self._seq = itertools.count()
+        self._specs: list[JobSpec] = []
+        self._seq = itertools.count(1)
         self.closed = False
 
     def _enter(self, method: str) -> None:
-        self.calls[method] += 1
+        if self.only is not None and method not in self.only:
+            raise NotImplementedError(f"MemoryQueueBackend: {method} is not reached by the code under test")
+        with self._lock:
+            self.calls[method] += 1
+            self.call_log.append(method)
         if self.down:
-            raise ServiceUnavailable("the queue backend is unavailable", retry_after=1)
+            raise ServiceUnavailable("the queue backend is unavailable", retry_after=self.retry_after)
         if self.bug is not None:
             raise self.bug
+        gate = self.gates.get(method)
+        if gate is not None:
+            gate.wait()
 
     # ---------------------------------------------------------------- enqueue
 
@@ -62,7 +102,8 @@ class MemoryQueueBackend:
     def _add(self, spec: JobSpec, now: float) -> Enqueued:
         if spec.dedupe_key is not None and spec.dedupe_key in self._dedupe:
             return Enqueued(self._dedupe[spec.dedupe_key], created=False)
-        job_id = uuid.uuid4().hex
+        seq = next(self._seq)
+        job_id = f"j{seq}"
         self._jobs[job_id] = Job(
             id=job_id,
             type=spec.type,
@@ -79,7 +120,8 @@ class MemoryQueueBackend:
             traceparent=spec.traceparent,
             dedupe_key=spec.dedupe_key,
         )
-        self._order[job_id] = next(self._seq)
+        self._order[job_id] = seq
+        self._specs.append(dataclasses.replace(spec, payload=copy.deepcopy(spec.payload)))
         if spec.dedupe_key is not None:
             self._dedupe[spec.dedupe_key] = job_id
         return Enqueued(job_id, created=True)
@@ -181,6 +223,34 @@ class MemoryQueueBackend:
         with self._lock:
             return sorted(self._jobs.values(), key=lambda j: self._order[j.id])
 
+    @property
+    def jobs(self) -> dict[str, Job]:
+        """Every stored job by id, in enqueue order (a copy: a test's view)."""
+        return {job.id: job for job in self.all()}
+
+    def specs(self) -> list[JobSpec]:
+        """Every spec that created a job, as given, in enqueue order (deduped ones created nothing)."""
+        with self._lock:
+            return list(self._specs)
+
+    @property
+    def ticks(self) -> dict[str, float]:
+        """The last tick recorded per schedule key (a copy)."""
+        with self._lock:
+            return dict(self._ticks)
+
+    def seed_dead(self, job_type: str, error: str, now: float, attempts: int = 4) -> str:
+        """A job enqueued (a counted call) that used its attempts and died at ``now`` (test set-up)."""
+        job_id = self.enqueue(JobSpec(job_type, {"n": 1}), now - 10).id
+        with self._lock:
+            self._set(self._jobs[job_id], now, state=JobState.DEAD, attempts=attempts, error=error, finished_at=now)
+        return job_id
+
+    def set_state(self, job_id: str, state: JobState) -> None:
+        """Put a job in ``state`` directly, no lease involved (test set-up for what stats counts)."""
+        with self._lock:
+            self._jobs[job_id] = dataclasses.replace(self._jobs[job_id], state=state)
+
     def stats(self, now: float) -> QueueStats:
         self._enter("stats")
         with self._lock:
@@ -247,6 +317,8 @@ class MemoryQueueBackend:
             return len(old)
 
     def close(self) -> None:
+        with self._lock:
+            self.call_log.append("close")
         self.closed = True
 
 
@@ -261,3 +333,30 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+@dataclass
+class Emitted:
+    topic: str
+    payload: dict[str, Any]
+    source: str
+    principal: str | None
+    traceparent: str
+
+
+@dataclass
+class RecordingBus:
+    """Stands in for ``arcana.events.EventBus``: records what would be emitted."""
+
+    emitted: list[Emitted] = field(default_factory=list)
+
+    def emit(
+        self,
+        topic: str,
+        payload: dict[str, Any],
+        *,
+        source: str = "kernel",
+        principal: str | None = None,
+        traceparent: str = "",
+    ) -> None:
+        self.emitted.append(Emitted(topic, payload, source, principal, traceparent))

@@ -18,7 +18,7 @@ from arcana_host.events import EventsCapability
 from arcana_host.events.topics import compile_pattern
 from arcana_host.queue import QueueCapability
 from arcana_host.registry import check_grants
-from host_api.queue_fakes import Emitted, MemoryQueueBackend, RecordingBus
+from queue_fakes import HOST_FUNCTIONS, Emitted, MemoryQueueBackend, RecordingBus
 
 CONFIG = ArcanaConfig(queue=QueueConfig(max_payload_bytes=128, max_enqueues_per_call=3))
 
@@ -137,7 +137,7 @@ def test_topic_patterns_match_any_run_of_characters_for_a_star(pattern: str, top
 
 
 def test_emits_and_enqueues_share_one_budget_per_plugin_call() -> None:
-    bus, backend, call = RecordingBus(), MemoryQueueBackend(), _call()
+    bus, backend, call = RecordingBus(), MemoryQueueBackend(HOST_FUNCTIONS), _call()
     spec = PluginSpec(
         Manifest("notes", "1.0.0", capabilities={"events": ("note.*",), "queue": True}, jobs=()),
         frozenset({"events", "queue"}),

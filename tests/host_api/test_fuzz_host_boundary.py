@@ -35,7 +35,7 @@ from arcana_host.queue import QueueCapability
 from arcana_host.store import StoreCapability, StoreConfig
 from arcana_host.store.sql_backend import SqlStoreBackend
 from fuzzing import ANY_TEXT, FINITE_SCALARS, fuzz_settings, json_values
-from host_api.queue_fakes import MemoryQueueBackend, RecordingBus
+from queue_fakes import HOST_FUNCTIONS, MemoryQueueBackend, RecordingBus
 
 pytestmark = pytest.mark.fuzz
 
@@ -70,7 +70,7 @@ def functions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Li
     )
     manifest = Manifest(PLUGIN, "1.0.0", capabilities={"events": ("note.*",)}, jobs=(Job("fuzz.work", "work"),))
     spec = PluginSpec(manifest, GRANTS)
-    queue = QueueCapability.from_config(QUEUE, JobQueue(QUEUE.queue, MemoryQueueBackend()))
+    queue = QueueCapability.from_config(QUEUE, JobQueue(QUEUE.queue, MemoryQueueBackend(HOST_FUNCTIONS)))
     events = EventsCapability.from_config(QUEUE, RecordingBus())
     linked: dict[str, LinkedFunction] = {}
     for capability in (LogCapability(), store, AuthCapability(FakeIdentity()), queue, events):

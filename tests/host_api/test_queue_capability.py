@@ -16,7 +16,7 @@ from arcana.queue.types import Priority
 from arcana.types import CallContext, PluginSpec
 from arcana_host.binding import link_capability
 from arcana_host.queue import QueueCapability
-from host_api.queue_fakes import MemoryQueueBackend
+from queue_fakes import HOST_FUNCTIONS, MemoryQueueBackend
 
 Host = Callable[..., dict[str, Any]]
 BOUNDS = QueueConfig(max_payload_bytes=256, max_delay_s=60, max_retries_limit=5, max_enqueues_per_call=3)
@@ -30,7 +30,7 @@ def _config(extra_types: dict[str, list[str]] | None = None) -> ArcanaConfig:
 
 @pytest.fixture
 def backend() -> MemoryQueueBackend:
-    return MemoryQueueBackend()
+    return MemoryQueueBackend(HOST_FUNCTIONS)
 
 
 def _plugin(name: str, *job_types: str) -> PluginSpec:
@@ -94,7 +94,7 @@ def test_the_operator_can_grant_extra_job_types_to_one_plugin(backend: MemoryQue
 )
 def test_extra_types_that_are_not_names_fail_start_up(extra: dict[str, list[str]], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        _capability(MemoryQueueBackend(), extra)
+        _capability(MemoryQueueBackend(HOST_FUNCTIONS), extra)
 
 
 @pytest.mark.parametrize(

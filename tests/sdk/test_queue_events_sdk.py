@@ -2,7 +2,7 @@
 
 Plugins run under the real Extism engine, linked by the real capability
 composition from their grants, on a real store (SQLite); the queue backend
-and the event bus are fakes behind their protocols (``host_api.queue_fakes``),
+and the event bus are fakes behind their protocols (``queue_fakes``),
 so these tests need neither the workers nor the bus. Event envelopes are
 built here as the bus builds them; the same trail over a real server is
 tests/e2e/test_audit_log.py.
@@ -30,7 +30,7 @@ from arcana.types import CallContext
 from arcana_host.registry import Capabilities, HostServices
 from arcana_sdk.wasm_sections import MANIFEST_SECTION, read_custom_section
 from conftest import FIXTURES, ROOT, build_cached
-from host_api.queue_fakes import Emitted, MemoryQueueBackend, RecordingBus
+from queue_fakes import HOST_FUNCTIONS, Emitted, MemoryQueueBackend, RecordingBus
 
 ADMIN = {"sub": "root", "roles": ["admin"]}
 ALICE = {"sub": "alice", "roles": ["user"]}
@@ -55,7 +55,7 @@ class Host:
     def __init__(self, folder: Path) -> None:
         self.database = Database(DatabaseConfig(url=f"sqlite:///{folder / 'host.db'}"))
         migrate(self.database.engine)
-        self.backend, self.bus = MemoryQueueBackend(), RecordingBus()
+        self.backend, self.bus = MemoryQueueBackend(HOST_FUNCTIONS), RecordingBus()
         config = ArcanaConfig()
         jobs = JobQueue(config.queue, self.backend)
         services = HostServices(database=self.database, jobs=jobs, bus=self.bus)
