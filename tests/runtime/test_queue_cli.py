@@ -1,6 +1,6 @@
 """`arcana queue ...` in process: tables, --json, exit codes, on a real SQLite database.
 
-The backend is the in-memory fake (tests/runtime/edge/jobs_fakes.py) opened
+The backend is the in-memory fake (tests/queue_fakes.py) opened
 in place of the configured one; the database under it is real, so the
 checks the command makes before opening the backend (reachable, migrated)
 run for real. ``test_the_sql_backend_end_to_end`` runs the same commands on
@@ -23,7 +23,7 @@ from arcana.database import Database
 from arcana.edge.jobs_ops import MAX_DEAD_PAGE, MAX_SELECTED_IDS
 from arcana.exit_codes import ExitCode
 from arcana.queue.types import JobSpec, JobState, Priority, QueueBackend
-from runtime.edge.jobs_fakes import FakeQueueBackend
+from queue_fakes import OPERATOR, MemoryQueueBackend
 
 NOW = time.time()
 
@@ -36,8 +36,8 @@ def config_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def backend(monkeypatch: pytest.MonkeyPatch) -> FakeQueueBackend:
-    fake = FakeQueueBackend()
+def backend(monkeypatch: pytest.MonkeyPatch) -> MemoryQueueBackend:
+    fake = MemoryQueueBackend(OPERATOR)
 
     def open_fake(config: ArcanaConfig, database: Database) -> QueueBackend:
         return fake
@@ -53,7 +53,7 @@ def arcana(capsys: pytest.CaptureFixture[str], config: Path, *argv: str) -> tupl
 
 
 def test_stats_prints_a_table_and_json(
-    capsys: pytest.CaptureFixture[str], config_file: Path, backend: FakeQueueBackend
+    capsys: pytest.CaptureFixture[str], config_file: Path, backend: MemoryQueueBackend
 ) -> None:
     for priority in (Priority.HIGH, Priority.LOW, Priority.LOW):
         backend.enqueue(JobSpec("t", priority=priority), NOW - 1)
@@ -78,11 +78,11 @@ def test_stats_prints_a_table_and_json(
         "dead": 1,
         "succeeded": 0,
     }
-    assert backend.calls[-1] == "close", "the backend is closed when the command ends"
+    assert backend.call_log[-1] == "close", "the backend is closed when the command ends"
 
 
 def test_dead_lists_newest_first_and_pages(
-    capsys: pytest.CaptureFixture[str], config_file: Path, backend: FakeQueueBackend
+    capsys: pytest.CaptureFixture[str], config_file: Path, backend: MemoryQueueBackend
 ) -> None:
     ids = [backend.seed_dead("mail.send", f"smtp error {n}\ntrace line", NOW - 100 + n) for n in range(3)]
 
@@ -100,16 +100,16 @@ def test_dead_lists_newest_first_and_pages(
 
 @pytest.mark.parametrize("bad", [["--limit", "0"], ["--limit", str(MAX_DEAD_PAGE + 1)], ["--offset", "-1"]])
 def test_a_dead_page_out_of_bounds_is_a_usage_error(
-    capsys: pytest.CaptureFixture[str], config_file: Path, backend: FakeQueueBackend, bad: list[str]
+    capsys: pytest.CaptureFixture[str], config_file: Path, backend: MemoryQueueBackend, bad: list[str]
 ) -> None:
     with pytest.raises(SystemExit) as exited:
         arcana(capsys, config_file, "dead", *bad)
     assert exited.value.code == ExitCode.CONFIG
-    assert backend.calls == []
+    assert backend.call_log == []
 
 
 def test_show_prints_one_job_and_an_unknown_id_fails(
-    capsys: pytest.CaptureFixture[str], config_file: Path, backend: FakeQueueBackend
+    capsys: pytest.CaptureFixture[str], config_file: Path, backend: MemoryQueueBackend
 ) -> None:
     dead = backend.seed_dead("mail.send", "smtp down", NOW)
 
@@ -125,7 +125,7 @@ def test_show_prints_one_job_and_an_unknown_id_fails(
 
 
 def test_replay_ids_and_purge_all(
-    capsys: pytest.CaptureFixture[str], config_file: Path, backend: FakeQueueBackend
+    capsys: pytest.CaptureFixture[str], config_file: Path, backend: MemoryQueueBackend
 ) -> None:
     first, second, third = (backend.seed_dead("t", "boom", NOW - n) for n in range(3))
 
@@ -148,15 +148,15 @@ def test_replay_ids_and_purge_all(
     ],
 )
 def test_a_bad_selection_is_exit_2_and_opens_nothing(
-    capsys: pytest.CaptureFixture[str], config_file: Path, backend: FakeQueueBackend, argv: list[str]
+    capsys: pytest.CaptureFixture[str], config_file: Path, backend: MemoryQueueBackend, argv: list[str]
 ) -> None:
     code, out, err = arcana(capsys, config_file, *argv)
     assert code == ExitCode.CONFIG and out == "" and err.startswith("arcana: ") and err.count("\n") == 1
-    assert backend.calls == []
+    assert backend.call_log == []
 
 
 def test_a_backend_that_is_down_is_exit_4_for_sql_and_3_for_redis(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, config_file: Path, backend: FakeQueueBackend
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, config_file: Path, backend: MemoryQueueBackend
 ) -> None:
     backend.down = True
     code, _, err = arcana(capsys, config_file, "stats")
@@ -168,13 +168,13 @@ def test_a_backend_that_is_down_is_exit_4_for_sql_and_3_for_redis(
 
 
 def test_an_unreachable_database_is_exit_4_before_the_backend_opens(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, backend: FakeQueueBackend
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, backend: MemoryQueueBackend
 ) -> None:
     config = tmp_path / "pg.yaml"
     config.write_text(yaml.safe_dump({"database": {"url": "postgresql://nobody@127.0.0.1:1/none"}}))
     code, _, err = arcana(capsys, config, "stats")
     assert code == ExitCode.DATABASE and err.startswith("arcana: cannot reach the database")
-    assert backend.calls == []
+    assert backend.call_log == []
 
 
 def test_the_sql_backend_end_to_end(capsys: pytest.CaptureFixture[str], config_file: Path) -> None:

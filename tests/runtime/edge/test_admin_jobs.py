@@ -16,7 +16,7 @@ from arcana.kernel import Kernel
 from arcana.queue.jobs import JobQueue
 from arcana.queue.types import JobSpec, JobState, Priority
 from fakes import Kernels, bearer
-from runtime.edge.jobs_fakes import FakeQueueBackend
+from queue_fakes import OPERATOR, MemoryQueueBackend
 
 NOW = 1_800_000_000.0
 ADMIN = bearer("root", ["admin"])
@@ -24,12 +24,12 @@ Scenario = Callable[[httpx.AsyncClient], Awaitable[Any]]
 
 
 @pytest.fixture
-def backend() -> FakeQueueBackend:
-    return FakeQueueBackend()
+def backend() -> MemoryQueueBackend:
+    return MemoryQueueBackend(OPERATOR)
 
 
 @pytest.fixture
-def kernel(kernels: Kernels, backend: FakeQueueBackend, monkeypatch: pytest.MonkeyPatch) -> Kernel:
+def kernel(kernels: Kernels, backend: MemoryQueueBackend, monkeypatch: pytest.MonkeyPatch) -> Kernel:
     """A started kernel whose ``jobs`` is a JobQueue on ``backend``, its clock fixed at NOW."""
     queue = JobQueue(QueueConfig(), backend, clock=lambda: NOW)
     monkeypatch.setattr(Kernel, "jobs", property(lambda _kernel: queue))
@@ -62,7 +62,7 @@ def events_of(kernel: Kernel) -> list[dict[str, Any]]:
     return seen
 
 
-def test_every_jobs_route_needs_an_admin(kernel: Kernel, backend: FakeQueueBackend) -> None:
+def test_every_jobs_route_needs_an_admin(kernel: Kernel, backend: MemoryQueueBackend) -> None:
     dead = backend.seed_dead("mail.send", "smtp down", NOW)
     routes = [
         ("GET", "/api/v1/admin/jobs", None),
@@ -81,10 +81,10 @@ def test_every_jobs_route_needs_an_admin(kernel: Kernel, backend: FakeQueueBacke
 
     assert run(kernel, scenario) == [(401, "UNAUTHORIZED"), (403, "FORBIDDEN")] * len(routes)
     assert backend.jobs[dead].state == JobState.DEAD, "a refused replay or purge changed nothing"
-    assert backend.calls == ["enqueue"], "the backend is not asked before the caller is admitted"
+    assert backend.call_log == ["enqueue"], "the backend is not asked before the caller is admitted"
 
 
-def test_stats_counts_ready_per_priority_delayed_running_and_dead(kernel: Kernel, backend: FakeQueueBackend) -> None:
+def test_stats_counts_ready_per_priority_delayed_running_and_dead(kernel: Kernel, backend: MemoryQueueBackend) -> None:
     for priority in (Priority.HIGH, Priority.HIGH, Priority.LOW):
         backend.enqueue(JobSpec("t", priority=priority), NOW - 1)
     backend.enqueue(JobSpec("t", run_at=NOW + 60), NOW)
@@ -103,7 +103,7 @@ def test_stats_counts_ready_per_priority_delayed_running_and_dead(kernel: Kernel
 
 
 def test_a_job_is_shown_by_id_and_an_unknown_or_impossible_id_is_refused(
-    kernel: Kernel, backend: FakeQueueBackend
+    kernel: Kernel, backend: MemoryQueueBackend
 ) -> None:
     dead = backend.seed_dead("mail.send", "smtp down", NOW)
 
@@ -122,7 +122,7 @@ def test_a_job_is_shown_by_id_and_an_unknown_or_impossible_id_is_refused(
     assert error_of(impossible) == (400, "VALIDATION_FAILED")
 
 
-def test_dead_letters_are_paged_most_recently_dead_first(kernel: Kernel, backend: FakeQueueBackend) -> None:
+def test_dead_letters_are_paged_most_recently_dead_first(kernel: Kernel, backend: MemoryQueueBackend) -> None:
     ids = [backend.seed_dead("t", f"error {n}", NOW - 100 + n) for n in range(5)]
 
     async def scenario(client: httpx.AsyncClient) -> list[dict[str, Any]]:
@@ -144,14 +144,14 @@ def test_dead_letters_are_paged_most_recently_dead_first(kernel: Kernel, backend
     ["limit=0", f"limit={MAX_DEAD_PAGE + 1}", "limit=abc", "limit=-1", "limit=", "offset=-5",
      f"offset={MAX_DEAD_OFFSET + 1}", "offset=1.5", f"limit={'9' * 40}"],
 )  # fmt: skip
-def test_a_dead_letter_page_out_of_bounds_is_400(kernel: Kernel, backend: FakeQueueBackend, query: str) -> None:
+def test_a_dead_letter_page_out_of_bounds_is_400(kernel: Kernel, backend: MemoryQueueBackend, query: str) -> None:
     response = send(kernel, "GET", f"/api/v1/admin/jobs/dead?{query}", headers=ADMIN)
     assert error_of(response) == (400, "VALIDATION_FAILED")
-    assert "dead" not in backend.calls
+    assert "dead" not in backend.call_log
 
 
 def test_replay_by_ids_queues_those_jobs_again_with_attempts_reset_and_emits_an_event(
-    kernel: Kernel, backend: FakeQueueBackend
+    kernel: Kernel, backend: MemoryQueueBackend
 ) -> None:
     first, second, third = (backend.seed_dead("t", "boom", NOW - n) for n in range(3))
     events = events_of(kernel)
@@ -168,7 +168,7 @@ def test_replay_by_ids_queues_those_jobs_again_with_attempts_reset_and_emits_an_
     assert event["payload"] == {"user_id": "root", "count": 2, "ids": [first, third, "job-unknown"]}
 
 
-def test_replay_all_and_purge_all_take_every_dead_job(kernel: Kernel, backend: FakeQueueBackend) -> None:
+def test_replay_all_and_purge_all_take_every_dead_job(kernel: Kernel, backend: MemoryQueueBackend) -> None:
     for n in range(3):
         backend.seed_dead("t", "boom", NOW - n)
     alive = backend.enqueue(JobSpec("t"), NOW).id
@@ -191,7 +191,7 @@ def test_replay_all_and_purge_all_take_every_dead_job(kernel: Kernel, backend: F
     ]
 
 
-def test_purge_by_ids_deletes_only_those_dead_jobs(kernel: Kernel, backend: FakeQueueBackend) -> None:
+def test_purge_by_ids_deletes_only_those_dead_jobs(kernel: Kernel, backend: MemoryQueueBackend) -> None:
     keep, drop = backend.seed_dead("t", "a", NOW), backend.seed_dead("t", "b", NOW)
     queued = backend.enqueue(JobSpec("t"), NOW).id
     events = events_of(kernel)
@@ -223,12 +223,12 @@ def test_purge_by_ids_deletes_only_those_dead_jobs(kernel: Kernel, backend: Fake
 )
 @pytest.mark.parametrize("action", ["replay", "purge"])
 def test_a_bad_selection_is_400_and_touches_nothing(
-    kernel: Kernel, backend: FakeQueueBackend, body: Any, action: str
+    kernel: Kernel, backend: MemoryQueueBackend, body: Any, action: str
 ) -> None:
     backend.seed_dead("t", "boom", NOW)
     response = send(kernel, "POST", f"/api/v1/admin/jobs/dead/{action}", json=body, headers=ADMIN)
     assert error_of(response) == (400, "VALIDATION_FAILED")
-    assert backend.calls == ["enqueue"]
+    assert backend.call_log == ["enqueue"]
 
 
 def test_a_body_that_is_not_json_is_400(kernel: Kernel) -> None:
@@ -236,13 +236,13 @@ def test_a_body_that_is_not_json_is_400(kernel: Kernel) -> None:
     assert error_of(response) == (400, "VALIDATION_FAILED")
 
 
-def test_the_largest_selection_allowed_is_accepted(kernel: Kernel, backend: FakeQueueBackend) -> None:
+def test_the_largest_selection_allowed_is_accepted(kernel: Kernel, backend: MemoryQueueBackend) -> None:
     ids = [backend.seed_dead("t", "boom", NOW)] + [f"job-x{n}" for n in range(MAX_SELECTED_IDS - 1)]
     response = send(kernel, "POST", "/api/v1/admin/jobs/dead/purge", json={"ids": ids}, headers=ADMIN)
     assert response.json() == {"purged": 1}
 
 
-def test_a_backend_that_is_down_is_503_with_retry_after(kernel: Kernel, backend: FakeQueueBackend) -> None:
+def test_a_backend_that_is_down_is_503_with_retry_after(kernel: Kernel, backend: MemoryQueueBackend) -> None:
     backend.down = True
 
     async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:

@@ -19,7 +19,7 @@ from arcana.kernel_protos import kernel_descriptors
 from arcana.queue.jobs import JobQueue
 from arcana.queue.types import JobSpec, JobState, Priority
 from fakes import Kernels, mint
-from runtime.edge.jobs_fakes import FakeQueueBackend
+from queue_fakes import OPERATOR, MemoryQueueBackend
 
 NOW = 1_800_000_000.0
 SERVICE = "arcana.admin.v1.AdminService/"
@@ -41,12 +41,12 @@ ADMIN = auth(("admin",))
 
 
 @pytest.fixture
-def backend() -> FakeQueueBackend:
-    return FakeQueueBackend()
+def backend() -> MemoryQueueBackend:
+    return MemoryQueueBackend(OPERATOR)
 
 
 @pytest.fixture
-def kernel(kernels: Kernels, backend: FakeQueueBackend, monkeypatch: pytest.MonkeyPatch) -> Kernel:
+def kernel(kernels: Kernels, backend: MemoryQueueBackend, monkeypatch: pytest.MonkeyPatch) -> Kernel:
     queue = JobQueue(QueueConfig(), backend, clock=lambda: NOW)
     monkeypatch.setattr(Kernel, "jobs", property(lambda _kernel: queue))
     return kernels(SERVER__HOST="127.0.0.1", SERVER__GRPC_PORT=str(free_port()))
@@ -76,7 +76,7 @@ def run(kernel: Kernel, scenario: Callable[[grpc.aio.Channel], Awaitable[Any]]) 
     return asyncio.run(main())
 
 
-def test_every_job_rpc_needs_an_admin(kernel: Kernel, backend: FakeQueueBackend) -> None:
+def test_every_job_rpc_needs_an_admin(kernel: Kernel, backend: MemoryQueueBackend) -> None:
     dead = backend.seed_dead("t", "boom", NOW)
     requests = [
         ("GetQueueStats", {}),
@@ -95,10 +95,10 @@ def test_every_job_rpc_needs_an_admin(kernel: Kernel, backend: FakeQueueBackend)
 
     denied = [grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED]
     assert run(kernel, scenario) == denied * len(requests)
-    assert backend.calls == ["enqueue"]
+    assert backend.call_log == ["enqueue"]
 
 
-def test_stats_job_and_dead_letters_match_the_rest_answers(kernel: Kernel, backend: FakeQueueBackend) -> None:
+def test_stats_job_and_dead_letters_match_the_rest_answers(kernel: Kernel, backend: MemoryQueueBackend) -> None:
     backend.enqueue(JobSpec("t", priority=Priority.CRITICAL), NOW - 1)
     older = backend.seed_dead("mail.send", "smtp down", NOW - 5)
     newer = backend.seed_dead("mail.send", "smtp still down", NOW)
@@ -126,7 +126,7 @@ def test_stats_job_and_dead_letters_match_the_rest_answers(kernel: Kernel, backe
 
 
 def test_replay_and_purge_select_by_ids_or_all_and_refuse_a_bad_selection(
-    kernel: Kernel, backend: FakeQueueBackend
+    kernel: Kernel, backend: MemoryQueueBackend
 ) -> None:
     first, second, third = (backend.seed_dead("t", "boom", NOW - n) for n in range(3))
     events: list[dict[str, Any]] = []
@@ -153,7 +153,7 @@ def test_replay_and_purge_select_by_ids_or_all_and_refuse_a_bad_selection(
     assert {second, third}.isdisjoint(backend.jobs)
 
 
-def test_a_backend_that_is_down_is_unavailable(kernel: Kernel, backend: FakeQueueBackend) -> None:
+def test_a_backend_that_is_down_is_unavailable(kernel: Kernel, backend: MemoryQueueBackend) -> None:
     backend.down = True
 
     async def scenario(channel: grpc.aio.Channel) -> Answer:

@@ -17,7 +17,7 @@ from arcana.kernel import Kernel
 from arcana.queue.jobs import JobQueue
 from arcana.queue.types import JobSpec, JobState, Priority, QueueStats
 from fakes import Kernels, bearer, wait_for
-from runtime.edge.jobs_fakes import FakeQueueBackend
+from queue_fakes import OPERATOR, MemoryQueueBackend
 
 NOW = 1_800_000_000.0
 
@@ -36,12 +36,12 @@ def scrape(depth: QueueDepth) -> str:
     return generate_latest(registry).decode()
 
 
-def stats_of(backend: FakeQueueBackend) -> QueueStats:
+def stats_of(backend: MemoryQueueBackend) -> QueueStats:
     return backend.stats(NOW)
 
 
 def test_the_gauges_show_ready_per_priority_delayed_running_and_dead() -> None:
-    backend = FakeQueueBackend()
+    backend = MemoryQueueBackend(OPERATOR)
     for priority in (Priority.CRITICAL, Priority.LOW, Priority.LOW):
         backend.enqueue(JobSpec("t", priority=priority), NOW - 1)
     backend.enqueue(JobSpec("t", run_at=NOW + 5), NOW)
@@ -63,7 +63,7 @@ def test_the_gauges_show_ready_per_priority_delayed_running_and_dead() -> None:
 
 
 def test_a_backend_that_raises_gives_up_0_and_no_depth(caplog: pytest.LogCaptureFixture) -> None:
-    backend = FakeQueueBackend()
+    backend = MemoryQueueBackend(OPERATOR)
     backend.down = True
     text = scrape(QueueDepth(lambda: stats_of(backend)))
     assert "arcana_queue_stats_up 0.0" in text.splitlines()
@@ -72,8 +72,8 @@ def test_a_backend_that_raises_gives_up_0_and_no_depth(caplog: pytest.LogCapture
 
 
 def test_a_hanging_backend_is_given_up_on_and_not_asked_again_while_it_hangs() -> None:
-    backend = FakeQueueBackend()
-    backend.stats_gate = threading.Event()
+    backend = MemoryQueueBackend(OPERATOR)
+    backend.gates["stats"] = threading.Event()
     clock = Clock()
     depth = QueueDepth(lambda: stats_of(backend), timeout_s=0.05, cache_s=1.0, clock=clock)
     answers: list[str] = []
@@ -85,9 +85,9 @@ def test_a_hanging_backend_is_given_up_on_and_not_asked_again_while_it_hangs() -
 
     clock.now += 2  # past the cache: the next scrape waits again on the read still running
     assert depth.read() is None
-    assert backend.calls == ["stats"], "a second read started beside the one stuck"
+    assert backend.call_log == ["stats"], "a second read started beside the one stuck"
 
-    backend.stats_gate.set()
+    backend.gates["stats"].set()
 
     def read_after_the_cache() -> QueueStats | None:
         clock.now += 2
@@ -97,25 +97,25 @@ def test_a_hanging_backend_is_given_up_on_and_not_asked_again_while_it_hangs() -
 
 
 def test_reads_within_the_cache_time_share_one_backend_call() -> None:
-    backend = FakeQueueBackend()
+    backend = MemoryQueueBackend(OPERATOR)
     clock = Clock()
     depth = QueueDepth(lambda: stats_of(backend), cache_s=5.0, clock=clock)
     depth.read()
     clock.now += 4.9
     depth.read()
-    assert backend.calls == ["stats"]
+    assert backend.call_log == ["stats"]
     clock.now += 0.2
     depth.read()
-    assert backend.calls == ["stats", "stats"]
+    assert backend.call_log == ["stats", "stats"]
 
 
 @pytest.fixture
-def backend() -> FakeQueueBackend:
-    return FakeQueueBackend()
+def backend() -> MemoryQueueBackend:
+    return MemoryQueueBackend(OPERATOR)
 
 
 @pytest.fixture
-def kernel(kernels: Kernels, backend: FakeQueueBackend, monkeypatch: pytest.MonkeyPatch) -> Kernel:
+def kernel(kernels: Kernels, backend: MemoryQueueBackend, monkeypatch: pytest.MonkeyPatch) -> Kernel:
     queue = JobQueue(QueueConfig(), backend, clock=lambda: NOW)
     monkeypatch.setattr(Kernel, "jobs", property(lambda _kernel: queue))
     return kernels()
@@ -131,19 +131,19 @@ def get_metrics(kernel: Kernel, **kwargs: Any) -> httpx.Response:
 
 
 def test_metrics_on_the_rest_app_include_the_queue_gauges_behind_the_gate(
-    kernel: Kernel, backend: FakeQueueBackend
+    kernel: Kernel, backend: MemoryQueueBackend
 ) -> None:
     backend.enqueue(JobSpec("t", priority=Priority.HIGH), NOW - 1)
     backend.enqueue(JobSpec("t", priority=Priority.HIGH), NOW - 1)
 
     refused = get_metrics(kernel)
-    assert refused.status_code == 401 and backend.calls == ["enqueue", "enqueue"], "the gate comes first"
+    assert refused.status_code == 401 and backend.call_log == ["enqueue", "enqueue"], "the gate comes first"
     lines = get_metrics(kernel, headers=bearer("root", ["admin"])).text.splitlines()
     assert 'arcana_queue_ready{priority="high"} 2.0' in lines and "arcana_queue_stats_up 1.0" in lines
     assert any(line.startswith("python_info") for line in lines), "the process registry is still there"
 
 
-def test_metrics_still_answer_when_the_queue_backend_is_down(kernel: Kernel, backend: FakeQueueBackend) -> None:
+def test_metrics_still_answer_when_the_queue_backend_is_down(kernel: Kernel, backend: MemoryQueueBackend) -> None:
     backend.down = True
     response = get_metrics(kernel, headers=bearer("root", ["admin"]))
     assert response.status_code == 200
