@@ -20,7 +20,7 @@ from arcana.manifest import parse_manifest
 from arcana.queue.jobs import JobQueue
 from arcana.queue.subscriptions import SubscriptionTable, topic_matches
 from fakes import FakePlugin, Kernels, reply, write_plugin
-from memory_queue import MemoryBackend
+from queue_fakes import SCHEDULER, MemoryQueueBackend
 
 
 def subscriber(name: str, *subscriptions: tuple[str, str], kernel_events: bool = False) -> str:
@@ -36,7 +36,7 @@ def table(*manifests: str) -> SubscriptionTable:
     return SubscriptionTable(parse_manifest(m) for m in manifests)
 
 
-def bus_over(backend: MemoryBackend, config: QueueConfig | None = None) -> EventBus:
+def bus_over(backend: MemoryQueueBackend, config: QueueConfig | None = None) -> EventBus:
     return EventBus(JobQueue(config or QueueConfig(), backend, clock=lambda: 1000.0))
 
 
@@ -60,7 +60,7 @@ def test_a_star_matches_any_run_of_characters_including_dots(pattern: str, topic
 
 
 def test_an_event_reaches_only_the_handlers_whose_pattern_matches() -> None:
-    backend = MemoryBackend()
+    backend = MemoryQueueBackend(SCHEDULER)
     bus = bus_over(backend)
     bus.use(
         table(
@@ -87,7 +87,7 @@ def test_an_event_reaches_only_the_handlers_whose_pattern_matches() -> None:
 
 
 def test_a_handler_matched_by_two_patterns_gets_one_delivery() -> None:
-    backend = MemoryBackend()
+    backend = MemoryQueueBackend(SCHEDULER)
     bus = bus_over(backend)
     bus.use(table(subscriber("audit", ("*", "on_any"), ("note.*", "on_any"))))
     bus.emit("note.created", {})
@@ -95,15 +95,15 @@ def test_a_handler_matched_by_two_patterns_gets_one_delivery() -> None:
 
 
 def test_an_event_nobody_subscribes_to_enqueues_nothing() -> None:
-    backend = MemoryBackend()
+    backend = MemoryQueueBackend(SCHEDULER)
     bus = bus_over(backend)
     bus.use(table(subscriber("notes", ("note.*", "on_note"))))
     bus.emit("auth.login", {"user_id": "u-1"})
-    assert backend.specs() == [] and backend.calls == 0
+    assert backend.specs() == [] and backend.calls.total() == 0
 
 
 def test_a_swapped_table_is_used_from_the_next_emit() -> None:
-    backend = MemoryBackend()
+    backend = MemoryQueueBackend(SCHEDULER)
     bus = bus_over(backend)
     bus.emit("note.created", {})
     bus.use(table(subscriber("notes", ("note.*", "on_note"))))
@@ -114,7 +114,7 @@ def test_a_swapped_table_is_used_from_the_next_emit() -> None:
 
 
 def test_a_backend_outage_is_logged_with_the_event_id_and_never_raised(caplog: pytest.LogCaptureFixture) -> None:
-    backend = MemoryBackend()
+    backend = MemoryQueueBackend(SCHEDULER)
     backend.down = True
     seen: list[dict[str, Any]] = []
     bus = bus_over(backend)
@@ -122,12 +122,12 @@ def test_a_backend_outage_is_logged_with_the_event_id_and_never_raised(caplog: p
     bus.use(table(subscriber("audit", ("*", "on_any"))))
     with caplog.at_level(logging.ERROR, "arcana.events"):
         bus.emit("auth.login", {"user_id": "u-1"})
-    assert backend.calls == 1 and backend.specs() == []
+    assert backend.calls.total() == 1 and backend.specs() == []
     assert seen and seen[0]["id"] in caplog.text and "audit/on_any" in caplog.text
 
 
 def test_a_failing_listener_stops_neither_the_others_nor_the_delivery(caplog: pytest.LogCaptureFixture) -> None:
-    backend = MemoryBackend()
+    backend = MemoryQueueBackend(SCHEDULER)
     seen: list[str] = []
 
     def broken(_event: dict[str, Any]) -> None:
@@ -145,7 +145,7 @@ def test_a_failing_listener_stops_neither_the_others_nor_the_delivery(caplog: py
 
 
 def test_a_payload_over_the_queue_bound_is_refused_before_anyone_sees_it() -> None:
-    backend = MemoryBackend()
+    backend = MemoryQueueBackend(SCHEDULER)
     seen: list[dict[str, Any]] = []
     bus = bus_over(backend, QueueConfig(max_payload_bytes=256))
     bus.subscribe(seen.append)
@@ -165,7 +165,7 @@ def test_without_a_queue_the_bus_logs_and_calls_listeners_only() -> None:
 
 
 def test_a_lazy_queue_is_opened_only_for_an_event_with_subscribers() -> None:
-    backend, opened = MemoryBackend(), []
+    backend, opened = MemoryQueueBackend(SCHEDULER), []
 
     def open_queue() -> JobQueue:
         opened.append(1)
@@ -193,7 +193,7 @@ def test_a_queue_that_cannot_open_is_logged_not_raised(caplog: pytest.LogCapture
 
 
 def test_emit_on_the_event_loop_stores_off_it_and_flush_waits_for_it() -> None:
-    backend = MemoryBackend()
+    backend = MemoryQueueBackend(SCHEDULER)
     bus = bus_over(backend)
     bus.use(table(subscriber("audit", ("*", "on_any"))))
     stored_on: list[str] = []
@@ -227,7 +227,7 @@ def test_auth_events_are_delivered_with_the_user_as_principal_and_an_outage_does
             "ARCANA_AUTH__ARGON2_MEMORY_KIB": "1024",
         },
     )
-    backend = MemoryBackend()
+    backend = MemoryQueueBackend(SCHEDULER)
     bus = bus_over(backend)
     bus.use(table(subscriber("audit", ("auth.*", "on_auth"))))
     database = Database(config.database)
@@ -252,7 +252,7 @@ def test_plugin_events_reach_subscribers_loaded_earlier_in_the_same_scan(kernels
     write_plugin(kernels.plugins, subscriber("audit", ("plugin.*", "on_plugin"), kernel_events=True))
     write_plugin(kernels.plugins, subscriber("notes"))
     kernel = kernels(GRANTS__AUDIT="[events.kernel]")
-    backend = MemoryBackend()
+    backend = MemoryQueueBackend(SCHEDULER)
     kernel.bus.connect(JobQueue(kernel.config.queue, backend))
 
     async def scan() -> None:

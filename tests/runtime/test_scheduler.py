@@ -16,7 +16,7 @@ from arcana.queue.jobs import JobQueue
 from arcana.queue.scheduler import MAX_KEY_BYTES, Scheduler, schedule_key
 from arcana.queue.types import Priority
 from fakes import async_wait_for
-from memory_queue import MemoryBackend
+from queue_fakes import SCHEDULER, MemoryQueueBackend
 
 # 2026-12-02 09:00:00 UTC, a multiple of every period used here.
 T0 = 1_796_202_000.0
@@ -43,7 +43,7 @@ def snapshot(*manifests: Manifest) -> Any:
 
 
 def scheduler(
-    backend: MemoryBackend, clock: Clock, *manifests: Manifest, config: QueueConfig | None = None
+    backend: MemoryQueueBackend, clock: Clock, *manifests: Manifest, config: QueueConfig | None = None
 ) -> Scheduler:
     current = snapshot(*manifests)
     return Scheduler(JobQueue(config or QueueConfig(), backend, clock), lambda: current)
@@ -53,7 +53,7 @@ EVERY_MINUTE = 'every = "1m"\njob = "notes.reindex"'
 
 
 def test_a_new_schedule_waits_for_its_next_tick_then_enqueues_it_once() -> None:
-    backend, clock = MemoryBackend(), Clock(T0 + 5)
+    backend, clock = MemoryQueueBackend(SCHEDULER), Clock(T0 + 5)
     s = scheduler(backend, clock, plugin(EVERY_MINUTE + '\npayload = { full = true }\npriority = "high"'))
     assert s.run_pass() == []  # T0 is the first tick seen: recorded, not enqueued
     clock.now = T0 + 59
@@ -70,7 +70,7 @@ def test_a_new_schedule_waits_for_its_next_tick_then_enqueues_it_once() -> None:
 
 
 def test_a_span_of_missed_ticks_is_enqueued_once() -> None:
-    backend, clock = MemoryBackend(), Clock(T0)
+    backend, clock = MemoryQueueBackend(SCHEDULER), Clock(T0)
     s = scheduler(backend, clock, plugin('cron = "*/5 * * * *"\njob = "notes.reindex"'))
     s.run_pass()
     clock.now = T0 + 3 * 3600 + 7 * 60  # nothing ran for three hours: 37 ticks went by
@@ -80,7 +80,7 @@ def test_a_span_of_missed_ticks_is_enqueued_once() -> None:
 
 
 def test_two_schedulers_on_one_backend_enqueue_each_tick_once() -> None:
-    backend, clock = MemoryBackend(), Clock(T0)
+    backend, clock = MemoryQueueBackend(SCHEDULER), Clock(T0)
     manifest = plugin(EVERY_MINUTE, 'every = "30s"\njob = "notes.reindex"')
     a, b = scheduler(backend, clock, manifest), scheduler(backend, clock, manifest)
     for step in range(10):
@@ -93,7 +93,7 @@ def test_two_schedulers_on_one_backend_enqueue_each_tick_once() -> None:
 
 
 def test_schedulers_racing_on_threads_enqueue_each_tick_once() -> None:
-    backend, clock = MemoryBackend(), Clock(T0)
+    backend, clock = MemoryQueueBackend(SCHEDULER), Clock(T0)
     manifest = plugin(EVERY_MINUTE)
     schedulers = [scheduler(backend, clock, manifest) for _ in range(8)]
     schedulers[0].run_pass()
@@ -113,16 +113,16 @@ def test_schedulers_racing_on_threads_enqueue_each_tick_once() -> None:
 
 
 def test_an_unchanged_tick_costs_no_backend_call() -> None:
-    backend, clock = MemoryBackend(), Clock(T0)
+    backend, clock = MemoryQueueBackend(SCHEDULER), Clock(T0)
     s = scheduler(backend, clock, plugin('every = "1h"\njob = "notes.reindex"'))
     for second in range(5):
         clock.now = T0 + second
         s.run_pass()
-    assert backend.calls == 1
+    assert backend.calls.total() == 1
 
 
 def test_changing_a_schedule_changes_its_key_and_it_starts_at_its_next_tick() -> None:
-    backend, clock = MemoryBackend(), Clock(T0)
+    backend, clock = MemoryQueueBackend(SCHEDULER), Clock(T0)
     current = snapshot(plugin(EVERY_MINUTE))
     s = Scheduler(JobQueue(QueueConfig(), backend, clock), lambda: current)
     s.run_pass()
@@ -135,7 +135,7 @@ def test_changing_a_schedule_changes_its_key_and_it_starts_at_its_next_tick() ->
 
 
 def test_a_backend_outage_is_retried_on_the_next_pass(caplog: pytest.LogCaptureFixture) -> None:
-    backend, clock = MemoryBackend(), Clock(T0)
+    backend, clock = MemoryQueueBackend(SCHEDULER), Clock(T0)
     s = scheduler(backend, clock, plugin(EVERY_MINUTE))
     s.interval_s = 0.001
 
@@ -143,7 +143,7 @@ def test_a_backend_outage_is_retried_on_the_next_pass(caplog: pytest.LogCaptureF
         backend.down = True
         with caplog.at_level(logging.INFO, "arcana.queue.scheduler"):
             s.start()
-            await async_wait_for(lambda: backend.calls >= 3, 5, "the scheduler did not retry")
+            await async_wait_for(lambda: backend.calls.total() >= 3, 5, "the scheduler did not retry")
             clock.now = T0 + 60
             backend.down = False
             await async_wait_for(lambda: T0 + 60 in backend.ticks.values(), 5, "the scheduler did not recover")
@@ -157,7 +157,7 @@ def test_a_backend_outage_is_retried_on_the_next_pass(caplog: pytest.LogCaptureF
 
 
 def test_a_payload_over_the_queue_bound_skips_that_schedule_only(caplog: pytest.LogCaptureFixture) -> None:
-    backend, clock = MemoryBackend(), Clock(T0)
+    backend, clock = MemoryQueueBackend(SCHEDULER), Clock(T0)
     big = EVERY_MINUTE + f'\npayload = {{ text = "{"x" * 300}" }}'
     s = scheduler(
         backend, clock, plugin(big, 'every = "30s"\njob = "notes.reindex"'), config=QueueConfig(max_payload_bytes=200)
@@ -171,13 +171,13 @@ def test_a_payload_over_the_queue_bound_skips_that_schedule_only(caplog: pytest.
 
 
 def test_an_unloaded_plugin_schedules_nothing() -> None:
-    backend, clock = MemoryBackend(), Clock(T0)
+    backend, clock = MemoryQueueBackend(SCHEDULER), Clock(T0)
     current = snapshot(plugin(EVERY_MINUTE))
     s = Scheduler(JobQueue(QueueConfig(), backend, clock), lambda: current)
     s.run_pass()
     current = snapshot()
     clock.now = T0 + 600
-    assert s.run_pass() == [] and backend.calls == 1
+    assert s.run_pass() == [] and backend.calls.total() == 1
 
 
 def test_a_long_key_is_shortened_and_still_names_its_plugin_and_index() -> None:
