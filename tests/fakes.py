@@ -472,7 +472,11 @@ REQUEST_ID_CASES: list[tuple[str, bool]] = [
 ]
 
 
-def mint(sub: str = "u-test", roles: Sequence[str] = (), secret: str = TEST_SECRET, ttl: int = 300) -> str:
+# A day: tokens minted when a test module is collected must outlive the whole suite.
+TOKEN_TTL_S = 86_400
+
+
+def mint(sub: str = "u-test", roles: Sequence[str] = (), secret: str = TEST_SECRET, ttl: int = TOKEN_TTL_S) -> str:
     """An HS256 access token as the kernel's own issuer would sign it."""
     now = int(time.time())
     claims = {"sub": sub, "roles": list(roles), "iat": now, "exp": now + ttl, "jti": f"j-{now}-{sub}"}

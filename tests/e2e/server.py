@@ -20,8 +20,16 @@ TEST_SECRET = "arcana-test-secret-0123456789-abcdefghijklmnop"
 AUDIENCE = ISSUER = "arcana"
 
 
+# A day: tokens minted when a test module is collected must outlive the whole suite.
+TOKEN_TTL_S = 86_400
+
+
 def mint(
-    sub: str = "u-test", roles: list[str] | None = None, secret: str = TEST_SECRET, ttl: int = 300, **claims: object
+    sub: str = "u-test",
+    roles: list[str] | None = None,
+    secret: str = TEST_SECRET,
+    ttl: int = TOKEN_TTL_S,
+    **claims: object,
 ) -> str:
     now = int(time.time())
     payload = {
