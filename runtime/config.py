@@ -307,6 +307,11 @@ class QueueConfig:
     max_delay_s: PositiveInt = 30 * 86_400
     max_enqueues_per_call: PositiveInt = 100
     max_dedupe_key_bytes: PositiveInt = 256
+    # Jobs waiting or running, across the whole queue: an enqueue past it is refused with 503 (an
+    # event delivery is dropped and logged), so a flood cannot fill the database or Redis. The
+    # depth is read from the backend at most every depth_check_s (0: no limit).
+    max_depth: NonNegativeInt = 1_000_000
+    depth_check_s: float = 1.0
     # Workers: jobs run at once per worker process, and how often an idle worker looks for work.
     worker_concurrency: PositiveInt = 8
     poll_interval_ms: PositiveInt = 200
@@ -322,6 +327,8 @@ class QueueConfig:
             raise ConfigError(f"config key 'queue.backoff_jitter' must be 0-1, got {self.backoff_jitter}")
         if self.default_max_retries > self.max_retries_limit:
             raise ConfigError("config key 'queue.default_max_retries' must not exceed queue.max_retries_limit")
+        if not 0 < self.depth_check_s <= 60:
+            raise ConfigError(f"config key 'queue.depth_check_s' must be in (0, 60], got {self.depth_check_s}")
         if not 0 <= self.shutdown_grace_s <= 3600:
             raise ConfigError(f"config key 'queue.shutdown_grace_s' must be 0-3600, got {self.shutdown_grace_s}")
 

@@ -43,13 +43,14 @@ from arcana.queue.types import Enqueued, Job, JobSpec, JobState, Lease, Priority
 
 RUNNABLE = (JobState.QUEUED, JobState.FAILED)
 
-# What each caller of a backend may reach (``close`` is always allowed).
+# What each caller of a backend may reach (``close`` is always allowed; ``stats`` is how JobQueue reads
+# the depth that queue.max_depth bounds before an enqueue).
 # Host functions (queue_enqueue, queue_status, events): enqueue and read back.
-HOST_FUNCTIONS = frozenset({"enqueue", "enqueue_many", "get"})
+HOST_FUNCTIONS = frozenset({"enqueue", "enqueue_many", "get", "stats"})
 # The operator's edges (REST, gRPC, CLI): read, replay and purge; enqueue only to seed jobs.
 OPERATOR = frozenset({"enqueue", "enqueue_many", "get", "stats", "dead", "replay", "purge"})
 # The scheduler and the event bus: enqueue and tick.
-SCHEDULER = frozenset({"enqueue", "enqueue_many", "tick"})
+SCHEDULER = frozenset({"enqueue", "enqueue_many", "tick", "stats"})
 
 
 class MemoryQueueBackend:

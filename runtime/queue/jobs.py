@@ -8,13 +8,15 @@ off the event loop.
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from arcana import jsonio
 from arcana.config import QueueConfig
-from arcana.errors import PayloadTooLarge, ValidationFailed
+from arcana.errors import PayloadTooLarge, ServiceUnavailable, ValidationFailed
 from arcana.queue.types import Enqueued, Job, JobSpec, Lease, Priority, QueueBackend, QueueStats
 
 Clock = Callable[[], float]
@@ -25,6 +27,10 @@ class JobQueue:
         self.config = config
         self.backend = backend
         self.clock = clock
+        # (when read, jobs waiting or running): the depth bound's view of the backend, counting our own
+        # enqueues until the next read.
+        self._depth: tuple[float, int] | None = None
+        self._depth_lock = threading.Lock()
 
     def spec(
         self,
@@ -75,10 +81,32 @@ class JobQueue:
         return JobSpec(job_type, payload, priority, run_at, retries, dedupe_key, owner, target, traceparent)
 
     def enqueue(self, spec: JobSpec) -> Enqueued:
+        self._room_for(1)
         return self.backend.enqueue(spec, self.clock())
 
     def enqueue_many(self, specs: Sequence[JobSpec]) -> list[Enqueued]:
-        return self.backend.enqueue_many(specs, self.clock()) if specs else []
+        if not specs:
+            return []
+        self._room_for(len(specs))
+        return self.backend.enqueue_many(specs, self.clock())
+
+    def _room_for(self, adding: int) -> None:
+        """Refuse (503) an enqueue that would take the queue past ``queue.max_depth`` jobs waiting or running."""
+        limit = self.config.max_depth
+        if not limit:
+            return
+        with self._depth_lock:
+            now = self.clock()
+            if self._depth is None or not 0 <= now - self._depth[0] < self.config.depth_check_s:
+                stats = self.backend.stats(now)
+                self._depth = (now, sum(stats.ready.values()) + stats.delayed + stats.running)
+            read_at, depth = self._depth
+            if depth + adding > limit:
+                raise ServiceUnavailable(
+                    f"the job queue is full ({depth} jobs waiting or running; queue.max_depth is {limit})",
+                    retry_after=max(1, math.ceil(self.config.depth_check_s)),
+                )
+            self._depth = (read_at, depth + adding)
 
     def get(self, job_id: str) -> Job | None:
         return self.backend.get(job_id)
