@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from arcana.config import QueueConfig
@@ -12,9 +14,9 @@ from queue_fakes import FakeClock as Clock
 from queue_fakes import MemoryQueueBackend
 
 
-def queue(clock: Clock, **settings: object) -> tuple[JobQueue, MemoryQueueBackend]:
+def queue(clock: Clock, **settings: Any) -> tuple[JobQueue, MemoryQueueBackend]:
     backend = MemoryQueueBackend()
-    return JobQueue(QueueConfig(**settings), backend, clock=clock), backend  # type: ignore[arg-type]
+    return JobQueue(QueueConfig(**settings), backend, clock=clock), backend
 
 
 def test_an_enqueue_past_max_depth_is_refused_with_503_and_stores_nothing() -> None:
