@@ -218,11 +218,19 @@ async def _running_worker(kernel: Kernel, enabled: bool) -> AsyncIterator[asynci
         return
     worker = Worker(kernel.config.queue, kernel.jobs.backend, kernel.registry)
     task = asyncio.create_task(worker.run())
+    loop = asyncio.get_running_loop()
+
+    # A job enqueued in this process (a plugin call, an event) starts now, not at the next poll.
+    def wake() -> None:
+        loop.call_soon_threadsafe(worker.wake)
+
+    unlisten = kernel.jobs.on_enqueued(wake)
     scheduler = Scheduler(kernel.jobs, lambda: kernel.registry.snapshot)
     scheduler.start()
     try:
         yield task
     finally:
+        unlisten()
         await scheduler.stop()
         worker.stop()
         await task

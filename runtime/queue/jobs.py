@@ -31,6 +31,19 @@ class JobQueue:
         # enqueues until the next read.
         self._depth: tuple[float, int] | None = None
         self._depth_lock = threading.Lock()
+        # Called (on the enqueuing thread) after every enqueue that stored something: this process's
+        # worker looks for work at once instead of at its next poll.
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_enqueued(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` after each enqueue that stored a job; returns what removes it again."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _enqueued(self, created: bool) -> None:
+        if created:
+            for listener in list(self._listeners):
+                listener()
 
     def spec(
         self,
@@ -82,13 +95,17 @@ class JobQueue:
 
     def enqueue(self, spec: JobSpec) -> Enqueued:
         self._room_for(1)
-        return self.backend.enqueue(spec, self.clock())
+        done = self.backend.enqueue(spec, self.clock())
+        self._enqueued(done.created)
+        return done
 
     def enqueue_many(self, specs: Sequence[JobSpec]) -> list[Enqueued]:
         if not specs:
             return []
         self._room_for(len(specs))
-        return self.backend.enqueue_many(specs, self.clock())
+        done = self.backend.enqueue_many(specs, self.clock())
+        self._enqueued(any(e.created for e in done))
+        return done
 
     def _room_for(self, adding: int) -> None:
         """Refuse (503) an enqueue that would take the queue past ``queue.max_depth`` jobs waiting or running."""

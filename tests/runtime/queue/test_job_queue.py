@@ -88,3 +88,17 @@ def test_spec_refuses_what_breaks_the_bounds_naming_the_key() -> None:
         jobs.spec("t", dedupe_key="k" * 9, owner="p")
     with pytest.raises(ValidationFailed, match="priority"):
         jobs.spec("t", priority="urgent", owner="p")
+
+
+def test_listeners_hear_each_enqueue_that_stored_a_job_and_not_a_dedupe_hit() -> None:
+    jobs, _ = queue(Clock())
+    heard: list[str] = []
+    remove = jobs.on_enqueued(lambda: heard.append("enqueued"))
+    jobs.enqueue(JobSpec("t", dedupe_key="once"))
+    jobs.enqueue(JobSpec("t", dedupe_key="once"))
+    jobs.enqueue_many([JobSpec("t", dedupe_key="once")])
+    jobs.enqueue_many([JobSpec("t"), JobSpec("t")])
+    assert heard == ["enqueued", "enqueued"]
+    remove()
+    jobs.enqueue(JobSpec("t"))
+    assert heard == ["enqueued", "enqueued"]
