@@ -21,6 +21,9 @@ Grant: ``store = true`` in the manifest and ``store`` in the operator's grants.
 Each host call works within the time its plugin call has left: a lock wait
 or a statement that would outlive the caller answers SERVICE_UNAVAILABLE
 (nothing saved) instead of saving after the client was told "timeout".
+A kv on Redis (``capabilities.store.kv_backend: redis``) sends nothing once
+no time is left; each command it sends is bounded by the Redis client's own
+timeouts (``redis_kv``).
 """
 
 from __future__ import annotations
