@@ -1,7 +1,8 @@
 """The ``store`` capability: durable documents and key-value entries, scoped to each plugin.
 
 Units: ``config`` (``capabilities.store`` bounds), ``backend`` (the protocol),
-``sql_backend``/``sql_kv`` (SQLAlchemy: SQLite or PostgreSQL), ``schema``
+``sql_backend``/``sql_kv`` (SQLAlchemy: SQLite or PostgreSQL), ``redis_kv`` (the kv on
+Redis) and ``split_backend`` (documents and kv from two backends), ``schema``
 (tables; migrations in ``arcana/migrations``), ``requests``/``filter_parse``
 (validation), ``filters`` (to SQL), ``metrics``, ``capability`` (host functions).
 """

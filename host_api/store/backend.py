@@ -26,6 +26,8 @@ A backend in a few lines (a dict, for a test double)::
         ...
 
 ``arcana_host.store.sql_backend.SqlStoreBackend`` is the real one; the
+key-value methods alone (``KvBackend``) may come from another backend
+(``redis_kv.RedisKv``, joined by ``split_backend.SplitStoreBackend``). The
 contract suite in ``tests/host_api/store`` runs against each backend.
 """
 
@@ -38,7 +40,26 @@ from arcana.types import CallContext
 from arcana_host.store.types import DeleteOp, Document, KvEntry, Page, PutOp, Query
 
 
-class StoreBackend(Protocol):
+class KvBackend(Protocol):
+    """The key-value half alone: ``SqlStoreBackend`` is one, ``RedisKv`` another (see ``split_backend``)."""
+
+    def kv_get(self, plugin: str, key: str, call: CallContext | None = None) -> KvEntry:
+        """The live value of a key (an expired key is not found)."""
+
+    def kv_set(self, plugin: str, key: str, value: Any, ttl_s: float | None, call: CallContext | None = None) -> None:
+        """Set a key, replacing any value and TTL; ``ttl_s`` None keeps it forever."""
+
+    def kv_delete(self, plugin: str, key: str, call: CallContext | None = None) -> bool:
+        """Remove a key; whether it existed."""
+
+    def kv_incr(self, plugin: str, key: str, by: int, call: CallContext | None = None) -> int:
+        """Add ``by`` to an integer key atomically (a missing key counts as 0); the new value."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class StoreBackend(KvBackend, Protocol):
     def get(self, plugin: str, collection: str, id: str, call: CallContext | None = None) -> Document:
         """The document, or ``NotFound``."""
 
@@ -55,18 +76,3 @@ class StoreBackend(Protocol):
         self, plugin: str, ops: Sequence[PutOp | DeleteOp], call: CallContext | None = None
     ) -> list[Document | None]:
         """Apply all operations in one transaction, or none: the first failure is raised."""
-
-    def kv_get(self, plugin: str, key: str, call: CallContext | None = None) -> KvEntry:
-        """The live value of a key (an expired key is not found)."""
-
-    def kv_set(self, plugin: str, key: str, value: Any, ttl_s: float | None, call: CallContext | None = None) -> None:
-        """Set a key, replacing any value and TTL; ``ttl_s`` None keeps it forever."""
-
-    def kv_delete(self, plugin: str, key: str, call: CallContext | None = None) -> bool:
-        """Remove a key; whether it existed."""
-
-    def kv_incr(self, plugin: str, key: str, by: int, call: CallContext | None = None) -> int:
-        """Add ``by`` to an integer key atomically (a missing key counts as 0); the new value."""
-
-    def close(self) -> None:
-        """Release connections."""

@@ -15,12 +15,15 @@ Host functions (JSON in, JSON out; the caller's plugin name scopes every one):
 
 A document is its body plus ``id``, ``version``, ``created_at`` and
 ``updated_at``. Errors: NOT_FOUND, CONFLICT (stale ``expected_version``),
-VALIDATION_FAILED, PAYLOAD_TOO_LARGE, SERVICE_UNAVAILABLE (database down).
+VALIDATION_FAILED, PAYLOAD_TOO_LARGE, SERVICE_UNAVAILABLE (database or Redis down).
 Grant: ``store = true`` in the manifest and ``store`` in the operator's grants.
 
 Each host call works within the time its plugin call has left: a lock wait
 or a statement that would outlive the caller answers SERVICE_UNAVAILABLE
 (nothing saved) instead of saving after the client was told "timeout".
+A kv on Redis (``capabilities.store.kv_backend: redis``) sends nothing once
+no time is left; each command it sends is bounded by the Redis client's own
+timeouts (``redis_kv``).
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ from typing import NamedTuple
 
 from arcana.config import ArcanaConfig
 from arcana.database import Database
-from arcana.errors import ServiceUnavailable
+from arcana.errors import ConfigError, ServiceUnavailable
 from arcana.types import CallContext, HostFunction, JsonObject, PluginSpec
 from arcana_host.store import requests as parse
-from arcana_host.store.backend import StoreBackend
+from arcana_host.store.backend import KvBackend, StoreBackend
 from arcana_host.store.config import StoreConfig
+from arcana_host.store.split_backend import SplitStoreBackend
 from arcana_host.store.sql_backend import SqlStoreBackend
 
 
@@ -55,9 +59,18 @@ class StoreCapability:
 
     @classmethod
     def from_config(cls, config: ArcanaConfig, database: Database | None) -> StoreCapability:
-        """The store on the kernel's ``database``; without one (``arcana plugin check``) it only validates."""
-        backend = SqlStoreBackend(database.engine) if database is not None else None
-        return cls(config.section("store", StoreConfig), backend)
+        """The store on the kernel's ``database`` (its kv there or on Redis); without one it only validates.
+
+        No database is ``arcana plugin check``: a Redis kv is then only checked for its client library.
+        """
+        store = config.section("store", StoreConfig)
+        kv = _redis_kv(store) if store.kv_backend == "redis" else None
+        if database is None:
+            if kv is not None:
+                kv.close()
+            return cls(store, None)
+        backend: StoreBackend = SqlStoreBackend(database.engine)
+        return cls(store, backend if kv is None else SplitStoreBackend(backend, kv))
 
     @property
     def backend(self) -> StoreBackend:
@@ -112,3 +125,15 @@ class StoreCapability:
         HostFunction(fn.__name__, "store", fn)
         for fn in (store_get, store_put, store_delete, store_query, store_batch, kv_get, kv_set, kv_delete, kv_incr)
     )
+
+
+def _redis_kv(store: StoreConfig) -> KvBackend:
+    # redis is an optional extra (`arcana[redis]`): imported only by a deployment that chose it.
+    try:
+        from arcana_host.store.redis_kv import RedisKv
+    except ImportError as exc:
+        raise ConfigError(
+            f"config key 'capabilities.store.kv_backend' is redis, but the redis client is not installed ({exc}): "
+            "install the extra (pip install 'arcana[redis]') or set capabilities.store.kv_backend: sql"
+        ) from None
+    return RedisKv.from_config(store)

@@ -1,18 +1,23 @@
-"""The store's contract suite runs once per backend: SQLite and PostgreSQL.
+"""The store's contract suite runs once per backend: SQLite and PostgreSQL (and Redis for the kv).
 
 ``database`` is migrated once per backend and run; each test starts from
-empty tables. ``host`` calls the capability's host functions the way the
+empty tables. ``kv`` is the key-value half on SQLite, PostgreSQL and Redis
+(127.0.0.1:6379, a key prefix of its own per test, deleted afterwards; no
+server: the Redis tests skip loudly, and fail with CI=true). ``host`` calls the capability's host functions the way the
 engine does (JSON bytes in, JSON bytes out), as a given plugin.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import sqlalchemy as sa
 
 from arcana.config import DatabaseConfig
@@ -21,11 +26,14 @@ from arcana.manifest import Manifest
 from arcana.types import CallContext, PluginSpec
 from arcana_host.binding import link_capability
 from arcana_host.store import StoreCapability, StoreConfig
+from arcana_host.store.backend import KvBackend
 from arcana_host.store.schema import documents, kv
 from arcana_host.store.sql_backend import SqlStoreBackend
 
 Host = Callable[..., dict[str, Any]]
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+KV_BACKENDS = [*BACKENDS, "redis"]
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def database_url(kind: str, request: pytest.FixtureRequest, folder: Path) -> str:
@@ -34,20 +42,77 @@ def database_url(kind: str, request: pytest.FixtureRequest, folder: Path) -> str
     return str(request.getfixturevalue("postgres_url"))
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    db = Database(DatabaseConfig(url=database_url(request.param, request, tmp_path_factory.mktemp("store"))))
+def _migrated(kind: str, request: pytest.FixtureRequest, folder: Path) -> Iterator[Database]:
+    db = Database(DatabaseConfig(url=database_url(kind, request, folder)))
     migrate(db.engine)
     yield db
     db.close()
 
 
-@pytest.fixture
-def backend(database: Database) -> SqlStoreBackend:
+@pytest.fixture(scope="session")
+def sqlite_store_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    yield from _migrated("sqlite", request, tmp_path_factory.mktemp("store"))
+
+
+@pytest.fixture(scope="session")
+def postgresql_store_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    yield from _migrated("postgresql", request, tmp_path_factory.mktemp("store"))
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database(request: pytest.FixtureRequest) -> Database:
+    db: Database = request.getfixturevalue(f"{request.param}_store_db")
+    return db
+
+
+def emptied_backend(database: Database) -> SqlStoreBackend:
     with database.engine.begin() as conn:
         conn.execute(sa.delete(documents))
         conn.execute(sa.delete(kv))
     return SqlStoreBackend(database.engine)
+
+
+@pytest.fixture
+def backend(database: Database) -> SqlStoreBackend:
+    return emptied_backend(database)
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        reason = f"!!! Redis tests NOT RUN: no server at {REDIS_URL} ({exc}). Start Redis there to run them."
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason + " (CI=true: this is a failure)", pytrace=False)
+        pytest.skip(reason)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A key prefix for this test alone; every key under it is deleted afterwards."""
+    prefix = f"arcana-test-{uuid.uuid4().hex}"
+    yield prefix
+    keys = list(redis_client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        redis_client.delete(*keys)
+
+
+@pytest.fixture(params=KV_BACKENDS)
+def kv_backend(request: pytest.FixtureRequest) -> Iterator[KvBackend]:
+    """The key-value half, empty, on each backend in turn."""
+    if request.param != "redis":
+        yield emptied_backend(request.getfixturevalue(f"{request.param}_store_db"))
+        return
+    # Imported here: the suite collects (and runs -k "not redis") without the Redis kv.
+    from arcana_host.store.redis_kv import RedisKv
+
+    backend = RedisKv(redis.Redis.from_url(REDIS_URL), request.getfixturevalue("redis_prefix"))
+    yield backend
+    backend.close()
 
 
 @pytest.fixture
