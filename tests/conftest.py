@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from database_fixtures import _postgres, fresh_postgres_url, postgres_url  # noqa: F401  (PostgreSQL schemas)
+from database_fixtures import (  # noqa: F401  (PostgreSQL schemas)
+    _postgres,
+    fresh_postgres_url,
+    postgres_url,
+    redis_client,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "plugins"

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
+import redis
 from psycopg import sql
 
 PG_HOST, PG_PORT, PG_DATABASE = "127.0.0.1", 5432, "test"
@@ -70,3 +71,21 @@ def fresh_postgres_url(_postgres: tuple[psycopg.Connection, str]) -> Iterator[st
     """Like ``postgres_url``, with an empty schema for this test alone (e.g. to run migrations from scratch)."""
     with _schema(*_postgres) as url:
         yield url
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    """Redis on 127.0.0.1:6379 (the queue's and the kv's Redis tests), by the same rule as PostgreSQL."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        reason = f"!!! Redis tests NOT RUN: no server at {REDIS_URL} ({exc}). Start Redis there to run them."
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason + " (CI=true: this is a failure)", pytrace=False)
+        pytest.skip(reason)
+    yield client
+    client.close()

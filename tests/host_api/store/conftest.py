@@ -10,7 +10,6 @@ engine does (JSON bytes in, JSON bytes out), as a given plugin.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,11 +28,11 @@ from arcana_host.store import StoreCapability, StoreConfig
 from arcana_host.store.backend import KvBackend
 from arcana_host.store.schema import documents, kv
 from arcana_host.store.sql_backend import SqlStoreBackend
+from database_fixtures import REDIS_URL
 
 Host = Callable[..., dict[str, Any]]
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 KV_BACKENDS = [*BACKENDS, "redis"]
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def database_url(kind: str, request: pytest.FixtureRequest, folder: Path) -> str:
@@ -75,20 +74,6 @@ def emptied_backend(database: Database) -> SqlStoreBackend:
 @pytest.fixture
 def backend(database: Database) -> SqlStoreBackend:
     return emptied_backend(database)
-
-
-@pytest.fixture(scope="session")
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        reason = f"!!! Redis tests NOT RUN: no server at {REDIS_URL} ({exc}). Start Redis there to run them."
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason + " (CI=true: this is a failure)", pytrace=False)
-        pytest.skip(reason)
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -26,7 +26,8 @@ from arcana_host.store import StoreCapability, StoreConfig
 from arcana_host.store.redis_kv import RedisKv
 from arcana_host.store.schema import documents
 from arcana_host.store.split_backend import SplitStoreBackend
-from host_api.store.conftest import REDIS_URL, emptied_backend
+from database_fixtures import REDIS_URL
+from host_api.store.conftest import emptied_backend
 
 
 @pytest.fixture

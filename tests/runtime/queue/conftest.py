@@ -9,7 +9,6 @@ with CI=true.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -22,8 +21,8 @@ from arcana.database import Database, migrate
 from arcana.queue.sql_backend import SqlQueueBackend
 from arcana.queue.sql_schema import jobs, schedules
 from arcana.queue.types import QueueBackend
+from database_fixtures import REDIS_URL
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 SQL_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 BACKENDS = [*SQL_BACKENDS, "redis"]
 
@@ -56,20 +55,6 @@ def _emptied(request: pytest.FixtureRequest, kind: str) -> Database:
 def sql_database(request: pytest.FixtureRequest) -> Database:
     """Parametrize indirectly with SQL_BACKENDS: that database, its queue tables empty."""
     return _emptied(request, request.param)
-
-
-@pytest.fixture(scope="session")
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        reason = f"!!! Redis tests NOT RUN: no server at {REDIS_URL} ({exc}). Start Redis there to run them."
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason + " (CI=true: this is a failure)", pytrace=False)
-        pytest.skip(reason)
-    yield client
-    client.close()
 
 
 def _redis_backend(request: pytest.FixtureRequest) -> Iterator[QueueBackend]:

@@ -22,8 +22,8 @@ from arcana.errors import ServiceUnavailable
 from arcana.queue import redis_backend
 from arcana.queue.redis_backend import RedisQueueBackend
 from arcana.queue.types import Job, JobSpec, JobState, Lease, Priority
+from database_fixtures import REDIS_URL
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 # The key-layout test looks at a whole database, so it uses one the other tests leave alone.
 KEYCHECK_URL = "redis://127.0.0.1:6379/13"
 KEYCHECK_PREFIX = "arcana-keycheck-"
