@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from database_fixtures import (  # noqa: F401  (PostgreSQL schemas)
+from database_fixtures import (  # noqa: F401  (PostgreSQL schemas, Redis)
     _postgres,
     fresh_postgres_url,
     postgres_url,
