@@ -49,6 +49,7 @@ from arcana.config_convert import (
     unknown_key,
 )
 from arcana.errors import ConfigError
+from arcana.manifest import RATE_RE
 
 T = TypeVar("T")
 # A count or duration that must be at least 1 (zero threads would run nothing).
@@ -106,6 +107,15 @@ class ServerConfig:
     # 32 bytes) or an admin access token; metrics_public opens it to anyone who can reach the port.
     metrics_token_env: str = "ARCANA_METRICS_TOKEN"
     metrics_public: bool = False
+    # Request rate limits (manifest `rate_limit` per route/method and principal, and
+    # per_address_limit): counted in this process ("memory") or shared through Redis ("redis").
+    rate_limit_backend: Literal["memory", "redis"] = "memory"
+    rate_limit_redis_url: str = "redis://127.0.0.1:6379/0"
+    # Keys the in-process limiter tracks at most (about 200 bytes each); the least recently used is dropped.
+    rate_limit_max_keys: NonNegativeInt = 100_000
+    # Plugin calls per client address (IPv6: per /64) before any routing, "N/second|minute|hour|day";
+    # "0" (off by default): behind a proxy not listed in trusted_proxies every client shares one address.
+    per_address_limit: str = "0"
 
     def __post_init__(self) -> None:
         # Checked here rather than in the type so that the command line's
@@ -114,6 +124,13 @@ class ServerConfig:
             if not 0 <= getattr(self, key) <= 65535:
                 raise ConfigError(f"config key 'server.{key}' must be a port 0-65535, got {getattr(self, key)}")
         self._check_http_bounds()
+        if not (self.per_address_limit == "0" or RATE_RE.match(self.per_address_limit)):
+            raise ConfigError(
+                f"config key 'server.per_address_limit' must be N/second|minute|hour|day or 0, "
+                f"got {self.per_address_limit!r}"
+            )
+        if self.rate_limit_max_keys < 1:
+            raise ConfigError("config key 'server.rate_limit_max_keys' must be at least 1")
         for entry in self.trusted_proxies:
             try:
                 ipaddress.ip_network(entry, strict=False)

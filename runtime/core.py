@@ -1,8 +1,10 @@
 """The one request core: every edge parses its transport, calls in here, and serializes.
 
-A plugin call, whatever the transport, goes: route (done by the edge's
-lookup, ``route_http`` / ``rpc_target``) -> authenticate -> authorize ->
-call context -> envelope -> pool call -> parse the output -> errors. Only
+A plugin call, whatever the transport, goes: per-address limit (the edge
+calls ``limit_address`` before routing) -> route (the edge's lookup,
+``route_http`` / ``rpc_target``) -> authenticate -> authorize -> the
+manifest's rate limit -> call context -> envelope -> pool call -> parse the
+output -> errors. Only
 ``ArcanaError`` leaves this module; anything else is a kernel bug, logged
 here once with its trace and answered as INTERNAL with no details
 (``unexpected``). Request ids follow one rule (``request_id``).
@@ -10,6 +12,7 @@ here once with its trace and answered as INTERNAL with no details
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -17,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from arcana.auth.limits import address_key
 from arcana.descriptors import RpcMethod
 from arcana.envelopes import (
     HttpRequest,
@@ -37,6 +41,7 @@ from arcana.errors import (
     ValidationFailed,
 )
 from arcana.paths import Match
+from arcana.ratelimit import Limiter, MemoryLimiter, Rate
 from arcana.registry import LoadedPlugin, Registry, RouteTarget, RpcTarget
 from arcana.types import CallContext, Principal
 
@@ -45,6 +50,10 @@ logger = logging.getLogger("arcana.core")
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # `Authorization` header value -> principal (None when absent); raises Unauthorized when invalid.
 Authenticate = Callable[[str], Principal | None]
+
+
+# A manifest's few rate strings, parsed once each rather than on every call.
+_parse_rate = functools.lru_cache(maxsize=1024)(Rate.parse)
 
 
 def request_id(given: str) -> str:
@@ -78,9 +87,31 @@ def decode_message(method: RpcMethod, data: bytes) -> dict[str, Any]:
 class RequestCore:
     """Routes and runs plugin calls over the registry's current snapshot."""
 
-    def __init__(self, registry: Registry, authenticate: Authenticate) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        authenticate: Authenticate,
+        limiter: Limiter | None = None,
+        per_address: Rate | None = None,
+    ) -> None:
         self._registry = registry
         self._authenticate = authenticate
+        self.limiter: Limiter = limiter if limiter is not None else MemoryLimiter(100_000)
+        self._per_address = per_address
+
+    async def limit_address(self, client: str) -> None:
+        """The global per-address limit (``server.per_address_limit``), before any routing; RATE_LIMITED past it."""
+        if self._per_address is not None:
+            key = "address:" + address_key(client)
+            (await self.limiter.hit(key, self._per_address)).check("this client address")
+
+    async def _limit_call(self, spec: str | None, where: str, principal: Principal | None, client: str) -> None:
+        """The manifest's ``rate_limit`` on a route or method: per principal, or per address when anonymous."""
+        if spec is not None:
+            rate = _parse_rate(spec)
+            assert rate is not None  # the manifest refuses "0"
+            who = f"sub:{principal.sub}" if principal is not None else "address:" + address_key(client)
+            (await self.limiter.hit(f"{where}|{who}", rate)).check(where)
 
     def route_http(self, method: str, path: str) -> Match[RouteTarget] | None:
         """The plugin route for (method, path); None when no plugin serves the path; 405 with the allowed methods."""
@@ -101,6 +132,8 @@ class RequestCore:
         plugin, route = match.target.plugin, match.target.route
         try:
             principal = self._admit(route.public, route.roles, req.authorization)
+            where = f"{plugin.name} {route.method} {route.path.raw}"
+            await self._limit_call(route.rate_limit, where, principal, req.client)
             context = self._context(plugin, req.request_id, req.traceparent, principal)
             if route.abi == "raw":
                 output = await plugin.pool.call(route.handler, req.body, context)
@@ -114,12 +147,13 @@ class RequestCore:
             raise unexpected(exc, req.request_id, plugin=plugin.name) from exc
 
     async def call_grpc(
-        self, target: RpcTarget, data: bytes, metadata: dict[str, str], rid: str, authorization: str
+        self, target: RpcTarget, data: bytes, metadata: dict[str, str], rid: str, authorization: str, client: str = ""
     ) -> bytes:
         """Wire bytes in, wire bytes out: the plugin sees only proto3 JSON envelopes."""
         plugin, entry = target.plugin, target.entry
         try:
             principal = self._admit(entry.public, entry.roles, authorization)
+            await self._limit_call(entry.rate_limit, f"{plugin.name} {entry.method}", principal, client)
             context = self._context(plugin, rid, metadata.get("traceparent", ""), principal)
             if entry.abi == "raw":
                 return await plugin.pool.call(entry.handler, data, context)

@@ -33,6 +33,8 @@ class HttpRequest:
     traceparent: str = ""
     # The raw `Authorization` header: the core authenticates it; it never reaches a plugin.
     authorization: str = ""
+    # The client's address (after trusted proxies): the rate-limit key of an anonymous caller.
+    client: str = ""
 
 
 @dataclass(frozen=True)

@@ -133,9 +133,11 @@ class PayloadTooLarge(ArcanaError):
 class RateLimited(ArcanaError):
     code = ErrorCode.RATE_LIMITED
 
-    def __init__(self, message: str, *, retry_after: float) -> None:
+    def __init__(self, message: str, *, retry_after: float, limit: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = _whole_seconds(retry_after)
+        # The limit that refused the call (for the RateLimit-* headers); None for the login limiter.
+        self.limit = limit
 
 
 class PluginTimeout(ArcanaError):

@@ -35,6 +35,7 @@ from arcana.executor import ThreadShares
 from arcana.loader import PluginLoader, is_plugin_file, plugin_files
 from arcana.queue.backends import open_backend
 from arcana.queue.jobs import JobQueue
+from arcana.ratelimit import Rate, build_limiter
 from arcana.registry import LoadedPlugin, LoadFailure, Registry, Snapshot
 from arcana.types import Principal
 from arcana.views import PluginsView, plugins_view
@@ -118,7 +119,9 @@ class Kernel:
         self.plugins_dir = config.plugins_dir()
         self.bus = EventBus()
         self.registry = Registry()
-        self.core = RequestCore(self.registry, self.authenticate)
+        server = config.server
+        limiter = build_limiter(server.rate_limit_backend, server.rate_limit_redis_url, server.rate_limit_max_keys)
+        self.core = RequestCore(self.registry, self.authenticate, limiter, Rate.parse(server.per_address_limit))
         self.ready = False
         self._engine = engine
         self._threads = ThreadPoolExecutor(config.executor.threads, thread_name_prefix="arcana-load")

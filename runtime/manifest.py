@@ -58,6 +58,7 @@ class GrpcMethod:
     roles: tuple[str, ...] = ()
     public: bool = False
     abi: str = "json"
+    rate_limit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -267,11 +268,7 @@ class _Validator:
                             f"'{raw_path}' is under the reserved prefix {prefix}",
                             "choose a path outside the kernel's prefixes",
                         )
-        rate = self.typed(table, where, "rate_limit", str)
-        if rate is not None and not RATE_RE.match(rate):
-            self.add(
-                f"{where}.rate_limit", f"'{rate}' is not a rate", "write N/second|minute|hour|day, e.g. 100/minute"
-            )
+        rate = self.rate_limit(table, where)
         roles, public = self.access(table, where)
         handler, abi = self.handler(table, where), self.abi(table, where)
         content_type = self.typed(table, where, "content_type", str, "application/octet-stream")
@@ -279,14 +276,24 @@ class _Validator:
             return None
         return Route(method, path, handler, roles, public, rate, abi, content_type)
 
+    def rate_limit(self, table: dict[str, Any], where: str) -> str | None:
+        rate: str | None = self.typed(table, where, "rate_limit", str)
+        if rate is not None and not RATE_RE.match(rate):
+            self.add(
+                f"{where}.rate_limit", f"'{rate}' is not a rate", "write N/second|minute|hour|day, e.g. 100/minute"
+            )
+        return rate
+
     def grpc(self, item: Any, where: str) -> GrpcMethod | None:
-        table = self.table(item, where, {"method", "handler", "roles", "public", "abi"}, {"method", "handler"})
+        allowed = {"method", "handler", "roles", "public", "abi", "rate_limit"}
+        table = self.table(item, where, allowed, {"method", "handler"})
         method = self.typed(table, where, "method", str, "")
         if method and not GRPC_METHOD_RE.match(method):
             self.add(f"{where}.method", f"'{method}' is not a full gRPC method name", "write package.Service/Method")
+        rate = self.rate_limit(table, where)
         roles, public = self.access(table, where)
         handler, abi = self.handler(table, where), self.abi(table, where)
-        return GrpcMethod(method, handler, roles, public, abi) if method and handler else None
+        return GrpcMethod(method, handler, roles, public, abi, rate) if method and handler else None
 
     def job(self, item: Any, where: str) -> Job | None:
         table = self.table(item, where, {"type", "handler"}, {"type", "handler"})

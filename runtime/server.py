@@ -167,6 +167,7 @@ async def _serve_on(config: ArcanaConfig, http_socket: socket.socket, with_worke
         finally:
             stop.set()
             await grpc_server.stop(config.server.shutdown_grace_s)
+            await kernel.core.limiter.close()  # on the loop its Redis connections belong to
             if watcher is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from arcana.errors import ArcanaError, ErrorCode, MethodNotAllowed
+from arcana.errors import ArcanaError, ErrorCode, MethodNotAllowed, RateLimited
 
 HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.VALIDATION_FAILED: 400,
@@ -39,6 +39,10 @@ def error_headers(exc: ArcanaError) -> dict[str, str]:
         headers["allow"] = ", ".join(sorted(exc.allowed))
     if exc.retry_after is not None:
         headers["retry-after"] = str(exc.retry_after)
+    if isinstance(exc, RateLimited) and exc.limit is not None:  # IETF draft "RateLimit header fields"
+        headers["ratelimit-limit"] = str(exc.limit)
+        headers["ratelimit-remaining"] = "0"
+        headers["ratelimit-reset"] = str(exc.retry_after)
     return headers
 
 

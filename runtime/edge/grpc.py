@@ -44,8 +44,10 @@ class PluginMethods(grpc.GenericRpcHandler):
             authorization = metadata.pop("authorization", "")
             # Trailing, not initial, metadata: it rides on the status frame instead of costing one more.
             context.set_trailing_metadata((("x-request-id", rid),))
+            client = (context.peer() or "grpc").rsplit(":", 1)[0]  # the address, not the port
             try:
-                return await core.call_grpc(target, request, metadata, rid, authorization)
+                await core.limit_address(client)
+                return await core.call_grpc(target, request, metadata, rid, authorization, client)
             except ArcanaError as exc:
                 await abort(context, exc)
             raise AssertionError("unreachable: abort raises")

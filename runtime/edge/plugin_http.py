@@ -40,6 +40,12 @@ def _headers(scope: Scope) -> dict[str, str]:
     return out
 
 
+def _client(scope: Scope) -> str:
+    """The client's address as the server saw it (trusted proxies already applied); "unknown" without one."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
 async def _body(receive: Receive, declared: str, limit: int) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
@@ -70,6 +76,7 @@ class PluginHttpEdge:
         headers = _headers(scope)
         rid = request_id(headers.get("x-request-id", ""))
         try:
+            await self._core.limit_address(_client(scope))
             match = self._core.route_http(scope["method"], raw_path)
             if match is None:
                 return await self.kernel_app(scope, receive, send)  # the kernel app's 404, in the same error model
@@ -97,4 +104,5 @@ class PluginHttpEdge:
             request_id=rid,
             traceparent=headers.get("traceparent", ""),
             authorization=authorization,
+            client=_client(scope),
         )

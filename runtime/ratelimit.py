@@ -1,0 +1,187 @@
+"""Request rate limits: a fixed window per key, in process or shared through Redis.
+
+A ``Rate`` is ``N/second|minute|hour|day`` (the manifest's ``rate_limit``
+and ``server.per_address_limit``). A key's window opens at its first hit
+and lasts one period; the ``N+1``-th hit inside it is refused until the
+window ends (``Decision.reset_s``). Both backends keep exactly this rule,
+so a deployment can switch between them without changing what clients see.
+
+- ``MemoryLimiter``: one process's counters, at most ``max_keys`` keys
+  (least recently used evicted first), so a caller spraying addresses or
+  tokens cannot grow memory without bound. Evicting a key forgets its count:
+  the spray that evicts it must itself pass the per-address limit first.
+- ``RedisLimiter``: one Lua script per check (INCR, and PEXPIRE on the first
+  hit, atomically), keys under a prefix, so several server processes share
+  one budget. Redis errors fail open (see ``RedisLimiter.hit``).
+
+Example::
+
+    limiter = MemoryLimiter(max_keys=10_000)
+    decision = await limiter.hit("notes:GET /notes:u-1", Rate.parse("100/minute"))
+    decision.check("GET /notes")  # raises RateLimited with retry_after when refused
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from arcana.errors import RateLimited
+from arcana.manifest import RATE_RE
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+logger = logging.getLogger("arcana.ratelimit")
+
+PERIODS = {"second": 1, "minute": 60, "hour": 3_600, "day": 86_400}
+REDIS_PREFIX = "arcana:ratelimit:"
+# A check waits at most this long for Redis; a slow Redis must not become every request's latency.
+REDIS_TIMEOUT_S = 0.25
+
+
+@dataclass(frozen=True)
+class Rate:
+    limit: int
+    period_s: int
+
+    @classmethod
+    def parse(cls, text: str) -> Rate | None:
+        """``"100/minute"`` -> Rate(100, 60); ``"0"`` (off) -> None; anything else raises ValueError."""
+        if text == "0":
+            return None
+        if not RATE_RE.match(text):
+            raise ValueError(f"'{text}' is not a rate: write N/second|minute|hour|day, e.g. 100/minute, or 0 for off")
+        count, unit = text.split("/")
+        return cls(int(count), PERIODS[unit])
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.period_s}s"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One check's outcome: whether the hit is allowed and the numbers for the RateLimit headers."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_s: float
+
+    def check(self, what: str) -> None:
+        if not self.allowed:
+            raise RateLimited(f"rate limit exceeded for {what}", retry_after=self.reset_s, limit=self.limit)
+
+
+class Limiter(Protocol):
+    """Counts hits per key; the backend chosen by ``server.rate_limit_backend``."""
+
+    async def hit(self, key: str, rate: Rate) -> Decision: ...
+
+    async def close(self) -> None: ...
+
+
+def _digest(key: str, rate: Rate) -> bytes:
+    """A fixed-size key (whatever a token's subject or an address looks like); a changed rate starts afresh."""
+    return hashlib.blake2b(f"{rate}|{key}".encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _decision(count: int, rate: Rate, reset_s: float) -> Decision:
+    return Decision(count <= rate.limit, rate.limit, max(0, rate.limit - count), max(0.0, reset_s))
+
+
+class MemoryLimiter:
+    """This process's counters: at most ``max_keys`` keys, the least recently used evicted first."""
+
+    def __init__(self, max_keys: int, clock: Callable[[], float] = time.monotonic) -> None:
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
+        self._max_keys = max_keys
+        self._clock = clock
+        # digest -> (window start, hits in it), least recently used first.
+        self._windows: OrderedDict[bytes, tuple[float, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    async def hit(self, key: str, rate: Rate) -> Decision:
+        return self.hit_now(key, rate)
+
+    def hit_now(self, key: str, rate: Rate) -> Decision:
+        digest, now = _digest(key, rate), self._clock()
+        with self._lock:
+            start, count = self._windows.pop(digest, (now, 0))
+            if now >= start + rate.period_s:
+                start, count = now, 0
+            if len(self._windows) >= self._max_keys:
+                self._windows.popitem(last=False)
+            self._windows[digest] = (start, count + 1)
+        return _decision(count + 1, rate, start + rate.period_s - now)
+
+    async def close(self) -> None:
+        return None
+
+
+# KEYS[1] the counter, ARGV[1] the period in ms: the hit count and the window's ms left, in one atomic step.
+_HIT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {count, ttl}
+"""
+
+
+class RedisLimiter:
+    """Counters in Redis, shared by every process that uses the same URL and prefix."""
+
+    def __init__(self, client: redis.asyncio.Redis, prefix: str = REDIS_PREFIX) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._script = client.register_script(_HIT_SCRIPT)
+        self._failing = False
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = REDIS_PREFIX) -> RedisLimiter:
+        import redis.asyncio  # lazily: only a deployment that chose Redis needs the package
+
+        timeout = REDIS_TIMEOUT_S
+        client = redis.asyncio.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return cls(client, prefix)
+
+    async def hit(self, key: str, rate: Rate) -> Decision:
+        """Count one hit; when Redis fails, allow it (fail open) and warn once per outage.
+
+        Why open: the limit protects the service from abuse, while Redis down
+        is our fault, not the caller's; failing closed would turn a cache
+        outage into refusing every request. The per-plugin concurrency limits
+        and timeouts still bound the load meanwhile.
+        """
+        import redis
+
+        name = self._prefix + _digest(key, rate).hex()
+        try:
+            count, ttl_ms = await self._script(keys=[name], args=[rate.period_s * 1000])
+        except (redis.RedisError, OSError) as exc:
+            if not self._failing:
+                logger.warning("rate limits not enforced, Redis unavailable (failing open): %s", exc)
+            self._failing = True
+            return Decision(True, rate.limit, rate.limit, float(rate.period_s))
+        if self._failing:
+            logger.warning("rate limits enforced again, Redis is back")
+            self._failing = False
+        return _decision(int(count), rate, int(ttl_ms) / 1000)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def build_limiter(backend: str, redis_url: str, max_keys: int) -> Limiter:
+    return RedisLimiter.from_url(redis_url) if backend == "redis" else MemoryLimiter(max_keys)
