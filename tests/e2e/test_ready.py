@@ -231,5 +231,8 @@ def test_a_plugin_at_its_concurrency_limit_answers_503_with_retry_after(
     for r in answers:
         if r.status_code == 503:
             _unavailable(r)
-            assert "concurrency limit" in r.json()["message"]
+            # Either bulkhead may refuse first: its slot (max_concurrency 1) or, on a slow machine where the
+            # timed-out calls' threads are still being reclaimed, its share of threads.
+            message = r.json()["message"]
+            assert "concurrency limit" in message or "share of threads" in message, message
     _no_traceback(server)
