@@ -76,16 +76,22 @@ def fresh_postgres_url(_postgres: tuple[psycopg.Connection, str]) -> Iterator[st
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-@pytest.fixture(scope="session")
-def redis_client() -> Iterator[redis.Redis]:
-    """Redis on 127.0.0.1:6379 (the queue's and the kv's Redis tests), by the same rule as PostgreSQL."""
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+def connect_redis(url: str = REDIS_URL) -> redis.Redis:
+    """A client of the Redis at ``url``, by the same rule as PostgreSQL: skipped loudly, or failed under CI."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
     try:
         client.ping()
     except redis.RedisError as exc:
-        reason = f"!!! Redis tests NOT RUN: no server at {REDIS_URL} ({exc}). Start Redis there to run them."
+        reason = f"!!! Redis tests NOT RUN: no server at {url} ({exc}). Start Redis there to run them."
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason + " (CI=true: this is a failure)", pytrace=False)
         pytest.skip(reason)
+    return client
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    """Redis on 127.0.0.1:6379 (the queue's, the kv's and the rate limits' Redis tests)."""
+    client = connect_redis()
     yield client
     client.close()

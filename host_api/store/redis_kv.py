@@ -40,11 +40,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from arcana.database import remaining_ms
 from arcana.errors import ServiceUnavailable, ValidationFailed
+from arcana.redis_client import bounded_client
 from arcana.types import CallContext
 from arcana_host.store.config import StoreConfig
 from arcana_host.store.types import KvEntry
@@ -56,7 +55,6 @@ CONNECT_TIMEOUT_S = 1.0
 READ_TIMEOUT_S = 2.0
 POOL_WAIT_S = 1.0
 MAX_CONNECTIONS = 64
-HEALTH_CHECK_S = 10
 RETRY_AFTER_S = 1
 
 
@@ -70,17 +68,14 @@ class RedisKv:
     @classmethod
     def from_config(cls, config: StoreConfig) -> RedisKv:
         """A kv on ``config.kv_redis_url`` with bounded timeouts and pool (no I/O until first use)."""
-        pool = redis.BlockingConnectionPool.from_url(
+        client = bounded_client(
             config.kv_redis_url,
             max_connections=MAX_CONNECTIONS,
-            timeout=POOL_WAIT_S,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=READ_TIMEOUT_S,
-            health_check_interval=HEALTH_CHECK_S,
-            # One immediate retry covers a pooled connection the server closed (a restart).
-            retry=Retry(NoBackoff(), 1),
+            connect_timeout_s=CONNECT_TIMEOUT_S,
+            read_timeout_s=READ_TIMEOUT_S,
+            pool_wait_s=POOL_WAIT_S,
         )
-        return cls(redis.Redis.from_pool(pool), config.kv_key_prefix)
+        return cls(client, config.kv_key_prefix)
 
     def redis_key(self, plugin: str, key: str) -> bytes:
         name = plugin.encode()

@@ -29,15 +29,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
 from redis.commands.core import Script
-from redis.retry import Retry
 
 from arcana import jsonio
 from arcana.config import QueueConfig
 from arcana.errors import ServiceUnavailable, ValidationFailed
 from arcana.queue import redis_scripts as lua
 from arcana.queue.types import Enqueued, Job, JobSpec, JobState, Lease, Priority, QueueStats
+from arcana.redis_client import bounded_client
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +54,6 @@ ENQUEUE_BATCH = 200
 CONNECT_TIMEOUT_S = 2.0
 READ_TIMEOUT_S = 5.0
 POOL_WAIT_S = 5.0
-HEALTH_CHECK_S = 10
 
 
 class RedisQueueBackend:
@@ -81,20 +79,16 @@ class RedisQueueBackend:
     @classmethod
     def from_config(cls, config: QueueConfig) -> RedisQueueBackend:
         """A backend on ``config.redis_url`` with bounded timeouts and connection pool (no I/O until first use)."""
-        pool = redis.BlockingConnectionPool.from_url(
+        # Every worker slot may hold a connection (complete, extend) while the claim loop, the scheduler
+        # and API requests use others; callers past the bound wait up to POOL_WAIT_S.
+        client = bounded_client(
             config.redis_url,
-            # Every worker slot may hold a connection (complete, extend) while the claim loop, the
-            # scheduler and API requests use others; callers past the bound wait up to POOL_WAIT_S.
             max_connections=config.worker_concurrency + 16,
-            timeout=POOL_WAIT_S,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=READ_TIMEOUT_S,
-            health_check_interval=HEALTH_CHECK_S,
-            # One immediate retry covers a pooled connection the server closed (a restart); more
-            # would only delay the ServiceUnavailable a caller needs to back off.
-            retry=Retry(NoBackoff(), 1),
+            connect_timeout_s=CONNECT_TIMEOUT_S,
+            read_timeout_s=READ_TIMEOUT_S,
+            pool_wait_s=POOL_WAIT_S,
         )
-        return cls(redis.Redis.from_pool(pool), config.key_prefix)
+        return cls(client, config.key_prefix)
 
     # -- enqueue ---------------------------------------------------------------------------------
 

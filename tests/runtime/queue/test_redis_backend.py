@@ -7,7 +7,6 @@ which runs against this backend too. These tests need Redis on
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import uuid
@@ -22,24 +21,12 @@ from arcana.errors import ServiceUnavailable
 from arcana.queue import redis_backend
 from arcana.queue.redis_backend import RedisQueueBackend
 from arcana.queue.types import Job, JobSpec, JobState, Lease, Priority
-from database_fixtures import REDIS_URL
+from database_fixtures import REDIS_URL, connect_redis
 
 # The key-layout test looks at a whole database, so it uses one the other tests leave alone.
 KEYCHECK_URL = "redis://127.0.0.1:6379/13"
 KEYCHECK_PREFIX = "arcana-keycheck-"
 NOW = 1_700_000_000.0
-
-
-def _connect(url: str) -> redis.Redis:
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        reason = f"!!! Redis tests NOT RUN: no server at {url} ({exc}). Start Redis to run them."
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason + " (CI=true: this is a failure)", pytrace=False)
-        pytest.skip(reason)
-    return client
 
 
 def _delete_prefix(client: redis.Redis, prefix: str) -> None:
@@ -50,7 +37,7 @@ def _delete_prefix(client: redis.Redis, prefix: str) -> None:
 
 @pytest.fixture
 def client() -> Iterator[redis.Redis]:
-    client = _connect(REDIS_URL)
+    client = connect_redis(REDIS_URL)
     yield client
     client.close()
 
@@ -149,7 +136,7 @@ def test_callers_past_the_connection_pool_bound_get_service_unavailable(
 
 
 def test_every_key_the_backend_writes_is_under_its_prefix() -> None:
-    client = _connect(KEYCHECK_URL)
+    client = connect_redis(KEYCHECK_URL)
     prefix = f"{KEYCHECK_PREFIX}{uuid.uuid4().hex}"
     before = set(client.scan_iter(count=1000))
     try:
