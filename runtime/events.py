@@ -172,7 +172,3 @@ def _enqueue(jobs: JobQueue, specs: Sequence[JobSpec], event_id: str) -> None:
             exc,
             extra={"event_id": event_id, "topic": specs[0].type},
         )
-
-
-# The name the kernel's parts used before the bus delivered to plugins.
-KernelEvents = EventBus

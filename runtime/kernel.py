@@ -161,11 +161,6 @@ class Kernel:
         self._loader = PluginLoader(self.config, self._engine, self._capabilities, self._shares)
         self._wire_events(lambda: self.jobs)
 
-    @property
-    def events(self) -> EventBus:
-        """The bus under the name kernel parts used before it delivered to plugins."""
-        return self.bus
-
     def _wire_events(self, jobs: JobsSource | None) -> None:
         """Deliver events through ``jobs`` (None: log and listeners only) to the handlers of the current plugins.
 

@@ -115,4 +115,4 @@ class JobsAdmin:
 
     def _emit(self, topic: str, chosen: Selection, count: int, by: Principal) -> None:
         ids = None if chosen.ids is None else list(chosen.ids)
-        self._kernel.events.emit(topic, {"user_id": by.sub, "count": count, "ids": ids})
+        self._kernel.bus.emit(topic, {"user_id": by.sub, "count": count, "ids": ids}, principal=by.sub)

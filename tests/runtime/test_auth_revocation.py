@@ -19,7 +19,7 @@ from arcana.auth.service import AuthService, TokenPair
 from arcana.config import DatabaseConfig, load_config
 from arcana.database import Database, create_db_engine, is_sqlite, migrate
 from arcana.errors import Conflict, ServiceUnavailable, Unauthorized, ValidationFailed
-from arcana.events import KernelEvents
+from arcana.events import EventBus
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 PASSWORD = "long enough password"
@@ -52,7 +52,7 @@ def make(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Make]:
             migrate(database.engine)  # PostgreSQL is migrated once per deployment, not on first use
         assert database.prepare() is None
         opened.append(database)
-        return AuthService(config, database, KernelEvents())
+        return AuthService(config, database, EventBus())
 
     yield build
     for database in opened:

@@ -11,10 +11,10 @@ from arcana.auth.service import AuthService
 from arcana.config import ArcanaConfig, load_config
 from arcana.database import Database
 from arcana.errors import ValidationFailed
-from arcana.events import KernelEvents
+from arcana.events import EventBus
 
 
-def _service(db: Path, time_cost: int, events: KernelEvents | None = None) -> tuple[AuthService, Database]:
+def _service(db: Path, time_cost: int, events: EventBus | None = None) -> tuple[AuthService, Database]:
     config: ArcanaConfig = load_config(
         None,
         environ={
@@ -25,7 +25,7 @@ def _service(db: Path, time_cost: int, events: KernelEvents | None = None) -> tu
     )
     database = Database(config.database)
     assert database.prepare() is None
-    return AuthService(config, database, events or KernelEvents()), database
+    return AuthService(config, database, events or EventBus()), database
 
 
 def test_login_rehashes_when_the_argon2_parameters_change(tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_login_rehashes_when_the_argon2_parameters_change(tmp_path: Path) -> Non
 
 def test_auth_events_carry_no_secrets(tmp_path: Path) -> None:
     seen: list[dict[str, Any]] = []
-    events = KernelEvents()
+    events = EventBus()
     events.subscribe(seen.append)
     auth, db = _service(tmp_path / "b.db", time_cost=1, events=events)
     auth.create_user("e@example.com", "long enough password", ["user"])

@@ -58,7 +58,7 @@ def error_of(response: httpx.Response) -> tuple[int, str]:
 
 def events_of(kernel: Kernel) -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
-    kernel.events.subscribe(seen.append)
+    kernel.bus.subscribe(seen.append)
     return seen
 
 

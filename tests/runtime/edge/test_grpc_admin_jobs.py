@@ -130,7 +130,7 @@ def test_replay_and_purge_select_by_ids_or_all_and_refuse_a_bad_selection(
 ) -> None:
     first, second, third = (backend.seed_dead("t", "boom", NOW - n) for n in range(3))
     events: list[dict[str, Any]] = []
-    kernel.events.subscribe(events.append)
+    kernel.bus.subscribe(events.append)
 
     async def scenario(channel: grpc.aio.Channel) -> list[Answer]:
         return [
