@@ -43,6 +43,7 @@ from arcana.types import CallContext
 
 logger = logging.getLogger("arcana.executor")
 # Process-wide metric objects are the accepted exception to "no global state": Prometheus collects them.
+# outcome: ok | trap | timeout | oom | cancelled (the caller went away) | unavailable (a bulkhead refused) | error
 CALLS = Counter("arcana_plugin_calls_total", "Plugin handler calls by outcome", ["plugin", "outcome"])
 CALL_SECONDS = Histogram(
     "arcana_plugin_call_seconds",
@@ -50,6 +51,15 @@ CALL_SECONDS = Histogram(
     ["plugin"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# Only calls that found no free slot or thread wait; the fast path records nothing here.
+POOL_WAIT_SECONDS = Histogram(
+    "arcana_plugin_pool_wait_seconds",
+    "Time a plugin call waited for a concurrency slot and a thread (calls that had to wait)",
+    ["plugin"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+# reason: concurrency (the version's max_concurrency) | threads (the plugin's share of threads)
+REJECTED = Counter("arcana_plugin_rejected_total", "Plugin calls refused by a bulkhead (503)", ["plugin", "reason"])
 # Extra wall-clock time, beyond the guest limit, before the guard gives up.
 # Host functions bound their waits by the call's deadline, which is at least
 # this much earlier than the guard, so a change a host function commits is
@@ -219,6 +229,11 @@ class InstancePool:
         self._retired = False
         self.in_flight = 0
 
+    @property
+    def idle(self) -> int:
+        """Instances ready for reuse (read by the pool gauges on /metrics)."""
+        return len(self._idle)
+
     async def call(self, handler: str, data: bytes, context: CallContext) -> bytes:
         timeout_s = self.limits.timeout_ms / 1000
         if self._slots.locked() or not self._share.try_take():
@@ -250,14 +265,16 @@ class InstancePool:
             raise self._fault(GuestFault("timeout", "the call did not return in time"), handler, context) from None
         except asyncio.CancelledError:
             # The caller went away (a gRPC deadline or cancel): stop the guest and never reuse its instance.
+            outcome = "cancelled"
             borrow.abandoned = True
             if borrow.instance is not None:
                 borrow.instance.cancel()
             raise
         except GuestFault as fault:
-            outcome = "timeout" if fault.kind == "timeout" else "error"
+            outcome = fault.kind  # trap | timeout | oom | cancelled
             raise self._fault(fault, handler, context) from None
         except ModuleRejected as exc:
+            outcome = "trap"
             raise self._fault(GuestFault("trap", str(exc)), handler, context) from None
         finally:
             self.in_flight -= 1
@@ -274,15 +291,17 @@ class InstancePool:
         waited = time.monotonic()
         budget = self._wait_budget(context, waited)
         if self._slots.locked():
-            await self._bounded(self._slots.acquire(), budget, f"its concurrency limit ({self.limits.max_concurrency})")
+            limit = f"its concurrency limit ({self.limits.max_concurrency})"
+            await self._bounded(self._slots.acquire(), budget, limit, "concurrency")
         else:
             await self._slots.acquire()
         try:
             budget -= time.monotonic() - waited
-            await self._bounded(self._share.take(), budget, f"its share of threads ({self._share.size})")
+            await self._bounded(self._share.take(), budget, f"its share of threads ({self._share.size})", "threads")
         except BaseException:
             self._slots.release()
             raise
+        POOL_WAIT_SECONDS.labels(self.plugin).observe(time.monotonic() - waited)
 
     def _wait_budget(self, context: CallContext, now: float) -> float:
         """The longest a call may queue: ``max_queue_wait_ms``, and never past its deadline."""
@@ -290,7 +309,7 @@ class InstancePool:
             return min(self._max_wait_s, context.deadline - now)
         return self._max_wait_s
 
-    async def _bounded(self, acquire: Coroutine[object, object, object], budget: float, what: str) -> None:
+    async def _bounded(self, acquire: Coroutine[object, object, object], budget: float, what: str, reason: str) -> None:
         try:
             if budget <= 0:
                 acquire.close()
@@ -298,6 +317,7 @@ class InstancePool:
             await asyncio.wait_for(acquire, budget)
         except TimeoutError:
             CALLS.labels(self.plugin, "unavailable").inc()
+            REJECTED.labels(self.plugin, reason).inc()
             raise ServiceUnavailable(
                 f"plugin '{self.plugin}' is at {what}; try again",
                 retry_after=max(MIN_RETRY_AFTER_S, self.limits.timeout_ms / 1000),

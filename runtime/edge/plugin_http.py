@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 from arcana.core import request_id, unexpected
 from arcana.edge.errors import error_response
+from arcana.edge.http_metrics import ROUTE_KEY, HttpMetrics
 from arcana.envelopes import HttpRequest
 from arcana.errors import ArcanaError, PayloadTooLarge, ValidationFailed
 from arcana.kernel import Kernel
@@ -68,9 +69,16 @@ class PluginHttpEdge:
         self._core = kernel.core
         self.kernel_app = kernel_app
         self._limit = kernel.config.server.max_body_bytes
+        self._metrics = HttpMetrics()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_kernel_path(scope["path"]):
+        if scope["type"] != "http":
+            return await self.kernel_app(scope, receive, send)
+        # Every REST request, plugin or kernel route, is counted and timed here, once.
+        await self._metrics.measure(self._serve, scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if is_kernel_path(scope["path"]):
             return await self.kernel_app(scope, receive, send)
         raw_path = scope.get("raw_path", b"").split(b"?", 1)[0].decode("latin-1") or scope["path"]
         headers = _headers(scope)
@@ -80,6 +88,7 @@ class PluginHttpEdge:
             match = self._core.route_http(scope["method"], raw_path)
             if match is None:
                 return await self.kernel_app(scope, receive, send)  # the kernel app's 404, in the same error model
+            scope[ROUTE_KEY] = (match.template.raw, match.target.plugin.name)
             response = await self._core.call_http(match, await self._request(scope, receive, headers, rid))
             status, body, out_headers = response.status, response.body, response.headers
         except ArcanaError as exc:

@@ -24,6 +24,7 @@ from arcana.core import unexpected as internal_error
 from arcana.edge.admin import admin_blueprint
 from arcana.edge.auth_rest import auth_blueprint
 from arcana.edge.errors import error_response
+from arcana.edge.http_metrics import KERNEL, ROUTE_KEY, kernel_template
 from arcana.edge.metrics import MetricsAccess, exposition, queue_registry
 from arcana.edge.plugin_http import ASGIApp, PluginHttpEdge
 from arcana.errors import ArcanaError, ErrorCode, MethodNotAllowed, NotFound, ServiceUnavailable
@@ -99,6 +100,12 @@ def create_kernel_app(kernel: Kernel) -> Quart:
     # model, as they are in plugin space. Set before any rule is added (rules
     # copy the setting when bound).
     app.url_map.merge_slashes = False
+
+    @app.before_request
+    async def label_route() -> None:
+        # The matched rule's template for arcana.edge.http_metrics; unmatched requests stay "<unmatched>".
+        if request.url_rule is not None:
+            request.scope[ROUTE_KEY] = (kernel_template(request.url_rule.rule), KERNEL)
 
     @app.before_request
     async def refuse_empty_segments() -> None:

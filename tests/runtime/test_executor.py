@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from arcana import executor
 from arcana.config import ExecutorConfig, load_config
@@ -105,6 +106,8 @@ async def until(condition: Callable[[], bool]) -> None:
 def test_a_plugin_holding_all_its_threads_takes_none_of_another_plugins() -> None:
     shares, gate = ThreadShares(2), Gate()
     stuck, other = pool(shares, gate, "stuck"), pool(shares, lambda _: b"fine", "other")
+    labels = {"plugin": "stuck", "reason": "threads"}
+    rejected = REGISTRY.get_sample_value("arcana_plugin_rejected_total", labels) or 0.0
 
     async def main() -> None:
         held = [asyncio.create_task(stuck.call("h", b"", context("stuck"))) for _ in range(2)]
@@ -118,6 +121,7 @@ def test_a_plugin_holding_all_its_threads_takes_none_of_another_plugins() -> Non
 
     run(main)
     shares.close()
+    assert (REGISTRY.get_sample_value("arcana_plugin_rejected_total", labels) or 0.0) - rejected == 1
 
 
 def test_calls_beyond_the_share_are_refused_not_queued() -> None:

@@ -39,6 +39,10 @@ def call(pool: InstancePool, handler: str, data: bytes = b"{}") -> bytes:
     return asyncio.run(pool.call(handler, data, ctx()))
 
 
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def picky(_input: Any, _context: CallContext) -> Any:
     """Traps on {"trap": true}, answers otherwise."""
     if isinstance(_input, dict) and _input.get("trap"):
@@ -132,6 +136,7 @@ def test_the_bulkhead_admits_max_concurrency_calls_and_refuses_one_more_after_wa
     gate = Gate()
     plugin = FakePlugin({"h": gate})
     pool = make_pool(plugin, threads, timeout_ms=100, max_concurrency=2)
+    rejected = sample("arcana_plugin_rejected_total", plugin="p", reason="concurrency")
 
     async def scenario() -> tuple[list[bytes], ServiceUnavailable]:
         held = [asyncio.create_task(pool.call("h", b"{}", ctx())) for _ in range(2)]
@@ -148,12 +153,14 @@ def test_the_bulkhead_admits_max_concurrency_calls_and_refuses_one_more_after_wa
     assert len(done) == 2 and gate.most_inside == 2
     assert "concurrency limit (2)" in refused.message
     assert len(plugin.calls) == 2  # the refused call never reached the guest
+    assert sample("arcana_plugin_rejected_total", plugin="p", reason="concurrency") - rejected == 1
 
 
 def test_a_call_waiting_for_a_slot_runs_when_one_frees(threads: ThreadShare) -> None:
     gate = Gate()
     plugin = FakePlugin({"h": gate})
     pool = make_pool(plugin, threads, max_concurrency=1)
+    waits = sample("arcana_plugin_pool_wait_seconds_count", plugin="p")
 
     async def scenario() -> list[bytes]:
         calls = [asyncio.create_task(pool.call("h", b"{}", ctx())) for _ in range(3)]
@@ -166,6 +173,8 @@ def test_a_call_waiting_for_a_slot_runs_when_one_frees(threads: ThreadShare) -> 
     assert len(asyncio.run(scenario())) == 3
     assert gate.most_inside == 1
     assert plugin.instances == 1  # one slot, one instance, reused in turn
+    # The two calls that queued are in the wait histogram; the one admitted at once is not.
+    assert sample("arcana_plugin_pool_wait_seconds_count", plugin="p") - waits == 2
 
 
 def test_retire_drops_idle_instances_and_a_call_in_flight_keeps_its_own(threads: ThreadShare) -> None:
@@ -217,4 +226,5 @@ def test_outcomes_are_counted_by_plugin(threads: ThreadShare) -> None:
         with pytest.raises((PluginFailed, PluginTimeout)):
             call(pool, handler)
     # A timeout is a timeout whether the engine's own limit or the wall-clock guard ended the call.
-    assert (seen("ok"), seen("error"), seen("timeout")) == (1, 1, 1)
+    # A trap is told apart from a timeout (and from a kernel error) on the counter.
+    assert (seen("ok"), seen("trap"), seen("timeout"), seen("error")) == (1, 1, 1, 0)
