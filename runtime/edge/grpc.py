@@ -9,6 +9,7 @@ call itself is the core's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -19,6 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2_grpc
 from arcana.config import TlsConfig
 from arcana.core import RequestCore, request_id
 from arcana.edge.grpc_kernel import KernelMethods, kernel_methods
+from arcana.edge.grpc_metrics import KERNEL, GrpcMetrics
 from arcana.edge.grpc_services import LiveReflection, sync_health
 from arcana.edge.grpc_wire import Behavior, abort, metadata_of
 from arcana.errors import ArcanaError
@@ -55,6 +57,16 @@ class PluginMethods(grpc.GenericRpcHandler):
         return behavior
 
 
+def _plugin_of(core: RequestCore) -> Callable[[str], str]:
+    """The plugin serving a gRPC method now, for the metrics' plugin label ("" for the kernel's services)."""
+
+    def plugin_of(method: str) -> str:
+        target = core.rpc_target(method)
+        return KERNEL if target is None else target.plugin.name
+
+    return plugin_of
+
+
 def _credentials(tls: TlsConfig) -> grpc.ServerCredentials:
     key, cert = Path(tls.key_file).read_bytes(), Path(tls.cert_file).read_bytes()
     ca = Path(tls.client_ca_file).read_bytes() if tls.client_ca_file else None
@@ -69,7 +81,7 @@ async def start_grpc_server(kernel: Kernel) -> grpc.aio.Server:
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(options=options, interceptors=[GrpcMetrics(_plugin_of(kernel.core))])
     protos = kernel_descriptors()
     health = health_aio.HealthServicer()
     reflection = LiveReflection([protos])
