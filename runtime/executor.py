@@ -234,6 +234,11 @@ class InstancePool:
         """Instances ready for reuse (read by the pool gauges on /metrics)."""
         return len(self._idle)
 
+    @property
+    def share(self) -> ThreadShare:
+        """The plugin's threads this pool runs on (read by the pool gauges on /metrics)."""
+        return self._share
+
     async def call(self, handler: str, data: bytes, context: CallContext) -> bytes:
         timeout_s = self.limits.timeout_ms / 1000
         if self._slots.locked() or not self._share.try_take():

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Counter
+
 from arcana.auth.service import AuthService
 from arcana.config import ArcanaConfig
 from arcana.core import RequestCore
@@ -50,6 +52,9 @@ READY_CACHE_S = 1.0
 READY_PING_TIMEOUT_S = 1.0
 # (device, inode) of the plugin folder: it changes when the folder is replaced.
 FolderIdentity = tuple[int, int]
+# outcome: loaded (first load or reload) | failed (refused; a version already serving keeps serving) | unloaded.
+# plugin is "" when a refused file named none. Process-wide, as arcana.executor's metrics.
+LOADS = Counter("arcana_plugin_loads_total", "Plugin loads, reloads, refusals and unloads", ["plugin", "outcome"])
 
 
 class KernelNotStarted(RuntimeError):
@@ -274,6 +279,7 @@ class Kernel:
                 self._shares.drop(gone.name)
                 extra = {"plugin": gone.name, "plugin_version": gone.manifest.version, "source": str(path)}
                 logger.info("plugin unloaded", extra=extra)
+                LOADS.labels(gone.name, "unloaded").inc()
                 self._plugin_event(PLUGIN_UNLOADED, {"plugin": gone.name})
             return
         if self._loader is None:
@@ -304,6 +310,7 @@ class Kernel:
             return
         extra = {"plugin": plugin.name, "plugin_version": plugin.manifest.version, "source": str(path)}
         logger.info("plugin loaded", extra={**extra, "sha256": plugin.sha256, "ms": _ms_since(started)})
+        LOADS.labels(plugin.name, "loaded").inc()
         self._plugin_event(PLUGIN_LOADED, {"plugin": plugin.name, "version": plugin.manifest.version})
 
     def _failed(self, path: Path, problems: list[Problem], plugin: str | None) -> None:
@@ -311,6 +318,7 @@ class Kernel:
         kept = self.registry.snapshot.plugins.get(plugin) if plugin else None
         extra = {"plugin": plugin, "source": str(path), "still_serving": kept.manifest.version if kept else None}
         logger.error("plugin refused: %s", "; ".join(map(str, problems)), extra=extra)
+        LOADS.labels(plugin or "", "failed").inc()
         self._plugin_event(
             PLUGIN_FAILED, {"plugin": plugin, "source": str(path), "problems": [str(p) for p in problems]}
         )

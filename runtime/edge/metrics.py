@@ -40,8 +40,10 @@ from prometheus_client.metrics_core import Metric
 
 from arcana.config import ServerConfig
 from arcana.core import require_role
+from arcana.edge.pool_metrics import PoolGauges
 from arcana.errors import ConfigError
 from arcana.queue.types import Priority, QueueStats
+from arcana.registry import Snapshot
 from arcana.types import Principal
 
 logger = logging.getLogger("arcana.metrics")
@@ -171,10 +173,12 @@ class QueueDepth:
         yield GaugeMetricFamily("arcana_queue_dead", "Jobs in the dead-letter queue", value=stats.dead)
 
 
-def queue_registry(stats: Callable[[], QueueStats]) -> CollectorRegistry:
-    """A registry of one app's queue gauges, kept beside the process registry (one per kernel, never global)."""
+def kernel_registry(stats: Callable[[], QueueStats], snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
+    """A registry of one kernel's gauges read on scrape (queue depth, plugin pools), kept beside the process
+    registry: one per kernel, never global."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(QueueDepth(stats))
+    registry.register(PoolGauges(snapshot))
     return registry
 
 

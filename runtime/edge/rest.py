@@ -25,7 +25,7 @@ from arcana.edge.admin import admin_blueprint
 from arcana.edge.auth_rest import auth_blueprint
 from arcana.edge.errors import error_response
 from arcana.edge.http_metrics import KERNEL, ROUTE_KEY, kernel_template
-from arcana.edge.metrics import MetricsAccess, exposition, queue_registry
+from arcana.edge.metrics import MetricsAccess, exposition, kernel_registry
 from arcana.edge.plugin_http import ASGIApp, PluginHttpEdge
 from arcana.errors import ArcanaError, ErrorCode, MethodNotAllowed, NotFound, ServiceUnavailable
 from arcana.kernel import Kernel
@@ -105,7 +105,7 @@ def create_kernel_app(kernel: Kernel) -> Quart:
     async def label_route() -> None:
         # The matched rule's template for arcana.edge.http_metrics; unmatched requests stay "<unmatched>".
         if request.url_rule is not None:
-            request.scope[ROUTE_KEY] = (kernel_template(request.url_rule.rule), KERNEL)
+            cast(dict[str, Any], request.scope)[ROUTE_KEY] = (kernel_template(request.url_rule.rule), KERNEL)
 
     @app.before_request
     async def refuse_empty_segments() -> None:
@@ -121,15 +121,15 @@ def create_kernel_app(kernel: Kernel) -> Quart:
         return {"status": "ok"}
 
     metrics_access = MetricsAccess(kernel.config.server, kernel.authenticate)
-    queue_metrics = queue_registry(lambda: kernel.jobs.stats())
+    kernel_metrics = kernel_registry(lambda: kernel.jobs.stats(), lambda: kernel.registry.snapshot)
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        # Prometheus exposition of the process registry (capabilities register their metrics there) and of
-        # the queue's depth, read on a thread (bounded by a timeout); a scrape token or an admin token opens
-        # it (arcana.edge.metrics).
+        # Prometheus exposition of the process registry (capabilities register their metrics there) and
+        # of the kernel's gauges (queue depth, plugin pools), read on a thread (bounded by a timeout); a
+        # scrape token or an admin token opens it (arcana.edge.metrics).
         metrics_access.check(request.headers.get("authorization", ""))
-        body = await asyncio.to_thread(exposition, queue_metrics)
+        body = await asyncio.to_thread(exposition, kernel_metrics)
         return Response(body, 200, {"content-type": CONTENT_TYPE_LATEST})
 
     @app.get("/ready")
