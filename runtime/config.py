@@ -116,11 +116,14 @@ class ServerConfig:
     # Plugin calls per client address (IPv6: per /64) before any routing, "N/second|minute|hour|day";
     # "0" (off by default): behind a proxy not listed in trusted_proxies every client shares one address.
     per_address_limit: str = "0"
+    # `--role worker` opens no port unless this is set: then it serves /metrics alone on it (same gate as
+    # above), so its job metrics can be scraped. 0: none. The api and all roles serve /metrics on http_port.
+    metrics_port: NonNegativeInt = 0
 
     def __post_init__(self) -> None:
         # Checked here rather than in the type so that the command line's
         # --http-port (applied with dataclasses.replace) is checked too.
-        for key in ("http_port", "grpc_port"):
+        for key in ("http_port", "grpc_port", "metrics_port"):
             if not 0 <= getattr(self, key) <= 65535:
                 raise ConfigError(f"config key 'server.{key}' must be a port 0-65535, got {getattr(self, key)}")
         self._check_http_bounds()

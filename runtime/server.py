@@ -26,6 +26,7 @@ from arcana.config import ArcanaConfig, ServerConfig, TlsConfig
 from arcana.edge.grpc import start_grpc_server
 from arcana.edge.http_protocol import HttpLimits, bounded_protocol
 from arcana.edge.metrics import check_metrics_token
+from arcana.edge.metrics_app import MetricsOnlyApp
 from arcana.edge.rest import create_rest_app
 from arcana.exit_codes import ExitCode, StartupFailure
 from arcana.kernel import Kernel
@@ -36,7 +37,8 @@ from arcana.queue.worker import Worker
 from arcana.watcher import watch_plugins
 
 logger = logging.getLogger("arcana.server")
-# api: REST and gRPC only; worker: runs queued jobs only (no ports); all: both in one process.
+# api: REST and gRPC only; worker: runs queued jobs only (no ports, but server.metrics_port when set);
+# all: both in one process.
 Role = Literal["api", "worker", "all"]
 ROLES: tuple[Role, ...] = ("all", "api", "worker")
 # Open files the process needs besides its HTTP connections: database pool, plugin files,
@@ -102,8 +104,13 @@ async def serve(config: ArcanaConfig, role: Role = "all") -> None:
     """
     check_before_binding(config)
     if role == "worker":
-        check_database(config.database)
-        await _work(config)
+        metrics_socket = _bind_worker_metrics(config.server)
+        try:
+            check_database(config.database)
+            await _work(config, metrics_socket)
+        finally:
+            if metrics_socket is not None:
+                metrics_socket.close()
         return
     check_open_files(config.server)
     check_metrics_token(config.server)
@@ -175,8 +182,34 @@ async def _serve_on(config: ArcanaConfig, http_socket: socket.socket, with_worke
         kernel.close()
 
 
-async def _work(config: ArcanaConfig) -> None:
-    """The worker role: plugins loaded and watched, queued jobs run; no port is opened."""
+def _bind_worker_metrics(server: ServerConfig) -> socket.socket | None:
+    """The worker role's /metrics port (server.metrics_port), bound before anything starts; None when 0."""
+    if not server.metrics_port:
+        return None
+    check_metrics_token(server)
+    return bind_listener(server.host, server.metrics_port, "metrics", "server.metrics_port")
+
+
+@contextlib.asynccontextmanager
+async def _serving_metrics(kernel: Kernel, sock: socket.socket | None) -> AsyncIterator[None]:
+    """/metrics alone on ``sock`` while inside (arcana.edge.metrics_app); nothing when ``sock`` is None."""
+    if sock is None:
+        yield
+        return
+    server_config = kernel.config.server
+    options = {**http_options(server_config), **_tls_options(server_config.http_tls)}
+    config = uvicorn.Config(MetricsOnlyApp(kernel), log_config=None, access_log=False, lifespan="off", **options)
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(_serve_http(server, sock))
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def _work(config: ArcanaConfig, metrics_socket: socket.socket | None = None) -> None:
+    """The worker role: plugins loaded and watched, queued jobs run; no port but server.metrics_port."""
     kernel = Kernel(config)
     try:
         kernel.start()
@@ -187,7 +220,7 @@ async def _work(config: ArcanaConfig) -> None:
         await kernel.load_all()
         watcher = asyncio.create_task(watch_plugins(kernel, stop)) if config.plugins.watch else None
         try:
-            async with _running_worker(kernel, True) as worker_done:
+            async with _serving_metrics(kernel, metrics_socket), _running_worker(kernel, True) as worker_done:
                 logger.info(
                     "arcana worker ready",
                     extra={"plugins": sorted(p.name for p in kernel.plugins_view().plugins), "config": config.source},
