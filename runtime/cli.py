@@ -74,7 +74,10 @@ def _parser() -> argparse.ArgumentParser:
         "--role",
         choices=("all", "api", "worker"),  # arcana.server.ROLES
         default="all",
-        help="api: REST and gRPC; worker: run queued jobs, no ports (but server.metrics_port); all (default): both in one process",
+        help=(
+            "api: REST and gRPC; worker: run queued jobs, no ports (but server.metrics_port); "
+            "all (default): both in one process"
+        ),
     )
     serve.add_argument(
         "--worker-concurrency",
