@@ -90,6 +90,7 @@ def test_top_level_bookkeeping_fields_are_not_config_keys(tmp_path: Path) -> Non
         ("server:\n  per_address_limit: lots\n", "'server.per_address_limit' must be N/second|minute|hour|day or 0"),
         ("server:\n  rate_limit_backend: disk\n", "'server.rate_limit_backend' must be one of memory|redis"),
         ("server:\n  rate_limit_max_keys: 0\n", "'server.rate_limit_max_keys' must be at least 1"),
+        ("server:\n  metrics_port: 65536\n", "'server.metrics_port' must be a port 0-65535, got 65536"),
         ("executor:\n  threads: true\n", "'executor.threads' must be int, got True"),
         ("executor:\n  threads: 2.5\n", "'executor.threads' must be int, got 2.5"),
         ("plugins:\n  watch: 1\n", "'plugins.watch' must be bool, got 1"),
