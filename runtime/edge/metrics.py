@@ -22,6 +22,9 @@ is right whichever processes enqueue and run jobs::
     arcana_queue_running           leased jobs
     arcana_queue_dead              the dead-letter queue
     arcana_queue_stats_up          1 when the depth above was read, 0 when the backend did not answer
+
+``kernel_registry`` holds these and the plugin pool gauges (``arcana.edge.pool_metrics``), one
+registry per kernel beside the process registry; README "Metrics" lists every family.
 """
 
 from __future__ import annotations
