@@ -50,6 +50,7 @@ from arcana.config_convert import (
 )
 from arcana.errors import ConfigError
 from arcana.manifest import RATE_RE
+from arcana.resilience import BreakerPolicy, RetryPolicy
 
 T = TypeVar("T")
 # A count or duration that must be at least 1 (zero threads would run nothing).
@@ -354,6 +355,77 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
+class BreakerConfig:
+    """One kind of circuit breaker (arcana.resilience.breaker): when it opens and how it recovers."""
+
+    # Consecutive failures (traps and timeouts for a plugin; errors for a backend or host) that open it.
+    failure_threshold: PositiveInt = 5
+    # An open breaker refuses at once, with Retry-After, for this long; then lets probes through.
+    cool_down_s: float = 10.0
+    # Probes let through at once while half-open; that many successes close it.
+    half_open_probes: PositiveInt = 1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.cool_down_s <= 3600:
+            raise ConfigError(f"a breaker's cool_down_s must be in (0, 3600], got {self.cool_down_s}")
+
+    def policy(self) -> BreakerPolicy:
+        return BreakerPolicy(self.failure_threshold, self.cool_down_s, self.half_open_probes)
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """Retries of the kernel's own backend calls (never of a plugin call): exponential backoff with jitter."""
+
+    # Attempts in all, the first included (1: no retries).
+    max_attempts: PositiveInt = 3
+    # Retry n waits min(max_delay_ms, base_delay_ms * 2**(n-1)), less up to `jitter` of it.
+    base_delay_ms: PositiveInt = 50
+    max_delay_ms: PositiveInt = 1000
+    # No retry starts later than this after the first attempt (nor after the call's own deadline).
+    max_total_ms: PositiveInt = 3000
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_attempts <= 20:
+            raise ConfigError(f"config key 'resilience.retry.max_attempts' must be 1-20, got {self.max_attempts}")
+        if self.base_delay_ms > self.max_delay_ms:
+            raise ConfigError("config key 'resilience.retry.base_delay_ms' must not exceed max_delay_ms")
+        if not 0 <= self.jitter <= 1:
+            raise ConfigError(f"config key 'resilience.retry.jitter' must be 0-1, got {self.jitter}")
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            self.max_attempts,
+            self.base_delay_ms / 1000,
+            self.max_delay_ms / 1000,
+            self.max_total_ms / 1000,
+            self.jitter,
+        )
+
+
+@dataclass(frozen=True)
+class ResilienceConfig:
+    """Circuit breakers around plugins, backends and outbound hosts, and retries of backend calls."""
+
+    plugin_breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    # Ceilings on a manifest's own [breaker] settings: a plugin may tune its breaker, not switch it off.
+    max_failure_threshold: PositiveInt = 100
+    max_cool_down_s: float = 600.0
+    backend_breaker: BreakerConfig = field(default_factory=lambda: BreakerConfig(cool_down_s=5.0))
+    http_breaker: BreakerConfig = field(default_factory=lambda: BreakerConfig(cool_down_s=30.0))
+    # Outbound hosts tracked at once (one breaker each); past it the least recently used closed one goes.
+    max_http_breakers: PositiveInt = 10_000
+    retry: RetryConfig = field(default_factory=RetryConfig)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_cool_down_s <= 3600:
+            raise ConfigError(
+                f"config key 'resilience.max_cool_down_s' must be in (0, 3600], got {self.max_cool_down_s}"
+            )
+
+
+@dataclass(frozen=True)
 class ArcanaConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
@@ -362,6 +434,7 @@ class ArcanaConfig:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
+    resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     # Capability grants: plugin name (or "*" for every plugin) -> capabilities.
     grants: dict[str, list[str]] = field(
         default_factory=lambda: {"*": ["log"], "notes": ["store", "events"], "audit-log": ["store", "events.kernel"]}

@@ -1,0 +1,293 @@
+"""Circuit breakers: closed, open, half-open, and a bounded board of them by name.
+
+A breaker counts consecutive failures while closed; at ``failure_threshold``
+it opens and refuses every call at once with SERVICE_UNAVAILABLE and a
+``Retry-After`` of the cool-down left. When the cool-down has passed it is
+half-open: up to ``half_open_probes`` calls go through as probes; that many
+successes close it, one failure opens it again for another cool-down.
+
+Callers take a ``Permit`` before the protected work and settle it exactly
+once: ``success()``, ``failure()``, or ``release()`` when the outcome says
+nothing about the dependency (a caller's own bad input, a cancellation). A
+probe that is never settled would wedge a half-open breaker, so a probe
+older than the cool-down stops counting against the probe limit.
+
+Breakers are used from the event loop and from plugin threads alike, so
+each guards its few fields with a lock; the hot path (closed, no failures)
+is one lock round and two comparisons.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from arcana.errors import ServiceUnavailable
+
+logger = logging.getLogger("arcana.resilience")
+
+
+class BreakerState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    # Consecutive failures that open a closed breaker.
+    failure_threshold: int = 5
+    # How long an open breaker refuses before it lets probes through.
+    cool_down_s: float = 10.0
+    # Probes let through at once while half-open, and successes needed to close.
+    half_open_probes: int = 1
+
+    def __post_init__(self) -> None:
+        if self.failure_threshold < 1:
+            raise ValueError(f"failure_threshold must be at least 1, got {self.failure_threshold}")
+        if not 0 < self.cool_down_s <= 86_400:
+            raise ValueError(f"cool_down_s must be in (0, 86400], got {self.cool_down_s}")
+        if self.half_open_probes < 1:
+            raise ValueError(f"half_open_probes must be at least 1, got {self.half_open_probes}")
+
+
+# (breaker name, old state, new state): called outside the breaker's lock, must not raise.
+StateListener = Callable[[str, BreakerState, BreakerState], None]
+
+
+class Permit:
+    """One admitted call; settle it once. Settling twice is a no-op, so ``finally: permit.release()`` is safe."""
+
+    __slots__ = ("_breaker", "_probe", "_settled")
+
+    def __init__(self, breaker: CircuitBreaker, probe: bool) -> None:
+        self._breaker = breaker
+        self._probe = probe
+        self._settled = False
+
+    def success(self) -> None:
+        if not self._settled:
+            self._settled = True
+            self._breaker._settle(self._probe, ok=True)
+
+    def failure(self) -> None:
+        if not self._settled:
+            self._settled = True
+            self._breaker._settle(self._probe, ok=False)
+
+    def release(self) -> None:
+        """Neither outcome: the call told nothing about the dependency's health."""
+        if not self._settled:
+            self._settled = True
+            self._breaker._settle(self._probe, ok=None)
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        name: str,
+        policy: BreakerPolicy,
+        *,
+        what: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        listener: StateListener | None = None,
+    ) -> None:
+        self.name = name
+        self.policy = policy
+        # How a refusal names the dependency: "plugin 'notes'", "host api.example.com".
+        self.what = what or name
+        self._clock = clock
+        self._listener = listener
+        self._lock = threading.Lock()
+        self._state = BreakerState.CLOSED
+        self._failures = 0
+        self._opened_at = 0.0
+        self._probes: list[float] = []  # start times of probes in flight
+        self._probe_successes = 0
+
+    @property
+    def state(self) -> BreakerState:
+        """The state now (an open breaker whose cool-down has passed reads as half-open)."""
+        with self._lock:
+            return self._current(self._clock())
+
+    def retry_after(self) -> float:
+        """Seconds until an open breaker lets a probe through; 0 when it is not open."""
+        with self._lock:
+            now = self._clock()
+            if self._current(now) is not BreakerState.OPEN:
+                return 0.0
+            return max(0.0, self._opened_at + self.policy.cool_down_s - now)
+
+    def admit(self) -> Permit:
+        """A permit for one call, or SERVICE_UNAVAILABLE with Retry-After while open (or out of probes)."""
+        changed: tuple[BreakerState, BreakerState] | None = None
+        with self._lock:
+            now = self._clock()
+            before = self._state
+            state = self._current(now)
+            if state is BreakerState.HALF_OPEN and before is BreakerState.OPEN:
+                self._state = state
+                self._probe_successes = 0
+                self._probes.clear()
+                changed = (before, state)
+            if state is BreakerState.CLOSED:
+                permit = Permit(self, probe=False)
+            elif state is BreakerState.HALF_OPEN and self._probe_slot(now):
+                self._probes.append(now)
+                permit = Permit(self, probe=True)
+            else:
+                wait = self._opened_at + self.policy.cool_down_s - now if state is BreakerState.OPEN else 0.0
+                permit = None
+        if changed is not None:
+            self._notify(*changed)
+        if permit is None:
+            raise ServiceUnavailable(
+                f"{self.what} is failing; calls are refused for now (circuit open)",
+                retry_after=max(1, math.ceil(wait)),
+            )
+        return permit
+
+    def call(self, fn: Callable[[], object]) -> object:
+        """Run ``fn`` under a permit: any exception is a failure (use permits directly to classify)."""
+        permit = self.admit()
+        try:
+            result = fn()
+        except BaseException:
+            permit.failure()
+            raise
+        permit.success()
+        return result
+
+    def _current(self, now: float) -> BreakerState:
+        if self._state is BreakerState.OPEN and now >= self._opened_at + self.policy.cool_down_s:
+            return BreakerState.HALF_OPEN
+        return self._state
+
+    def _probe_slot(self, now: float) -> bool:
+        # A probe older than the cool-down was never settled (lost, or a very slow call): stop counting it.
+        stale = now - self.policy.cool_down_s
+        self._probes = [t for t in self._probes if t > stale]
+        return len(self._probes) < self.policy.half_open_probes
+
+    def _settle(self, probe: bool, ok: bool | None) -> None:
+        changed: tuple[BreakerState, BreakerState] | None = None
+        with self._lock:
+            now = self._clock()
+            if probe and self._probes:
+                self._probes.pop(0)
+            state = self._current(now)
+            if ok is None:
+                pass
+            elif state is BreakerState.CLOSED:
+                if ok:
+                    self._failures = 0
+                else:
+                    self._failures += 1
+                    if self._failures >= self.policy.failure_threshold:
+                        changed = self._open(now, state)
+            elif state is BreakerState.HALF_OPEN and probe:
+                if not ok:
+                    changed = self._open(now, state)
+                else:
+                    self._probe_successes += 1
+                    if self._probe_successes >= self.policy.half_open_probes:
+                        self._state = BreakerState.CLOSED
+                        self._failures = 0
+                        self._probes.clear()
+                        changed = (state, BreakerState.CLOSED)
+            # A non-probe call admitted before the breaker opened and settled after says nothing new.
+        if changed is not None:
+            self._notify(*changed)
+
+    def _open(self, now: float, before: BreakerState) -> tuple[BreakerState, BreakerState]:
+        self._state = BreakerState.OPEN
+        self._opened_at = now
+        self._failures = 0
+        self._probes.clear()
+        self._probe_successes = 0
+        return (before, BreakerState.OPEN)
+
+    def _notify(self, old: BreakerState, new: BreakerState) -> None:
+        if self._listener is not None:
+            try:
+                self._listener(self.name, old, new)
+            except Exception:
+                logger.exception("breaker listener failed for %s", self.name)
+
+
+class BreakerBoard:
+    """Breakers by name, made on first use, at most ``max_breakers`` of them.
+
+    Names can come from outside (an outbound host a plugin asks for), so the
+    board is bounded: past the bound the least recently used closed breaker
+    is forgotten. Open and half-open ones are kept, since forgetting them
+    would reopen the gate to a failing dependency; if every one is open the
+    oldest is dropped all the same, the bound wins.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        policy: BreakerPolicy,
+        *,
+        max_breakers: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+        listener: Callable[[str, str, BreakerState, BreakerState], None] | None = None,
+    ) -> None:
+        if max_breakers < 1:
+            raise ValueError("max_breakers must be at least 1")
+        self.kind = kind
+        self.policy = policy
+        self._max = max_breakers
+        self._clock = clock
+        self._listener = listener
+        self._lock = threading.Lock()
+        self._breakers: OrderedDict[str, CircuitBreaker] = OrderedDict()
+
+    def get(self, name: str, policy: BreakerPolicy | None = None, what: str | None = None) -> CircuitBreaker:
+        """The breaker for ``name``; ``policy`` applies when it is made (a per-plugin override)."""
+        with self._lock:
+            breaker = self._breakers.get(name)
+            if breaker is not None and (policy is None or breaker.policy == policy):
+                self._breakers.move_to_end(name)
+                return breaker
+            breaker = CircuitBreaker(name, policy or self.policy, what=what, clock=self._clock, listener=self._forward)
+            self._breakers[name] = breaker
+            self._breakers.move_to_end(name)
+            while len(self._breakers) > self._max:
+                self._evict_one()
+            return breaker
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._breakers.pop(name, None)
+
+    def states(self) -> dict[str, BreakerState]:
+        with self._lock:
+            breakers = list(self._breakers.items())
+        return {name: b.state for name, b in breakers}
+
+    def __len__(self) -> int:
+        return len(self._breakers)
+
+    def __iter__(self) -> Iterator[CircuitBreaker]:
+        with self._lock:
+            return iter(list(self._breakers.values()))
+
+    def _evict_one(self) -> None:
+        for name, breaker in self._breakers.items():
+            if breaker.state is BreakerState.CLOSED:
+                del self._breakers[name]
+                return
+        self._breakers.popitem(last=False)
+
+    def _forward(self, name: str, old: BreakerState, new: BreakerState) -> None:
+        if self._listener is not None:
+            self._listener(self.kind, name, old, new)
