@@ -116,6 +116,15 @@ class ServerConfig:
     # Plugin calls per client address (IPv6: per /64) before any routing, "N/second|minute|hour|day";
     # "0" (off by default): behind a proxy not listed in trusted_proxies every client shares one address.
     per_address_limit: str = "0"
+    # Redis keys of the limiter start with this: deployments (or test runs) sharing one Redis keep
+    # separate budgets under different prefixes, and processes that share a budget use the same one.
+    rate_limit_key_prefix: str = "arcana:ratelimit:"
+    # Redis not answering: false refuses limited calls with 503 SERVICE_UNAVAILABLE (the limit holds);
+    # true lets them through unlimited until Redis is back.
+    rate_limit_fail_open: bool = False
+    # Plugin calls (REST and gRPC together) running at once in this process; one more is refused at
+    # once with 503 / UNAVAILABLE and Retry-After, never queued. The kernel's own routes do not count.
+    max_in_flight: NonNegativeInt = 1024
 
     def __post_init__(self) -> None:
         # Checked here rather than in the type so that the command line's
@@ -142,6 +151,7 @@ class ServerConfig:
     def _check_http_bounds(self) -> None:
         # A floor under each bound: below it ordinary clients (a JWT, a few cookies) would be refused.
         floors = {"max_header_bytes": 1024, "max_url_bytes": 256, "max_header_count": 8, "max_connections": 1}
+        floors["max_in_flight"] = 1
         for key, floor in floors.items():
             if getattr(self, key) < floor:
                 raise ConfigError(f"config key 'server.{key}' must be at least {floor}, got {getattr(self, key)}")
