@@ -18,8 +18,8 @@ Refusals count in ``arcana_shed_total{reason="in_flight"}``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
-from typing import Concatenate, ParamSpec, Protocol, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from prometheus_client import Counter
 
@@ -63,11 +63,13 @@ class HasInFlight(Protocol):
 S = TypeVar("S", bound=HasInFlight)
 
 
-def counted_in_flight(call: Callable[Concatenate[S, P], Awaitable[T]]) -> Callable[Concatenate[S, P], Awaitable[T]]:
+def counted_in_flight(
+    call: Callable[Concatenate[S, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
     """Wrap a core method so that each call holds one place of ``self.in_flight`` while it runs."""
 
     @functools.wraps(call)
-    async def counted(self: S, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def counted(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
         self.in_flight.enter()
         try:
             return await call(self, *args, **kwargs)
