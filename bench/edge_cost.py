@@ -16,7 +16,10 @@ uvicorn + uvloop + httptools) serve plugins/hello/hello.wasm side by side:
 
 Both are loaded alternately (wrk -t2 -c32, or bench/pyload.py), the order
 flipped every round, and the median of the per-round ratios on/off is the
-edge's cost. Metrics cannot be switched off (the plugin-call counters and
+edge's cost, in req/s and in the server's own CPU time per request (read
+from /proc before and after each round): on a machine shared with other
+jobs req/s swings by tens of percent from round to round, CPU per request
+much less, so the latter is the figure to trust there. Metrics cannot be switched off (the plugin-call counters and
 histogram are always recorded), so both sides pay for them: what is measured
 is rate limiting plus tracing on top of metrics. A kernel without a
 ``tracing`` config section (before tracing lands) is measured without it, and
@@ -26,10 +29,15 @@ the run says so.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from common import BENCH, PYTHON, ROOT, Load, Row, Server, free_port, load, median, print_rows
@@ -88,21 +96,41 @@ def ratelimit_fields(port: int) -> dict[str, str]:
         conn.close()
 
 
-def alternate(ports: dict[str, int], rounds: int, seconds: float) -> dict[str, list[Load]]:
-    got: dict[str, list[Load]] = {"on": [], "off": []}
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def alternate(servers: dict[str, Server], rounds: int, seconds: float) -> dict[str, list[Round]]:
+    got: dict[str, list[Round]] = {"on": [], "off": []}
     for r in range(rounds):
         for side in ("on", "off") if r % 2 == 0 else ("off", "on"):
-            got[side].append(load(ports[side], PATH, connections=CONNECTIONS, seconds=seconds, threads=THREADS))
+            pid = servers[side].proc.pid  # type: ignore[union-attr]
+            before = cpu_seconds(pid)
+            loaded = load(servers[side].port, PATH, connections=CONNECTIONS, seconds=seconds, threads=THREADS)
+            used = cpu_seconds(pid) - before
+            got[side].append(Round(loaded, used * 1e6 / max(1, loaded.requests)))
     return got
 
 
-def rows(got: dict[str, list[Load]], on_note: str) -> list[Row]:
-    rps = {side: [x.rps for x in loads] for side, loads in got.items()}
+@dataclass(frozen=True)
+class Round:
+    load: Load
+    # The server's own CPU time per request answered: other jobs on the machine slow a
+    # round's req/s down far more than they change this.
+    cpu_us: float
+
+
+def rows(got: dict[str, list[Round]], on_note: str) -> list[Row]:
+    rps = {side: [x.load.rps for x in rounds] for side, rounds in got.items()}
+    cpu = {side: [x.cpu_us for x in rounds] for side, rounds in got.items()}
     ratio = median(a / b for a, b in zip(rps["on"], rps["off"], strict=True))
-    errors = {side: sum(x.errors for x in loads) for side, loads in got.items()}
+    cpu_ratio = median(a / b for a, b in zip(cpu["on"], cpu["off"], strict=True))
+    errors = {side: sum(x.load.errors for x in rounds) for side, rounds in got.items()}
 
     def note(side: str) -> str:
-        loads = got[side]
+        loads = [x.load for x in got[side]]
         p50, p99 = median(x.p50_ms for x in loads), median(x.p99_ms for x in loads)
         text = f"{loads[0].tool}; p50 {p50:.2f} ms, p99 {p99:.2f} ms"
         return text + (f"; {errors[side]} errors" if errors[side] else "")
@@ -112,7 +140,101 @@ def rows(got: dict[str, list[Load]], on_note: str) -> list[Row]:
             note=note("off") + "; metrics on (cannot be switched off)", rounds=rps["off"]),
         Row("edge cost", f"hello, edge on, {CONNECTIONS} conns", median(rps["on"]), "req/s", "edge off", ratio,
             "x off", target=">= 0.95 x off", ok=ratio >= 0.95, note=note("on") + "; " + on_note, rounds=rps["on"]),
+        Row("edge cost", "server CPU per request, edge off", median(cpu["off"]), "us", "(baseline)",
+            note="user + system, all threads", rounds=cpu["off"]),
+        Row("edge cost", "server CPU per request, edge on", median(cpu["on"]), "us", "edge off", cpu_ratio, "x off",
+            target="<= 1.05 x off", ok=cpu_ratio <= 1.05, note="1 / this = the req/s ratio a free machine would see",
+            rounds=cpu["on"]),
     ]  # fmt: skip
+
+
+# ---------------------------------------------------------------- in process: the edge without HTTP or network
+
+
+def child(plugins: Path, workdir: Path, sets: list[str]) -> None:
+    """One kernel's REST app, called in process: reads "N" lines, answers each with CPU us per call of N calls."""
+    import uvloop
+
+    from arcana.config import load_config
+    from arcana.edge.rest import create_rest_app
+    from arcana.kernel import Kernel
+
+    env = {"ARCANA_PLUGINS__DIR": str(plugins), "ARCANA_PLUGINS__WATCH": "false", "ARCANA_LOGGING__LEVEL": "warning"}
+    env["ARCANA_DATABASE__URL"] = f"sqlite:///{workdir / 'arcana.db'}"
+    for item in sets:
+        key, _, value = item.partition("=")
+        env["ARCANA_" + key.upper().replace(".", "__")] = value
+    scope = {"type": "http", "method": "GET", "path": PATH, "raw_path": PATH.encode(), "query_string": b""}
+    scope |= {"headers": [(b"host", b"bench")], "client": ("127.0.0.1", 40000), "http_version": "1.1"}
+    answers = sys.stdout
+    sys.stdout = open(os.devnull, "w")
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def main() -> None:
+        kernel = Kernel(load_config(None, environ=env))
+        kernel.start()
+        await kernel.load_all()
+        app = create_rest_app(kernel)
+        status: list[int] = []
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))  # type: ignore[call-overload]
+
+        loop = asyncio.get_running_loop()
+        while line := await loop.run_in_executor(None, sys.stdin.readline):
+            count = int(line)
+            status.clear()
+            started = time.process_time()
+            for _ in range(count):
+                await app(dict(scope), receive, send)  # type: ignore[arg-type]
+            used = time.process_time() - started
+            if status != [200] * count:
+                raise RuntimeError(f"in-process calls answered {sorted(set(status))}, expected 200")
+            print(f"{used * 1e6 / count:.3f}", file=answers, flush=True)
+        kernel.close()
+
+    uvloop.run(main())
+
+
+def in_process(
+    folders: dict[str, Path], sets: dict[str, list[str]], batches: int, calls: int
+) -> dict[str, list[float]]:
+    """CPU us per in-process call of each side, in short batches alternating between two child processes."""
+    children = {}
+    for side in ("on", "off"):
+        argv = [PYTHON, __file__, "--child", side, "--plugins", str(folders[side] / "plugins")]
+        argv += ["--workdir", str(folders[side])] + [x for item in sets[side] for x in ("--set", item)]
+        children[side] = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    got: dict[str, list[float]] = {"on": [], "off": []}
+    try:
+
+        def batch(side: str, count: int) -> float:
+            proc = children[side]
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(f"{count}\n")
+            proc.stdin.flush()
+            answer = proc.stdout.readline()
+            if not answer:
+                raise RuntimeError(f"the in-process {side} child died (exit {proc.wait()})")
+            return float(answer)
+
+        for side in ("on", "off"):
+            batch(side, calls)  # warm-up
+        for b in range(batches):
+            for side in ("on", "off") if b % 2 == 0 else ("off", "on"):
+                got[side].append(batch(side, calls))
+    finally:
+        for proc in children.values():
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return got
 
 
 def main() -> None:
@@ -124,7 +246,15 @@ def main() -> None:
         default="console",
         help='tracing.exporter on the "on" side (default console, output discarded); "none" leaves tracing out',
     )
+    parser.add_argument("--batches", type=int, default=40, help="in-process batches per side (default 40, 0: none)")
+    parser.add_argument("--calls", type=int, default=500, help="in-process calls per batch (default 500)")
+    parser.add_argument("--child", choices=["on", "off"], help=argparse.SUPPRESS)
+    parser.add_argument("--plugins", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return child(args.plugins, args.workdir, args.set)
 
     sets_on = [f"server.per_address_limit={NEVER}"]
     on_note = "rate limits: route + per address"
@@ -155,15 +285,31 @@ def main() -> None:
             fields = {side: ratelimit_fields(port) for side, port in ports.items()}
             if not fields["on"] or fields["off"]:
                 raise RuntimeError(f"RateLimit fields should be on one side only, got {fields}")
-            alternate(ports, 1, 1)  # warm-up: instances, caches, lazy paths
-            got = alternate(ports, args.rounds, args.seconds)
+            servers = {"on": on, "off": off}
+            alternate(servers, 1, 1)  # warm-up: instances, caches, lazy paths
+            got = alternate(servers, args.rounds, args.seconds)
         result = rows(got, on_note)
         print_rows(result)
         ratio = result[1].ratio
         assert ratio is not None
-        paired = ", ".join(f"{a.rps / b.rps:.3f}" for a, b in zip(got["on"], got["off"], strict=True))
-        print(f"\nper-round on/off: {paired}")
-        print(f"edge on/off = {ratio:.3f} (cost {1 - ratio:.1%}; median of {args.rounds} paired rounds; target < 5%)")
+        pairs = list(zip(got["on"], got["off"], strict=True))
+        print("\nper-round req/s on/off: " + ", ".join(f"{a.load.rps / b.load.rps:.3f}" for a, b in pairs))
+        print("per-round CPU/request on/off: " + ", ".join(f"{a.cpu_us / b.cpu_us:.3f}" for a, b in pairs))
+        cpu_ratio = result[3].ratio
+        assert cpu_ratio is not None
+        print(
+            f"edge on/off: req/s {ratio:.3f} (cost {1 - ratio:.1%}), CPU per request {cpu_ratio:.3f} "
+            f"(cost {1 - 1 / cpu_ratio:.1%} of throughput); medians of {args.rounds} paired rounds; target < 5%"
+        )
+        if args.batches:
+            calls = in_process(folders, {"on": sets_on, "off": []}, args.batches, args.calls)
+            paired = median(a / b for a, b in zip(calls["on"], calls["off"], strict=True))
+            print(
+                f"\nin process (the REST app called directly: no HTTP parsing, no network), CPU per call: "
+                f"off {median(calls['off']):.1f} us, on {median(calls['on']):.1f} us, on/off {paired:.3f} "
+                f"(median of {args.batches} paired batches of {args.calls} calls; an upper bound of the "
+                "relative cost, since a real request also pays for HTTP and the socket)"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
