@@ -54,6 +54,9 @@ PERIODS = {"second": 1, "minute": 60, "hour": 3_600, "day": 86_400}
 REDIS_PREFIX = "arcana:ratelimit:"
 # A check waits at most this long for Redis; a slow Redis must not become every request's latency.
 REDIS_TIMEOUT_S = 0.25
+# Connections one process's limiter opens to Redis: a check takes well under a millisecond, so this
+# serves tens of thousands of checks a second; a flood waits for one (then 503) rather than opening more.
+REDIS_MAX_CONNECTIONS = 64
 # What a caller refused because Redis did not answer is told to wait, in seconds.
 REDIS_DOWN_RETRY_AFTER_S = 1.0
 # Process-wide, like every Prometheus metric object: the scrape collects it.
@@ -182,8 +185,15 @@ class RedisLimiter:
         import redis.asyncio  # lazily: only a deployment that chose Redis needs the package
 
         timeout = REDIS_TIMEOUT_S
-        client = redis.asyncio.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        return cls(client, prefix, fail_open)
+        # At most REDIS_MAX_CONNECTIONS; a check that finds them all busy waits as long as for a reply.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url,
+            max_connections=REDIS_MAX_CONNECTIONS,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+        return cls(redis.asyncio.Redis.from_pool(pool), prefix, fail_open)
 
     async def hit(self, key: str, rate: Rate) -> Decision:
         """Count one hit; when Redis fails, refuse it with 503 (or allow it, ``fail_open``) and warn once per outage.

@@ -13,6 +13,7 @@ import redis
 import redis.asyncio
 from prometheus_client import REGISTRY
 
+from arcana import ratelimit
 from arcana.errors import RateLimited, ServiceUnavailable
 from arcana.ratelimit import Decision, MemoryLimiter, Rate, RedisLimiter, build_limiter
 from database_fixtures import REDIS_URL
@@ -218,3 +219,35 @@ def test_build_limiter_passes_the_prefix_and_the_failure_mode_to_redis() -> None
     assert isinstance(limiter, RedisLimiter) and limiter._prefix == "p:" and limiter._fail_open
     asyncio.run(limiter.close())
     assert isinstance(build_limiter("memory", REDIS_URL, 10), MemoryLimiter)
+
+
+def test_a_flood_of_checks_opens_at_most_the_pools_connections_to_a_stuck_redis() -> None:
+    """A Redis that accepts and never answers: every check fails closed, and the limiter holds at most 64 sockets."""
+    open_now, most = 0, 0
+
+    async def stuck(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_now, most
+        open_now += 1
+        most = max(most, open_now)
+        try:
+            while await reader.read(4096):
+                pass  # never answers
+        finally:
+            open_now -= 1
+            writer.close()
+
+    async def main() -> list[BaseException | Decision]:
+        server = await asyncio.start_server(stuck, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        limiter = RedisLimiter.from_url(f"redis://127.0.0.1:{port}/0")
+        try:
+            return await asyncio.gather(
+                *(limiter.hit(f"u-{i}", PER_MINUTE) for i in range(150)), return_exceptions=True
+            )
+        finally:
+            await limiter.close()
+            server.close()
+
+    outcomes = asyncio.run(main())
+    assert all(isinstance(o, ServiceUnavailable) for o in outcomes), {type(o).__name__ for o in outcomes}
+    assert 0 < most <= ratelimit.REDIS_MAX_CONNECTIONS, most
