@@ -120,6 +120,15 @@ class ServerConfig:
     # `--role worker` opens no port unless this is set: then it serves /metrics alone on it (same gate as
     # above), so its job metrics can be scraped. 0: none. The api and all roles serve /metrics on http_port.
     metrics_port: NonNegativeInt = 0
+    # Redis keys of the limiter start with this: deployments (or test runs) sharing one Redis keep
+    # separate budgets under different prefixes, and processes that share a budget use the same one.
+    rate_limit_key_prefix: str = "arcana:ratelimit:"
+    # Redis not answering: false refuses limited calls with 503 SERVICE_UNAVAILABLE (the limit holds);
+    # true lets them through unlimited until Redis is back.
+    rate_limit_fail_open: bool = False
+    # Plugin calls (REST and gRPC together) running at once in this process; one more is refused at
+    # once with 503 / UNAVAILABLE and Retry-After, never queued. The kernel's own routes do not count.
+    max_in_flight: NonNegativeInt = 1024
 
     def __post_init__(self) -> None:
         # Checked here rather than in the type so that the command line's
@@ -146,6 +155,7 @@ class ServerConfig:
     def _check_http_bounds(self) -> None:
         # A floor under each bound: below it ordinary clients (a JWT, a few cookies) would be refused.
         floors = {"max_header_bytes": 1024, "max_url_bytes": 256, "max_header_count": 8, "max_connections": 1}
+        floors["max_in_flight"] = 1
         for key, floor in floors.items():
             if getattr(self, key) < floor:
                 raise ConfigError(f"config key 'server.{key}' must be at least {floor}, got {getattr(self, key)}")

@@ -3,11 +3,13 @@
 A plugin call, whatever the transport, goes: per-address limit (the edge
 calls ``limit_address`` before routing) -> route (the edge's lookup,
 ``route_http`` / ``rpc_target``) -> authenticate -> authorize -> the
-manifest's rate limit -> call context -> envelope -> pool call -> parse the
+manifest's rate limit (its decision's RateLimit-* headers go on the REST
+answer) -> call context -> envelope -> pool call -> parse the
 output -> errors. Only
 ``ArcanaError`` leaves this module; anything else is a kernel bug, logged
 here once with its trace and answered as INTERNAL with no details
-(``unexpected``). Request ids follow one rule (``request_id``).
+(``unexpected``). Request ids follow one rule (``request_id``). Every call
+counts against the process's in-flight limit (``arcana.shedding``) while it runs.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ from arcana.errors import (
     ValidationFailed,
 )
 from arcana.paths import Match
-from arcana.ratelimit import Limiter, MemoryLimiter, Rate
+from arcana.ratelimit import Decision, Limiter, MemoryLimiter, Rate
 from arcana.registry import LoadedPlugin, Registry, RouteTarget, RpcTarget
+from arcana.shedding import InFlightLimit, counted_in_flight
 from arcana.types import CallContext, Principal
 
 logger = logging.getLogger("arcana.core")
@@ -54,6 +57,9 @@ Authenticate = Callable[[str], Principal | None]
 
 # A manifest's few rate strings, parsed once each rather than on every call.
 _parse_rate = functools.lru_cache(maxsize=1024)(Rate.parse)
+# A client address -> its rate-limit key (IPv6: its /64), for the addresses seen most recently: parsing
+# an address costs about 2 us, as much as the limit check itself (measured with bench/edge_cost.py's figures).
+_address_key = functools.lru_cache(maxsize=4096)(address_key)
 
 
 def request_id(given: str) -> str:
@@ -93,25 +99,32 @@ class RequestCore:
         authenticate: Authenticate,
         limiter: Limiter | None = None,
         per_address: Rate | None = None,
+        max_in_flight: int = 1024,
     ) -> None:
         self._registry = registry
         self._authenticate = authenticate
         self.limiter: Limiter = limiter if limiter is not None else MemoryLimiter(100_000)
         self._per_address = per_address
+        self.in_flight = InFlightLimit(max_in_flight)
 
     async def limit_address(self, client: str) -> None:
         """The global per-address limit (``server.per_address_limit``), before any routing; RATE_LIMITED past it."""
         if self._per_address is not None:
-            key = "address:" + address_key(client)
-            (await self.limiter.hit(key, self._per_address)).check("this client address")
+            key = "address:" + _address_key(client)
+            (await self.limiter.hit(key, self._per_address)).check("this client address", "address")
 
-    async def _limit_call(self, spec: str | None, where: str, principal: Principal | None, client: str) -> None:
+    async def _limit_call(
+        self, spec: str | None, where: str, principal: Principal | None, client: str, scope: str
+    ) -> Decision | None:
         """The manifest's ``rate_limit`` on a route or method: per principal, or per address when anonymous."""
-        if spec is not None:
-            rate = _parse_rate(spec)
-            assert rate is not None  # the manifest refuses "0"
-            who = f"sub:{principal.sub}" if principal is not None else "address:" + address_key(client)
-            (await self.limiter.hit(f"{where}|{who}", rate)).check(where)
+        if spec is None:
+            return None
+        rate = _parse_rate(spec)
+        assert rate is not None  # the manifest refuses "0"
+        who = f"sub:{principal.sub}" if principal is not None else "address:" + _address_key(client)
+        decision = await self.limiter.hit(f"{where}|{who}", rate)
+        decision.check(where, scope)
+        return decision
 
     def route_http(self, method: str, path: str) -> Match[RouteTarget] | None:
         """The plugin route for (method, path); None when no plugin serves the path; 405 with the allowed methods."""
@@ -128,24 +141,30 @@ class RequestCore:
     def authenticate(self, authorization: str) -> Principal | None:
         return self._authenticate(authorization)
 
+    @counted_in_flight
     async def call_http(self, match: Match[RouteTarget], req: HttpRequest) -> HttpResponse:
         plugin, route = match.target.plugin, match.target.route
         try:
             principal = self._admit(route.public, route.roles, req.authorization)
             where = f"{plugin.name} {route.method} {route.path.raw}"
-            await self._limit_call(route.rate_limit, where, principal, req.client)
+            limited = await self._limit_call(route.rate_limit, where, principal, req.client, "route")
             context = self._context(plugin, req.request_id, req.traceparent, principal)
             if route.abi == "raw":
                 output = await plugin.pool.call(route.handler, req.body, context)
-                return HttpResponse(200, output, {"content-type": route.content_type})
-            envelope = http_envelope(req, route.path.raw, match.params, context.principal)
-            return parse_http_output(plugin.name, await plugin.pool.call(route.handler, envelope, context))
+                response = HttpResponse(200, output, {"content-type": route.content_type})
+            else:
+                envelope = http_envelope(req, route.path.raw, match.params, context.principal)
+                response = parse_http_output(plugin.name, await plugin.pool.call(route.handler, envelope, context))
+            if limited is not None:  # the limit's numbers on every answer of a limited route, not only its 429s
+                response.headers.update(limited.headers())
+            return response
         except ArcanaError as exc:
             _log_refused(exc, plugin, req.request_id)
             raise
         except Exception as exc:  # the one catch-all for plugin calls
             raise unexpected(exc, req.request_id, plugin=plugin.name) from exc
 
+    @counted_in_flight
     async def call_grpc(
         self, target: RpcTarget, data: bytes, metadata: dict[str, str], rid: str, authorization: str, client: str = ""
     ) -> bytes:
@@ -153,7 +172,7 @@ class RequestCore:
         plugin, entry = target.plugin, target.entry
         try:
             principal = self._admit(entry.public, entry.roles, authorization)
-            await self._limit_call(entry.rate_limit, f"{plugin.name} {entry.method}", principal, client)
+            await self._limit_call(entry.rate_limit, f"{plugin.name} {entry.method}", principal, client, "method")
             context = self._context(plugin, rid, metadata.get("traceparent", ""), principal)
             if entry.abi == "raw":
                 return await plugin.pool.call(entry.handler, data, context)

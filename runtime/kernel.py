@@ -125,8 +125,15 @@ class Kernel:
         self.bus = EventBus()
         self.registry = Registry()
         server = config.server
-        limiter = build_limiter(server.rate_limit_backend, server.rate_limit_redis_url, server.rate_limit_max_keys)
-        self.core = RequestCore(self.registry, self.authenticate, limiter, Rate.parse(server.per_address_limit))
+        limiter = build_limiter(
+            server.rate_limit_backend,
+            server.rate_limit_redis_url,
+            server.rate_limit_max_keys,
+            server.rate_limit_key_prefix,
+            server.rate_limit_fail_open,
+        )
+        per_address = Rate.parse(server.per_address_limit)
+        self.core = RequestCore(self.registry, self.authenticate, limiter, per_address, server.max_in_flight)
         self.ready = False
         self._engine = engine
         self._threads = ThreadPoolExecutor(config.executor.threads, thread_name_prefix="arcana-load")

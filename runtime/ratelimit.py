@@ -12,27 +12,37 @@ so a deployment can switch between them without changing what clients see.
   the spray that evicts it must itself pass the per-address limit first.
 - ``RedisLimiter``: one Lua script per check (INCR, and PEXPIRE on the first
   hit, atomically), keys under a prefix, so several server processes share
-  one budget. Redis errors fail open (see ``RedisLimiter.hit``).
+  one budget. When Redis cannot answer, a check fails closed (503
+  SERVICE_UNAVAILABLE, the error model's "backend down") unless
+  ``server.rate_limit_fail_open`` says to let calls through unlimited.
+
+Every refusal counts in ``arcana_rate_limited_total{scope}``: ``route``
+(a manifest limit on a [[route]]), ``method`` (on a [[grpc]] method),
+``address`` (``server.per_address_limit``), ``login`` (failed logins). No
+principal or address label: those would make one time series per caller.
 
 Example::
 
     limiter = MemoryLimiter(max_keys=10_000)
     decision = await limiter.hit("notes:GET /notes:u-1", Rate.parse("100/minute"))
-    decision.check("GET /notes")  # raises RateLimited with retry_after when refused
+    decision.check("GET /notes", "route")  # raises RateLimited with retry_after when refused
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from arcana.errors import RateLimited
+from prometheus_client import Counter
+
+from arcana.errors import RateLimited, ServiceUnavailable
 from arcana.manifest import RATE_RE
 
 if TYPE_CHECKING:
@@ -44,6 +54,13 @@ PERIODS = {"second": 1, "minute": 60, "hour": 3_600, "day": 86_400}
 REDIS_PREFIX = "arcana:ratelimit:"
 # A check waits at most this long for Redis; a slow Redis must not become every request's latency.
 REDIS_TIMEOUT_S = 0.25
+# Connections one process's limiter opens to Redis: a check takes well under a millisecond, so this
+# serves tens of thousands of checks a second; a flood waits for one (then 503) rather than opening more.
+REDIS_MAX_CONNECTIONS = 64
+# What a caller refused because Redis did not answer is told to wait, in seconds.
+REDIS_DOWN_RETRY_AFTER_S = 1.0
+# Process-wide, like every Prometheus metric object: the scrape collects it.
+RATE_LIMITED = Counter("arcana_rate_limited_total", "Requests refused by a rate limit, by its scope", ["scope"])
 
 
 @dataclass(frozen=True)
@@ -65,18 +82,31 @@ class Rate:
         return f"{self.limit}/{self.period_s}s"
 
 
-@dataclass(frozen=True)
-class Decision:
-    """One check's outcome: whether the hit is allowed and the numbers for the RateLimit headers."""
+class Decision(NamedTuple):
+    """One check's outcome: whether the hit is allowed and the numbers for the RateLimit headers.
+
+    A named tuple rather than a frozen dataclass: made on every limited call, and a third as dear.
+    """
 
     allowed: bool
     limit: int
     remaining: int
     reset_s: float
 
-    def check(self, what: str) -> None:
+    def check(self, what: str, scope: str) -> None:
+        """Raise RateLimited when refused, counted under ``scope`` (route | method | address)."""
         if not self.allowed:
+            RATE_LIMITED.labels(scope).inc()
             raise RateLimited(f"rate limit exceeded for {what}", retry_after=self.reset_s, limit=self.limit)
+
+    def headers(self) -> dict[str, str]:
+        """The RateLimit-* fields (IETF draft, the same three a 429 carries) for an allowed call."""
+        reset = max(1, math.ceil(self.reset_s))  # whole seconds, as Retry-After and the 429's ratelimit-reset
+        return {
+            "ratelimit-limit": str(self.limit),
+            "ratelimit-remaining": str(self.remaining),
+            "ratelimit-reset": str(reset),
+        }
 
 
 class Limiter(Protocol):
@@ -89,7 +119,8 @@ class Limiter(Protocol):
 
 def _digest(key: str, rate: Rate) -> bytes:
     """A fixed-size key (whatever a token's subject or an address looks like); a changed rate starts afresh."""
-    return hashlib.blake2b(f"{rate}|{key}".encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    text = f"{rate.limit}/{rate.period_s}s|{key}"  # str(rate), without a call on every check
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _decision(count: int, rate: Rate, reset_s: float) -> Decision:
@@ -142,27 +173,37 @@ return {count, ttl}
 class RedisLimiter:
     """Counters in Redis, shared by every process that uses the same URL and prefix."""
 
-    def __init__(self, client: redis.asyncio.Redis, prefix: str = REDIS_PREFIX) -> None:
+    def __init__(self, client: redis.asyncio.Redis, prefix: str = REDIS_PREFIX, fail_open: bool = False) -> None:
         self._client = client
         self._prefix = prefix
+        self._fail_open = fail_open
         self._script = client.register_script(_HIT_SCRIPT)
         self._failing = False
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = REDIS_PREFIX) -> RedisLimiter:
+    def from_url(cls, url: str, prefix: str = REDIS_PREFIX, fail_open: bool = False) -> RedisLimiter:
         import redis.asyncio  # lazily: only a deployment that chose Redis needs the package
 
         timeout = REDIS_TIMEOUT_S
-        client = redis.asyncio.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        return cls(client, prefix)
+        # At most REDIS_MAX_CONNECTIONS; a check that finds them all busy waits as long as for a reply.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url,
+            max_connections=REDIS_MAX_CONNECTIONS,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+        return cls(redis.asyncio.Redis.from_pool(pool), prefix, fail_open)
 
     async def hit(self, key: str, rate: Rate) -> Decision:
-        """Count one hit; when Redis fails, allow it (fail open) and warn once per outage.
+        """Count one hit; when Redis fails, refuse it with 503 (or allow it, ``fail_open``) and warn once per outage.
 
-        Why open: the limit protects the service from abuse, while Redis down
-        is our fault, not the caller's; failing closed would turn a cache
-        outage into refusing every request. The per-plugin concurrency limits
-        and timeouts still bound the load meanwhile.
+        Why closed by default: a limit that lapses whenever Redis is slow or
+        down can be switched off by whoever can overload Redis, and the error
+        model answers "a backend is down" with SERVICE_UNAVAILABLE. The wait is
+        bounded (``REDIS_TIMEOUT_S``), so the 503 comes fast. ``fail_open``
+        trades that for availability: calls go through unlimited meanwhile,
+        still bounded by the per-plugin concurrency limits and ``max_in_flight``.
         """
         import redis
 
@@ -171,9 +212,15 @@ class RedisLimiter:
             count, ttl_ms = await self._script(keys=[name], args=[rate.period_s * 1000])
         except (redis.RedisError, OSError) as exc:
             if not self._failing:
-                logger.warning("rate limits not enforced, Redis unavailable (failing open): %s", exc)
+                mode = "failing open: not enforced" if self._fail_open else "failing closed: calls refused with 503"
+                logger.warning("rate limits: Redis unavailable (%s): %s", mode, exc)
             self._failing = True
-            return Decision(True, rate.limit, rate.limit, float(rate.period_s))
+            if self._fail_open:
+                return Decision(True, rate.limit, rate.limit, float(rate.period_s))
+            raise ServiceUnavailable(
+                "rate limits cannot be checked right now; try again shortly",
+                retry_after=REDIS_DOWN_RETRY_AFTER_S,  # no detail: the warning above is the outage's one log line
+            ) from None
         if self._failing:
             logger.warning("rate limits enforced again, Redis is back")
             self._failing = False
@@ -183,5 +230,9 @@ class RedisLimiter:
         await self._client.aclose()
 
 
-def build_limiter(backend: str, redis_url: str, max_keys: int) -> Limiter:
-    return RedisLimiter.from_url(redis_url) if backend == "redis" else MemoryLimiter(max_keys)
+def build_limiter(
+    backend: str, redis_url: str, max_keys: int, prefix: str = REDIS_PREFIX, fail_open: bool = False
+) -> Limiter:
+    if backend == "redis":
+        return RedisLimiter.from_url(redis_url, prefix, fail_open)
+    return MemoryLimiter(max_keys)

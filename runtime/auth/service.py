@@ -41,6 +41,7 @@ from arcana.errors import (
     ValidationFailed,
 )
 from arcana.events import ADMIN_USER_CHANGED, AUTH_LOGIN, AUTH_LOGIN_FAILED, AUTH_LOGOUT, AUTH_TOKEN_REUSE, EventBus
+from arcana.ratelimit import RATE_LIMITED
 from arcana.types import Principal
 
 BAD_LOGIN = "invalid email or password"
@@ -114,6 +115,7 @@ class AuthService:
         wait = max(self._per_account.blocked_for(key), self._per_address.blocked_for(where))
         if wait:
             self.events.emit(AUTH_LOGIN_FAILED, {"email": key, "address": address, "reason": "rate_limited"})
+            RATE_LIMITED.labels("login").inc()
             raise RateLimited("too many failed logins; try again later", retry_after=wait)
         self._before(deadline, key, address)  # no Argon2 run for a caller that has gone
         user = self.users.by_email(key)

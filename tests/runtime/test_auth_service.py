@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from arcana.auth.service import AuthService
 from arcana.config import ArcanaConfig, load_config
 from arcana.database import Database
-from arcana.errors import ValidationFailed
+from arcana.errors import InvalidCredentials, RateLimited, ValidationFailed
 from arcana.events import EventBus
 
 
@@ -66,3 +67,21 @@ def test_a_plugin_cannot_make_the_host_verify_a_hash_dearer_than_its_own(tmp_pat
         assert service.verify_password(own, "correct horse battery") is True
     finally:
         database.close()
+
+
+def test_a_login_refused_by_the_failure_limit_is_counted_under_scope_login(tmp_path: Path) -> None:
+    def refused() -> float:
+        return REGISTRY.get_sample_value("arcana_rate_limited_total", {"scope": "login"}) or 0.0
+
+    auth, db = _service(tmp_path / "c.db", time_cost=1)
+    before = refused()
+    failures = load_config(None, environ={}).auth.login_failures_per_account
+    for _ in range(failures):
+        with pytest.raises(InvalidCredentials):
+            auth.login("nobody@example.com", "wrong password", "10.1.2.3")
+    assert refused() == before  # failures are not refusals
+    for _ in range(2):
+        with pytest.raises(RateLimited):
+            auth.login("nobody@example.com", "wrong password", "10.1.2.3")
+    db.close()
+    assert refused() - before == 2

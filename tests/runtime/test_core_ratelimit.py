@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import grpc
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from arcana.envelopes import HttpRequest
 from arcana.errors import RateLimited, Unauthorized
 from arcana.kernel import Kernel
 from arcana.ratelimit import MemoryLimiter
-from fakes import FakePlugin, Kernels, bearer, reply, route
+from fakes import FakePlugin, Kernels, bearer, manifest_toml, reply, route, write_plugin
 from runtime.edge.test_grpc_inprocess import call, free_port, greeter, kernel_on_a_free_port
 from runtime.edge.test_grpc_inprocess import run as run_grpc
 from runtime.edge.test_plugin_http_inprocess import run as run_rest
@@ -151,3 +153,87 @@ def test_the_per_address_limit_applies_on_grpc(kernels: Kernels) -> None:
         return [(await call(channel, "/fake.v1.Greeter/Say", b""))[0] for _ in range(2)]
 
     assert run_grpc(kernel, scenario) == [grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED]
+
+
+FREE = route("GET", "/free", "list", public=True)
+
+
+def test_every_answer_of_a_limited_route_carries_the_ratelimit_fields_and_others_none(kernels: Kernels) -> None:
+    serve(
+        kernels,
+        {"list": reply({"body": []})},
+        [
+            route("GET", "/things", "list", rate_limit="3/minute", public=True),
+            route("GET", "/free", "list", public=True),
+        ],
+    )
+    kernel = kernels()
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        return [await client.get(path) for path in ("/things", "/things", "/free")]
+
+    first, second, free = run_rest(kernel, scenario)
+    assert (first.status_code, second.status_code, free.status_code) == (200, 200, 200)
+    assert [first.headers["ratelimit-limit"], first.headers["ratelimit-remaining"]] == ["3", "2"]
+    assert second.headers["ratelimit-remaining"] == "1"
+    assert 1 <= int(second.headers["ratelimit-reset"]) <= 60
+    assert not any(name.startswith("ratelimit") for name in free.headers)
+
+
+def test_a_raw_route_under_a_limit_carries_the_fields_too(kernels: Kernels) -> None:
+    plugin = kernels.engine.define("app", FakePlugin({"raw": reply(b"bytes")}))
+    write_plugin(
+        kernels.plugins,
+        manifest_toml("app", routes=[route("POST", "/raw", "raw", abi="raw", public=True, rate_limit="5/hour")]),
+    )
+    response = run_rest(kernels(), lambda client: client.post("/raw", content=b"x"))
+    assert response.status_code == 200 and response.content == b"bytes"
+    assert (response.headers["ratelimit-limit"], response.headers["ratelimit-remaining"]) == ("5", "4")
+    assert len(plugin.calls) == 1
+
+
+def test_refusals_are_counted_by_scope_on_the_metrics_page(kernels: Kernels) -> None:
+    serve(kernels, {"list": reply({"body": []})}, [route("GET", "/things", "list", rate_limit="1/minute", public=True)])
+    kernel = kernels(SERVER__METRICS_PUBLIC="true")
+
+    async def scenario(client: httpx.AsyncClient) -> tuple[float, list[int], float]:
+        before = _rejections((await client.get("/metrics")).text, "route")
+        statuses = [(await client.get("/things")).status_code for _ in range(3)]
+        return before, statuses, _rejections((await client.get("/metrics")).text, "route")
+
+    before, statuses, after = run_rest(kernel, scenario)
+    assert statuses == [200, 429, 429] and after - before == 2
+
+
+def _rejections(page: str, scope: str) -> float:
+    """arcana_rate_limited_total{scope} from a scraped page, parsed as Prometheus does; 0 when absent."""
+    for family in text_string_to_metric_families(page):
+        if family.name == "arcana_rate_limited":
+            labels = [set(s.labels) for s in family.samples if s.name == "arcana_rate_limited_total"]
+            assert all(found == {"scope"} for found in labels)  # low cardinality: no principal, no address
+            return sum(s.value for s in family.samples if s.name.endswith("_total") and s.labels["scope"] == scope)
+    return 0.0
+
+
+def test_a_limiter_whose_redis_is_down_refuses_limited_calls_with_503(kernels: Kernels) -> None:
+    plugin = serve(
+        kernels,
+        {"list": reply({"body": []})},
+        [
+            route("GET", "/things", "list", rate_limit="100/minute", public=True),
+            route("GET", "/free", "list", public=True),
+        ],
+    )
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    kernel = kernels(SERVER__RATE_LIMIT_BACKEND="redis", SERVER__RATE_LIMIT_REDIS_URL=f"redis://127.0.0.1:{closed}/0")
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        return [await client.get(path) for path in ("/things", "/free")]
+
+    limited, free = run_rest(kernel, scenario)
+    assert limited.status_code == 503 and limited.json()["code"] == "SERVICE_UNAVAILABLE"
+    assert limited.headers["retry-after"] == "1"
+    assert free.status_code == 200  # a route without a limit does not need Redis
+    assert len(plugin.calls) == 1

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
 import redis.asyncio
+from prometheus_client import REGISTRY
 
-from arcana.errors import RateLimited
-from arcana.ratelimit import Decision, MemoryLimiter, Rate, RedisLimiter
+from arcana import ratelimit
+from arcana.errors import RateLimited, ServiceUnavailable
+from arcana.ratelimit import Decision, MemoryLimiter, Rate, RedisLimiter, build_limiter
 from database_fixtures import REDIS_URL
 
 PER_MINUTE = Rate(3, 60)
@@ -55,8 +58,31 @@ def test_the_n_plus_first_hit_in_a_window_is_refused_with_the_time_to_its_end() 
     assert [d.allowed for d in decisions] == [True, True, False]
     assert decisions[-1] == Decision(False, 3, 0, 40.0)
     with pytest.raises(RateLimited) as refused:
-        decisions[-1].check("GET /x")
+        decisions[-1].check("GET /x", "route")
     assert refused.value.retry_after == 40 and refused.value.limit == 3
+
+
+def test_an_allowed_decision_gives_the_same_ratelimit_fields_a_refusal_does() -> None:
+    assert Decision(True, 3, 2, 40.2).headers() == {
+        "ratelimit-limit": "3",
+        "ratelimit-remaining": "2",
+        "ratelimit-reset": "41",
+    }
+    assert Decision(True, 3, 0, 0.0).headers()["ratelimit-reset"] == "1"  # whole seconds, never 0
+
+
+def test_every_refusal_is_counted_by_scope_and_an_allowed_hit_is_not() -> None:
+    def count(scope: str) -> float:
+        return REGISTRY.get_sample_value("arcana_rate_limited_total", {"scope": scope}) or 0.0
+
+    before = {scope: count(scope) for scope in ("route", "address")}
+    Decision(True, 3, 2, 1.0).check("GET /x", "route")
+    for _ in range(2):
+        with pytest.raises(RateLimited):
+            Decision(False, 3, 0, 1.0).check("GET /x", "route")
+    with pytest.raises(RateLimited):
+        Decision(False, 3, 0, 1.0).check("this client address", "address")
+    assert count("route") - before["route"] == 2 and count("address") - before["address"] == 1
 
 
 def test_a_new_window_opens_once_the_old_one_ends() -> None:
@@ -144,9 +170,39 @@ def test_redis_keys_of_different_callers_are_separate(prefix: str) -> None:
     assert asyncio.run(main()) == (False, True)
 
 
-def test_a_redis_limiter_fails_open_with_one_warning_while_redis_is_down(caplog: pytest.LogCaptureFixture) -> None:
+def _closed_port() -> int:
+    """A port nothing listens on: bound, then released."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_redis_limiter_fails_closed_with_503_and_one_warning_while_redis_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> list[ServiceUnavailable]:
+        limiter = RedisLimiter.from_url(f"redis://127.0.0.1:{_closed_port()}/0")
+        refusals = []
+        try:
+            for _ in range(3):
+                with pytest.raises(ServiceUnavailable) as refused:
+                    await limiter.hit("u-1", Rate(1, 60))
+                refusals.append(refused.value)
+            return refusals
+        finally:
+            await limiter.close()
+
+    with caplog.at_level(logging.WARNING, logger="arcana.ratelimit"):
+        refusals = asyncio.run(main())
+    assert all(r.retry_after == 1 and "rate limits cannot be checked" in r.message for r in refusals)
+    assert len([r for r in caplog.records if "failing closed" in r.getMessage()]) == 1
+
+
+def test_a_redis_limiter_configured_to_fail_open_lets_calls_through_while_redis_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def main() -> list[Decision]:
-        limiter = RedisLimiter.from_url("redis://127.0.0.1:1/0")  # nothing listens on port 1
+        limiter = RedisLimiter.from_url(f"redis://127.0.0.1:{_closed_port()}/0", fail_open=True)
         try:
             return [await limiter.hit("u-1", Rate(1, 60)) for _ in range(3)]
         finally:
@@ -156,3 +212,42 @@ def test_a_redis_limiter_fails_open_with_one_warning_while_redis_is_down(caplog:
         decisions = asyncio.run(main())
     assert all(d.allowed for d in decisions)
     assert len([r for r in caplog.records if "failing open" in r.getMessage()]) == 1
+
+
+def test_build_limiter_passes_the_prefix_and_the_failure_mode_to_redis() -> None:
+    limiter = build_limiter("redis", REDIS_URL, 10, prefix="p:", fail_open=True)
+    assert isinstance(limiter, RedisLimiter) and limiter._prefix == "p:" and limiter._fail_open
+    asyncio.run(limiter.close())
+    assert isinstance(build_limiter("memory", REDIS_URL, 10), MemoryLimiter)
+
+
+def test_a_flood_of_checks_opens_at_most_the_pools_connections_to_a_stuck_redis() -> None:
+    """A Redis that accepts and never answers: every check fails closed, and the limiter holds at most 64 sockets."""
+    open_now, most = 0, 0
+
+    async def stuck(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_now, most
+        open_now += 1
+        most = max(most, open_now)
+        try:
+            while await reader.read(4096):
+                pass  # never answers
+        finally:
+            open_now -= 1
+            writer.close()
+
+    async def main() -> list[BaseException | Decision]:
+        server = await asyncio.start_server(stuck, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        limiter = RedisLimiter.from_url(f"redis://127.0.0.1:{port}/0")
+        try:
+            return await asyncio.gather(
+                *(limiter.hit(f"u-{i}", PER_MINUTE) for i in range(150)), return_exceptions=True
+            )
+        finally:
+            await limiter.close()
+            server.close()
+
+    outcomes = asyncio.run(main())
+    assert all(isinstance(o, ServiceUnavailable) for o in outcomes), {type(o).__name__ for o in outcomes}
+    assert 0 < most <= ratelimit.REDIS_MAX_CONNECTIONS, most
