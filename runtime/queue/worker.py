@@ -41,6 +41,7 @@ from arcana.queue.dispatch import Kind, deliver, kind_of, route
 from arcana.queue.metrics import JOB_OUTCOMES, JOB_SECONDS
 from arcana.queue.types import Lease, QueueBackend
 from arcana.registry import Registry
+from arcana.tracing import Tracing
 
 logger = logging.getLogger("arcana.queue.worker")
 T = TypeVar("T")
@@ -97,6 +98,7 @@ class Worker:
         clock: Callable[[], float] = time.time,
         rand: policy.Random = random.random,
         sweep_every_s: float = SWEEP_EVERY_S,
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
@@ -106,6 +108,8 @@ class Worker:
         self.clock = clock
         self._rand = rand
         self._sweep_every_s = sweep_every_s
+        # Each job a span continuing its enqueuer's trace (None: tracing off).
+        self.tracing = tracing
         # By (job id, lease token): a job this worker stalled on, lost and claimed again is a second entry.
         self._running: dict[LeaseKey, tuple[Lease, asyncio.Task[None]]] = {}
         # Leases whose outcome is being recorded: shutdown waits for these instead of cancelling them.
@@ -209,7 +213,7 @@ class Worker:
             return
         started = time.perf_counter()
         try:
-            result = await deliver(delivery, job, self.config.max_payload_bytes)
+            result = await deliver(delivery, job, self.config.max_payload_bytes, self.tracing)
         except ArcanaError as exc:
             JOB_SECONDS.labels(kind).observe(time.perf_counter() - started)
             await self._failed(lease, kind, describe(exc))
