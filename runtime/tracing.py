@@ -176,14 +176,15 @@ def build_exporter(config: TracingConfig) -> SpanExporter:
     return OTLPSpanExporter(endpoint=config.otlp_endpoint or None, timeout=config.export_timeout_ms / 1000)
 
 
-def build_tracing(config: TracingConfig) -> Tracing | None:
+def build_tracing(config: TracingConfig, exporter: SpanExporter | None = None) -> Tracing | None:
     """The kernel's tracing from ``tracing:``; None for exporter "none" (the SDK is then never imported).
 
-    Raises MissingExtra when the exporter's package is not installed.
+    ``exporter`` replaces the configured one (tests). Raises MissingExtra when the exporter's package
+    is not installed.
     """
     if config.exporter == "none":
         return None
-    exporter = build_exporter(config)
+    exporter = exporter or build_exporter(config)
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
