@@ -12,8 +12,8 @@ import asyncio
 import importlib.util
 import socket
 import threading
-from pathlib import Path
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
