@@ -13,17 +13,21 @@ import io
 import json
 import logging
 import shutil
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from arcana.config import LoggingConfig, load_config
+from arcana.config import LoggingConfig, TracingConfig, load_config
 from arcana.edge.rest import create_rest_app
 from arcana.kernel import Kernel
 from arcana.logs import QUIET_LOGGERS, JsonFormatter, ScopeFilter, setup_logging
+from arcana.tracing import build_tracing
 from arcana.types import CallContext
 from conftest import ROOT
 from fakes import TEST_SECRET, FakePlugin, Kernels, bearer, host, manifest_toml, route, trap, write_plugin
@@ -182,3 +186,28 @@ def test_the_echo_plugins_log_call_lands_in_the_process_stream_under_its_name(
     assert (line["plugin"], line["plugin_version"]) == ("echo", "1.0.0")
     assert (line["request_id"], line["trace_id"]) == ("rid-echo", TRACE)
     assert "principal" not in line  # a public route, an anonymous caller
+
+
+# ---------------------------------------------------------------- the OpenTelemetry SDK's own warnings
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_a_full_span_queue_writes_one_warning_not_one_per_dropped_span() -> None:
+    """The SDK's own duplicate filter holds back the rest; a flood of them would defeat the queue's bound."""
+    stream = io.StringIO()
+    setup_logging(LoggingConfig(level="info"), stream)
+    release = threading.Event()
+
+    class Stuck(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            release.wait(30)
+            return SpanExportResult.SUCCESS
+
+    tracing = build_tracing(TracingConfig(exporter="otlp", max_queue_size=4, max_export_batch_size=2), Stuck())
+    assert tracing is not None
+    for n in range(500):
+        tracing.tracer.start_span(f"s{n}").end()
+    release.set()
+    tracing.shutdown()
+    full = [line for line in stream.getvalue().splitlines() if "Queue full" in line]
+    assert len(full) == 1
