@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from arcana import logs
 from arcana.config import QueueConfig
 from arcana.errors import ArcanaError, ServiceUnavailable
 from arcana.queue import policy
@@ -388,4 +389,5 @@ def _key(lease: Lease) -> LeaseKey:
 
 def _about(lease: Lease) -> dict[str, Any]:
     job = lease.job
-    return {"job_id": job.id, "job_type": job.type, "attempt": job.attempts, "target": job.target or None}
+    about = {"job_id": job.id, "job_type": job.type, "attempt": job.attempts, "target": job.target or None}
+    return about | {"trace_id": logs.trace_id(job.traceparent) or None}

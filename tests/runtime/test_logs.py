@@ -27,10 +27,12 @@ from arcana.config import LoggingConfig, TracingConfig, load_config
 from arcana.edge.rest import create_rest_app
 from arcana.kernel import Kernel
 from arcana.logs import QUIET_LOGGERS, JsonFormatter, ScopeFilter, setup_logging
+from arcana.queue.types import JobState
 from arcana.tracing import build_tracing
 from arcana.types import CallContext
 from conftest import ROOT
 from fakes import TEST_SECRET, FakePlugin, Kernels, bearer, host, manifest_toml, route, trap, write_plugin
+from runtime.queue.worker_harness import Harness
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE}-b7ad6b7169203331-01"
@@ -211,3 +213,23 @@ def test_a_full_span_queue_writes_one_warning_not_one_per_dropped_span() -> None
     tracing.shutdown()
     full = [line for line in stream.getvalue().splitlines() if "Queue full" in line]
     assert len(full) == 1
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def test_a_jobs_lines_carry_its_request_id_plugin_and_the_trace_it_continues(kernels: Kernels, lines: Lines) -> None:
+    harness = Harness(kernels)
+
+    async def scenario() -> str:
+        await harness.serve("jobber", {"boom": trap()}, jobs={"t.boom": "boom"})
+        job_id = harness.enqueue("t.boom", max_retries=0, traceparent=TRACEPARENT)
+        async with harness.running(harness.worker()):
+            await harness.settled(job_id, [JobState.DEAD])
+        return job_id
+
+    job_id = asyncio.run(scenario())
+    [call] = [line for line in lines() if line["message"].startswith("plugin call failed")]
+    assert (call["request_id"], call["plugin"], call["trace_id"]) == (f"{job_id}.1", "jobber", TRACE)
+    [dead] = [line for line in lines() if line["message"].startswith("job dead")]
+    assert (dead["job_id"], dead["trace_id"]) == (job_id, TRACE)
