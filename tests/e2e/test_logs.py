@@ -53,3 +53,18 @@ def test_at_debug_a_plugins_log_line_carries_the_request_and_the_migration_steps
     [line] = [line for line in json_lines(text) if line["message"] == "echoing request body"]
     assert (line["logger"], line["plugin"], line["plugin_version"]) == ("arcana.plugin", "echo", "1.0.0")
     assert (line["request_id"], line["trace_id"]) == ("rid-e2e-log", TRACE)
+
+
+def test_with_the_console_exporter_a_requests_spans_are_written_by_the_time_the_server_stops(
+    start_server: Callable[..., ArcanaServer], tmp_path: Path
+) -> None:
+    server = start_server(served_echo(tmp_path), {"tracing": {"exporter": "console", "service_name": "arcana-e2e"}})
+    headers = {"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}
+    assert httpx.post(f"{server.url}/api/v1/echo", json={"a": 1}, headers=headers).status_code == 200
+    assert server.stop() == 0
+    text = server.logs()
+    # Exported in a batch: the spans still queued are flushed when the kernel stops.
+    for name in ("POST /api/v1/echo", "plugin.call echo echo", "host log"):
+        assert f'"name": "{name}"' in text, text
+    assert text.count(f'"trace_id": "0x{TRACE}"') == 3
+    assert '"service.name": "arcana-e2e"' in text
