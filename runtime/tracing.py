@@ -44,11 +44,14 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 OTLP_MODULE = "opentelemetry.exporter.otlp.proto.http"
 
 
-def parent_of(traceparent: str) -> Context | None:
-    """The context a W3C traceparent names; None (a new trace) when there is none or it is malformed."""
+def parent_of(traceparent: str) -> Context:
+    """The context a W3C traceparent names; an empty one (a new trace) when there is none or it is malformed.
+
+    Never OTel's current context: a span's parent is only ever what the caller passed in.
+    """
     if not traceparent:
-        return None
-    return _PROPAGATOR.extract({"traceparent": traceparent})
+        return Context()
+    return _PROPAGATOR.extract({"traceparent": traceparent}, Context())
 
 
 def traceparent_of(span: Span) -> str:

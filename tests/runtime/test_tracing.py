@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -311,3 +312,20 @@ def test_the_sample_ratio_drops_new_traces_but_follows_a_sampled_caller() -> Non
     assert int(traceparent_of(fresh)[-2:], 16) & 1 == 0  # not sampled, still a valid context to pass on
     tracing.shutdown()
     assert [s.name for s in exporter.get_finished_spans()] == ["continued"]
+
+
+def test_tracing_never_touches_opentelemetrys_global_provider_or_current_span(
+    recorded: tuple[Tracing, InMemorySpanExporter],
+) -> None:
+    tracing, _exporter = recorded
+    built = build_tracing(TracingConfig(exporter="console"), InMemorySpanExporter())
+    assert built is not None
+    try:
+        assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)  # nobody set one
+        someone_elses = tracing.tracer.start_span("someone else's")
+        with trace.use_span(someone_elses, end_on_exit=True):
+            fresh = built.span("fresh", "", SpanKind.SERVER, {})
+        fresh.end()
+        assert not fresh.parent and fresh.get_span_context().trace_id != someone_elses.get_span_context().trace_id
+    finally:
+        built.shutdown()
