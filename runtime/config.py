@@ -366,6 +366,7 @@ class TracingConfig:
     # dropped, never kept: a slow collector cannot grow the process), sent in batches of max_export_batch_size.
     max_queue_size: PositiveInt = 2048
     max_export_batch_size: PositiveInt = 512
+    # One export's limit, and the longest a stopping server waits for the spans still queued.
     export_timeout_ms: PositiveInt = 10_000
 
     def __post_init__(self) -> None:

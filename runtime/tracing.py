@@ -22,6 +22,8 @@ drops spans rather than keep them, so a slow or absent collector cannot grow the
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 
     from arcana.registry import RouteTarget, RpcTarget
 
+logger = logging.getLogger("arcana.tracing")
 Attributes = Mapping[str, str | int | bool]
 _PROPAGATOR = TraceContextTextMapPropagator()
 OTLP_MODULE = "opentelemetry.exporter.otlp.proto.http"
@@ -99,9 +102,10 @@ class CallTrace:
 class Tracing:
     """A kernel's tracer. ``provider`` is owned (shut down by ``shutdown``) only when this object built it."""
 
-    def __init__(self, tracer: Tracer, provider: TracerProvider | None = None) -> None:
+    def __init__(self, tracer: Tracer, provider: TracerProvider | None = None, flush_timeout_s: float = 10.0) -> None:
         self.tracer = tracer
         self._provider = provider
+        self._flush_timeout_s = flush_timeout_s
 
     @classmethod
     def on(cls, provider: TracerProvider) -> Tracing:
@@ -128,10 +132,23 @@ class Tracing:
         return trace
 
     def shutdown(self) -> None:
-        """Export what is queued (bounded by tracing.export_timeout_ms) and stop; only a provider this object built."""
-        if self._provider is not None:
-            self._provider.shutdown()
-            self._provider = None
+        """Export what is queued and stop (only a provider this object built), waiting at most the flush timeout.
+
+        The SDK's own shutdown waits up to 30 s per processor and retries each batch until the export
+        timeout, so an unreachable collector would hold up the server's stop for long; past
+        ``tracing.export_timeout_ms`` the rest is left to a daemon thread that ends with the process.
+        """
+        provider, self._provider = self._provider, None
+        if provider is None:
+            return
+        flush = threading.Thread(target=provider.shutdown, name="arcana-trace-flush", daemon=True)
+        flush.start()
+        flush.join(self._flush_timeout_s)
+        if flush.is_alive():
+            logger.warning(
+                "spans not exported within %g s (tracing.export_timeout_ms); the rest are dropped",
+                self._flush_timeout_s,
+            )
 
 
 def http_server_span(tracing: Tracing, method: str, target: RouteTarget, rid: str, traceparent: str) -> Span:
@@ -207,4 +224,4 @@ def build_tracing(config: TracingConfig, exporter: SpanExporter | None = None) -
             export_timeout_millis=config.export_timeout_ms,
         )
     )
-    return Tracing(provider.get_tracer("arcana"), provider)
+    return Tracing(provider.get_tracer("arcana"), provider, config.export_timeout_ms / 1000)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import socket
 import threading
 from collections.abc import Iterator, Sequence
@@ -276,14 +277,16 @@ def test_the_otlp_exporter_without_its_extra_is_refused_before_binding_with_the_
 
 
 class StuckExporter(SpanExporter):
-    """Holds its first export until released, so spans pile up behind it; counts what it was given."""
+    """Holds its exports until released, so spans pile up behind it; counts what it was given."""
 
     def __init__(self) -> None:
         self.release = threading.Event()
         self.exported = 0
+        self.gave_up = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.release.wait(30)
+        if not self.release.wait(60):
+            self.gave_up = True
         self.exported += len(spans)
         return SpanExportResult.SUCCESS
 
@@ -329,3 +332,17 @@ def test_tracing_never_touches_opentelemetrys_global_provider_or_current_span(
         assert not fresh.parent and fresh.get_span_context().trace_id != someone_elses.get_span_context().trace_id
     finally:
         built.shutdown()
+
+
+def test_stopping_with_an_unreachable_collector_waits_no_longer_than_the_export_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = StuckExporter()
+    tracing = build_tracing(TracingConfig(exporter="otlp", export_timeout_ms=50), exporter)
+    assert tracing is not None
+    tracing.tracer.start_span("queued").end()
+    with caplog.at_level(logging.WARNING, "arcana.tracing"):
+        tracing.shutdown()  # returns while the export is still stuck (the SDK alone would wait it out)
+    assert exporter.exported == 0 and not exporter.gave_up
+    assert "tracing.export_timeout_ms" in caplog.text
+    exporter.release.set()
