@@ -23,12 +23,23 @@ drops spans rather than keep them, so a slow or absent collector cannot grow the
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+    set_span_in_context,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from arcana.config import TracingConfig
@@ -44,6 +55,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("arcana.tracing")
 Attributes = Mapping[str, str | int | bool]
 _PROPAGATOR = TraceContextTextMapPropagator()
+# A version-00 traceparent in lower-case hex, nothing after it; any other form goes to the propagator.
+_OWN_FORM = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 OTLP_MODULE = "opentelemetry.exporter.otlp.proto.http"
 
 
@@ -54,6 +67,12 @@ def parent_of(traceparent: str) -> Context:
     """
     if not traceparent:
         return Context()
+    if _OWN_FORM.fullmatch(traceparent):  # the one form the kernel writes: parsed here, in half the propagator's time
+        trace_id, span_id = int(traceparent[3:35], 16), int(traceparent[36:52], 16)
+        if not (trace_id and span_id):
+            return Context()
+        parent = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(traceparent[53:], 16)))
+        return set_span_in_context(NonRecordingSpan(parent), Context())
     return _PROPAGATOR.extract({"traceparent": traceparent}, Context())
 
 

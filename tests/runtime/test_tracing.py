@@ -21,10 +21,12 @@ import grpc
 import httpx
 import pytest
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from arcana.config import TracingConfig, load_config
 from arcana.descriptors import DescriptorSet
@@ -34,7 +36,7 @@ from arcana.errors import ConfigError
 from arcana.extras import MissingExtra
 from arcana.kernel import Kernel
 from arcana.preflight import check_before_binding
-from arcana.tracing import OTLP_MODULE, Tracing, build_tracing, traceparent_of
+from arcana.tracing import OTLP_MODULE, Tracing, build_tracing, parent_of, traceparent_of
 from arcana.types import CallContext
 from fakes import FakePlugin, Kernels, bearer, greeter_descriptors, host, manifest_toml, route, trap, write_plugin
 
@@ -346,3 +348,28 @@ def test_stopping_with_an_unreachable_collector_waits_no_longer_than_the_export_
     assert exporter.exported == 0 and not exporter.gave_up
     assert "tracing.export_timeout_ms" in caplog.text
     exporter.release.set()
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        TRACEPARENT,
+        f"00-{TRACE}-{PARENT}-00",
+        f"00-{'0' * 32}-{PARENT}-01",
+        f"00-{TRACE}-{'0' * 16}-01",
+        f"00-{TRACE.upper()}-{PARENT}-01",
+        f"00-{TRACE}-{PARENT}-0g",
+        f"00-+{TRACE[1:]}-{PARENT}-01",
+        f"00-{TRACE[:4]}_{TRACE[5:]}-{PARENT}-01",
+        f"01-{TRACE}-{PARENT}-01-more",
+        f"ff-{TRACE}-{PARENT}-01",
+        f"00-{TRACE}-{PARENT}-01-more",
+        "tp-1",
+        "",
+    ],
+)
+def test_a_traceparent_is_read_exactly_as_the_w3c_propagator_reads_it(traceparent: str) -> None:
+    ours = trace.get_current_span(parent_of(traceparent)).get_span_context()
+    carrier = {"traceparent": traceparent} if traceparent else {}
+    theirs = trace.get_current_span(TraceContextTextMapPropagator().extract(carrier, Context())).get_span_context()
+    assert ours == theirs
