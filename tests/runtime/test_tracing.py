@@ -12,6 +12,8 @@ import asyncio
 import importlib.util
 import logging
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -373,3 +375,16 @@ def test_a_traceparent_is_read_exactly_as_the_w3c_propagator_reads_it(traceparen
     carrier = {"traceparent": traceparent} if traceparent else {}
     theirs = trace.get_current_span(TraceContextTextMapPropagator().extract(carrier, Context())).get_span_context()
     assert ours == theirs
+
+
+def test_with_tracing_off_the_server_never_imports_the_sdk() -> None:
+    """Off means no provider, no processor thread, no SDK module: only the small API is imported."""
+    check = (
+        "import sys, arcana.server\n"
+        "from arcana.config import TracingConfig\n"
+        "from arcana.tracing import build_tracing\n"
+        "assert build_tracing(TracingConfig()) is None\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
