@@ -6,7 +6,10 @@ capability's per-call state, and the reply (or the error, in the public
 model) is serialized back. A linked function never raises: an exception
 inside an Extism host function would be printed and dropped by the SDK, so
 every failure becomes an error value and, when it is a kernel fault, a log
-line with its trace. Every call is counted by outcome and timed.
+line with its trace. Every call is counted by outcome and timed, and, with
+tracing on, is a span under its plugin call's (``CallContext.trace``). It
+runs on the plugin's thread, so the call's log fields are set here from its
+``CallContext`` (a context variable does not cross into that thread).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-from arcana import jsonio
+from arcana import jsonio, logs
 from arcana.errors import ArcanaError, ErrorCode
 from arcana.types import CallContext, Capability, HostFunction, JsonObject, LinkedFunction, PluginSpec
 
@@ -47,6 +50,9 @@ def link(capability: Capability, state: Any, fn: HostFunction) -> LinkedFunction
 
     def call(context: CallContext, request: bytes) -> bytes:
         started, outcome = time.perf_counter(), "internal"
+        scope = logs.enter(context)
+        trace = context.trace
+        span = None if trace is None else trace.host_call(fn.name, key)
         try:
             payload = _parse(fn.name, request)
             prepared = context.prepared.get(key, _MISSING)
@@ -62,6 +68,9 @@ def link(capability: Capability, state: Any, fn: HostFunction) -> LinkedFunction
             logger.exception("host function %s failed", fn.name, extra={"plugin": context.plugin})
             return error_reply(ErrorCode.INTERNAL, f"{fn.name} failed inside the host")
         finally:
+            logs.leave(scope)
+            if trace is not None and span is not None:
+                trace.host_done(span, outcome)
             HOST_CALLS.labels(context.plugin, key, fn.name, outcome).inc()
             seconds.observe(time.perf_counter() - started)
 

@@ -436,6 +436,34 @@ class ResilienceConfig:
 
 
 @dataclass(frozen=True)
+class TracingConfig:
+    """OpenTelemetry tracing (arcana.tracing): spans for requests, plugin calls, host calls and jobs."""
+
+    # none: no span is made at all (a W3C traceparent still passes through to plugins and jobs);
+    # otlp: OTLP/HTTP to otlp_endpoint (the `otlp` extra); console: spans as JSON on stdout (debugging).
+    exporter: Literal["none", "otlp", "console"] = "none"
+    # The collector's traces URL; "" lets the exporter read OTEL_EXPORTER_OTLP_* (default localhost:4318).
+    otlp_endpoint: str = ""
+    service_name: str = "arcana"
+    # Share of new traces recorded (0-1); a request that arrives with a traceparent follows its sampled flag.
+    sample_ratio: float = 1.0
+    # Finished spans wait in a queue of at most max_queue_size for the exporter (past it they are
+    # dropped, never kept: a slow collector cannot grow the process), sent in batches of max_export_batch_size.
+    max_queue_size: PositiveInt = 2048
+    max_export_batch_size: PositiveInt = 512
+    # One export's limit, and the longest a stopping server waits for the spans still queued.
+    export_timeout_ms: PositiveInt = 10_000
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.sample_ratio <= 1:
+            raise ConfigError(f"config key 'tracing.sample_ratio' must be 0-1, got {self.sample_ratio}")
+        if self.max_export_batch_size > self.max_queue_size:
+            raise ConfigError("config key 'tracing.max_export_batch_size' must not exceed tracing.max_queue_size")
+        if not self.service_name:
+            raise ConfigError("config key 'tracing.service_name' must not be empty")
+
+
+@dataclass(frozen=True)
 class ArcanaConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
@@ -452,6 +480,7 @@ class ArcanaConfig:
     # One section per host capability, typed by the capability itself
     # (see ``section``), so adding a capability never edits this file.
     capabilities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
     # Bookkeeping, not sections: the config file (or "the defaults"), and
     # which source wrote each key, for messages and for ``section``'s paths.
     source: str = field(default="the defaults", compare=False)

@@ -20,8 +20,10 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from contextvars import Token
 from typing import Any
 
+from arcana import logs
 from arcana.auth.limits import address_key
 from arcana.descriptors import RpcMethod
 from arcana.envelopes import (
@@ -46,6 +48,7 @@ from arcana.paths import Match
 from arcana.ratelimit import Decision, Limiter, MemoryLimiter, Rate
 from arcana.registry import LoadedPlugin, Registry, RouteTarget, RpcTarget
 from arcana.shedding import InFlightLimit, counted_in_flight
+from arcana.tracing import Tracing
 from arcana.types import CallContext, Principal
 
 logger = logging.getLogger("arcana.core")
@@ -106,6 +109,8 @@ class RequestCore:
         self.limiter: Limiter = limiter if limiter is not None else MemoryLimiter(100_000)
         self._per_address = per_address
         self.in_flight = InFlightLimit(max_in_flight)
+        # The kernel's tracing (set when it starts); None: tracing is off and no span is made.
+        self.tracing: Tracing | None = None
 
     async def limit_address(self, client: str) -> None:
         """The global per-address limit (``server.per_address_limit``), before any routing; RATE_LIMITED past it."""
@@ -144,36 +149,57 @@ class RequestCore:
     @counted_in_flight
     async def call_http(self, match: Match[RouteTarget], req: HttpRequest) -> HttpResponse:
         plugin, route = match.target.plugin, match.target.route
+        scope = logs.enter(logs.RequestScope(req.request_id, req.traceparent, plugin.name, plugin.manifest.version))
+        context: CallContext | None = None
+        error: BaseException | None = None
         try:
             principal = self._admit(route.public, route.roles, req.authorization)
             where = f"{plugin.name} {route.method} {route.path.raw}"
             limited = await self._limit_call(route.rate_limit, where, principal, req.client, "route")
-            context = self._context(plugin, req.request_id, req.traceparent, principal)
+            context = self._context(plugin, route.handler, req.request_id, req.traceparent, principal)
             if route.abi == "raw":
                 output = await plugin.pool.call(route.handler, req.body, context)
                 response = HttpResponse(200, output, {"content-type": route.content_type})
             else:
-                envelope = http_envelope(req, route.path.raw, match.params, context.principal)
+                envelope = http_envelope(req, route.path.raw, match.params, context.principal, context.traceparent)
                 response = parse_http_output(plugin.name, await plugin.pool.call(route.handler, envelope, context))
             if limited is not None:  # the limit's numbers on every answer of a limited route, not only its 429s
                 response.headers.update(limited.headers())
             return response
         except ArcanaError as exc:
+            error = exc
             _log_refused(exc, plugin, req.request_id)
             raise
         except Exception as exc:  # the one catch-all for plugin calls
+            error = exc
             raise unexpected(exc, req.request_id, plugin=plugin.name) from exc
+        finally:
+            _finish(scope, context, error)
 
     @counted_in_flight
     async def call_grpc(
-        self, target: RpcTarget, data: bytes, metadata: dict[str, str], rid: str, authorization: str, client: str = ""
+        self,
+        target: RpcTarget,
+        data: bytes,
+        metadata: dict[str, str],
+        rid: str,
+        authorization: str,
+        client: str = "",
+        traceparent: str | None = None,
     ) -> bytes:
-        """Wire bytes in, wire bytes out: the plugin sees only proto3 JSON envelopes."""
+        """Wire bytes in, wire bytes out: the plugin sees only proto3 JSON envelopes.
+
+        ``traceparent``: the context the call continues (the edge's span's); the metadata's when not given.
+        """
         plugin, entry = target.plugin, target.entry
+        parent = metadata.get("traceparent", "") if traceparent is None else traceparent
+        scope = logs.enter(logs.RequestScope(rid, parent, plugin.name, plugin.manifest.version))
+        context: CallContext | None = None
+        error: BaseException | None = None
         try:
             principal = self._admit(entry.public, entry.roles, authorization)
             await self._limit_call(entry.rate_limit, f"{plugin.name} {entry.method}", principal, client, "method")
-            context = self._context(plugin, rid, metadata.get("traceparent", ""), principal)
+            context = self._context(plugin, entry.handler, rid, parent, principal)
             if entry.abi == "raw":
                 return await plugin.pool.call(entry.handler, data, context)
             message = decode_message(target.method, data)
@@ -186,10 +212,14 @@ class RequestCore:
             except DescriptorError as exc:
                 raise PluginFailed(f"plugin '{plugin.name}' returned a malformed response", detail=str(exc)) from exc
         except ArcanaError as exc:
+            error = exc
             _log_refused(exc, plugin, rid)
             raise
         except Exception as exc:  # the one catch-all for plugin calls
+            error = exc
             raise unexpected(exc, rid, plugin=plugin.name) from exc
+        finally:
+            _finish(scope, context, error)
 
     def _admit(self, public: bool, roles: tuple[str, ...], authorization: str) -> Principal | None:
         """Authenticate, then RBAC from the manifest, before the plugin runs."""
@@ -198,11 +228,24 @@ class RequestCore:
             require_role(principal, roles)
         return principal
 
-    @staticmethod
-    def _context(plugin: LoadedPlugin, rid: str, traceparent: str, principal: Principal | None) -> CallContext:
+    def _context(
+        self, plugin: LoadedPlugin, handler: str, rid: str, traceparent: str, principal: Principal | None
+    ) -> CallContext:
+        """The call's context, its span started when tracing is on; from here on the call's log lines name it."""
         deadline = time.monotonic() + plugin.limits.timeout_ms / 1000
         who = principal.as_json() if principal is not None else None
-        return CallContext(plugin.name, plugin.manifest.version, rid, who, deadline, traceparent)
+        context = CallContext(plugin.name, plugin.manifest.version, rid, who, deadline, traceparent)
+        if self.tracing is not None:
+            self.tracing.start_call(context, handler)
+        logs.SCOPE.set(context)
+        return context
+
+
+def _finish(scope: Token[logs.LogScope | None], context: CallContext | None, error: BaseException | None) -> None:
+    """A call is over: its log scope ends, and its span with the error it ended on."""
+    logs.leave(scope)
+    if context is not None and context.trace is not None:
+        context.trace.end(error)
 
 
 def _log_refused(exc: ArcanaError, plugin: LoadedPlugin, rid: str) -> None:

@@ -50,8 +50,13 @@ def is_json_type(content_type: str) -> bool:
 
 
 def http_envelope(
-    req: HttpRequest, route: str, params: dict[str, str], principal: dict[str, Any] | None = None
+    req: HttpRequest,
+    route: str,
+    params: dict[str, str],
+    principal: dict[str, Any] | None = None,
+    traceparent: str | None = None,
 ) -> bytes:
+    """``traceparent``: the call's own (its span's, with tracing on); the request's when not given."""
     envelope: dict[str, Any] = {
         "kind": "http",
         "method": req.method,
@@ -62,7 +67,7 @@ def http_envelope(
         "headers": req.headers,
         "principal": principal,
         "request_id": req.request_id,
-        "traceparent": req.traceparent,
+        "traceparent": req.traceparent if traceparent is None else traceparent,
     }
     if req.body:
         if is_json_type(req.headers.get("content-type", "")):

@@ -39,6 +39,7 @@ from arcana.queue.backends import open_backend
 from arcana.queue.jobs import JobQueue
 from arcana.ratelimit import Rate, build_limiter
 from arcana.registry import LoadedPlugin, LoadFailure, Registry, Snapshot
+from arcana.tracing import Tracing, build_tracing
 from arcana.types import Principal
 from arcana.views import PluginsView, plugins_view
 from arcana_host.registry import Capabilities, HostServices
@@ -119,7 +120,8 @@ class DatabaseProbe:
 
 
 class Kernel:
-    def __init__(self, config: ArcanaConfig, engine: Engine | None = None) -> None:
+    def __init__(self, config: ArcanaConfig, engine: Engine | None = None, tracing: Tracing | None = None) -> None:
+        """``tracing``: spans through a provider the caller owns (tests); else ``start`` builds it from config."""
         self.config = config
         self.plugins_dir = config.plugins_dir()
         self.bus = EventBus()
@@ -148,6 +150,8 @@ class Kernel:
         self._sync_lock = asyncio.Lock()
         self._listeners: list[Listener] = []
         self._subscribed: Snapshot | None = None
+        self.tracing = tracing
+        self._owns_tracing = False
 
     def start(self) -> None:
         """Open what the kernel serves from: the database, identity, capabilities, the loader.
@@ -156,6 +160,10 @@ class Kernel:
         plugins" from a typo, with a watcher on nothing, looked like success.
         """
         self._require_plugins_dir()
+        if self.tracing is None:
+            self.tracing = build_tracing(self.config.tracing)
+            self._owns_tracing = self.tracing is not None
+        self.core.tracing = self.tracing
         database = Database(self.config.database)
         not_ready = database.prepare()
         if not_ready:
@@ -351,6 +359,8 @@ class Kernel:
             self._database.close()
         self._shares.close()
         self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._owns_tracing and self.tracing is not None:  # last: spans of the calls above are flushed too
+            self.tracing.shutdown()
 
 
 def _same_rpc(a: LoadedPlugin, b: LoadedPlugin) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from arcana.config import ArcanaConfig, AuthConfig, DatabaseConfig, ServerConfig, TlsConfig
 from arcana.exit_codes import ExitCode, StartupFailure
-from arcana.extras import require_database_driver
+from arcana.extras import require_database_driver, require_module
 
 
 @contextlib.contextmanager
@@ -112,3 +112,7 @@ def check_before_binding(config: ArcanaConfig) -> None:
     check_plugins_dir(config.plugins_dir())
     check_tls_files(config.server)
     require_database_driver(config.database.url)
+    if config.tracing.exporter == "otlp":
+        from arcana.tracing import OTLP_MODULE
+
+        require_module(OTLP_MODULE, "the OTLP trace exporter (tracing.exporter: otlp)", "otlp")

@@ -250,7 +250,7 @@ async def _running_worker(kernel: Kernel, enabled: bool) -> AsyncIterator[asynci
     if not enabled:
         yield idle
         return
-    worker = Worker(kernel.config.queue, kernel.jobs.backend, kernel.registry)
+    worker = Worker(kernel.config.queue, kernel.jobs.backend, kernel.registry, tracing=kernel.tracing)
     task = asyncio.create_task(worker.run())
     loop = asyncio.get_running_loop()
 

@@ -38,6 +38,18 @@ class Principal:
         return {"sub": self.sub, "roles": list(self.roles)}
 
 
+class CallTrace(Protocol):
+    """A plugin call's span (``arcana.tracing.CallTrace``): each host call makes its own span under it."""
+
+    def host_call(self, function: str, capability: str) -> Any:
+        """Start a host call's span (an OpenTelemetry span, opaque here)."""
+        ...
+
+    def host_done(self, span: Any, outcome: str) -> None: ...
+
+    def end(self, error: BaseException | None = None) -> None: ...
+
+
 @dataclass(slots=True)
 class CallContext:
     """One plugin call, as host functions see it.
@@ -50,6 +62,10 @@ class CallContext:
     durable change (and stays set unless it knows the change was undone), so
     that a fault answered afterwards tells the client the change may have
     been saved instead of letting it retry into a duplicate.
+    ``traceparent`` is the W3C context the call continues; with tracing on it
+    names the call's own span, ``trace``, under which host calls make theirs
+    (passed here, not through a context variable: host calls run on the
+    plugin's thread).
     """
 
     plugin: str
@@ -60,6 +76,7 @@ class CallContext:
     traceparent: str = ""
     prepared: dict[str, Any] = field(default_factory=dict)
     may_have_saved: bool = False
+    trace: CallTrace | None = None
 
 
 # A host function's implementation, declared on the capability's class and so

@@ -36,6 +36,7 @@ from arcana.config import load_config
 from arcana.engine import ModuleInfo
 from arcana.errors import GuestFault, ModuleRejected
 from arcana.kernel import Kernel
+from arcana.tracing import Tracing
 from arcana.types import HOST_NAMESPACE, CallContext, LinkedFunction
 from arcana_sdk.wasm_sections import (
     DESCRIPTORS_SECTION,
@@ -433,8 +434,11 @@ class Kernels:
         self._template = template
         self._made: list[Kernel] = []
 
-    def __call__(self, **settings: str) -> Kernel:
-        """A started kernel; ``settings`` are config overrides as env keys, e.g. ``SERVER__MAX_BODY_BYTES="64"``."""
+    def __call__(self, tracing: Tracing | None = None, **settings: str) -> Kernel:
+        """A started kernel; ``settings`` are config overrides as env keys, e.g. ``SERVER__MAX_BODY_BYTES="64"``.
+
+        ``tracing``: spans through the test's provider (an in-memory exporter), else as configured.
+        """
         db = self._tmp / f"kernel-{len(self._made)}.db"
         shutil.copyfile(self._template, db)
         environ = {
@@ -446,7 +450,7 @@ class Kernels:
             "ARCANA_AUTH__ARGON2_MEMORY_KIB": "1024",
             **{f"ARCANA_{key}": value for key, value in settings.items()},
         }
-        kernel = Kernel(load_config(None, environ=environ), engine=self.engine)
+        kernel = Kernel(load_config(None, environ=environ), engine=self.engine, tracing=tracing)
         self._made.append(kernel)
         kernel.start()
         return kernel

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2_grpc
 
 from arcana.config import TlsConfig
 from arcana.core import RequestCore, request_id
+from arcana.edge.grpc_errors import grpc_status
 from arcana.edge.grpc_kernel import KernelMethods, kernel_methods
 from arcana.edge.grpc_metrics import KERNEL, GrpcMetrics
 from arcana.edge.grpc_services import LiveReflection, sync_health
@@ -27,6 +28,19 @@ from arcana.errors import ArcanaError
 from arcana.kernel import Kernel
 from arcana.kernel_protos import kernel_descriptors
 from arcana.registry import RpcTarget, Snapshot
+from arcana.tracing import end_server_span, rpc_server_span, traceparent_of
+
+# Codes that are the server's failure, not the caller's (OpenTelemetry's rule for gRPC server spans).
+_SERVER_FAULTS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
 
 
 class PluginMethods(grpc.GenericRpcHandler):
@@ -47,12 +61,22 @@ class PluginMethods(grpc.GenericRpcHandler):
             # Trailing, not initial, metadata: it rides on the status frame instead of costing one more.
             context.set_trailing_metadata((("x-request-id", rid),))
             client = (context.peer() or "grpc").rsplit(":", 1)[0]  # the address, not the port
+            traceparent, span, tracing = None, None, core.tracing
+            if tracing is not None:  # off: no span, and the metadata's traceparent goes on as it came
+                span = rpc_server_span(tracing, target, rid, metadata.get("traceparent", ""))
+                traceparent = traceparent_of(span)
             try:
                 await core.limit_address(client)
-                return await core.call_grpc(target, request, metadata, rid, authorization, client)
+                reply = await core.call_grpc(target, request, metadata, rid, authorization, client, traceparent)
             except ArcanaError as exc:
+                if span is not None:
+                    code = grpc_status(exc)
+                    end_server_span(span, "rpc.grpc.status_code", code.value[0], code in _SERVER_FAULTS)
                 await abort(context, exc)
-            raise AssertionError("unreachable: abort raises")
+                raise AssertionError("unreachable: abort raises") from None
+            if span is not None:
+                end_server_span(span, "rpc.grpc.status_code", grpc.StatusCode.OK.value[0], False)
+            return reply
 
         return behavior
 

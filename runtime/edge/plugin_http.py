@@ -22,6 +22,7 @@ from arcana.envelopes import HttpRequest
 from arcana.errors import ArcanaError, PayloadTooLarge, ValidationFailed
 from arcana.kernel import Kernel
 from arcana.manifest import RESERVED_PREFIXES
+from arcana.tracing import end_server_span, http_server_span, traceparent_of
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -83,25 +84,36 @@ class PluginHttpEdge:
         raw_path = scope.get("raw_path", b"").split(b"?", 1)[0].decode("latin-1") or scope["path"]
         headers = _headers(scope)
         rid = request_id(headers.get("x-request-id", ""))
+        span = None
         try:
             await self._core.limit_address(_client(scope))
             match = self._core.route_http(scope["method"], raw_path)
             if match is None:
                 return await self.kernel_app(scope, receive, send)  # the kernel app's 404, in the same error model
             scope[ROUTE_KEY] = (match.template.raw, match.target.plugin.name)
-            response = await self._core.call_http(match, await self._request(scope, receive, headers, rid))
+            traceparent = headers.get("traceparent", "")
+            tracing = self._core.tracing
+            if tracing is not None:  # off: no span, and the caller's traceparent goes on as it came
+                span = http_server_span(tracing, scope["method"], match.target, rid, traceparent)
+                traceparent = traceparent_of(span)
+            request = await self._request(scope, receive, headers, rid, traceparent)
+            response = await self._core.call_http(match, request)
             status, body, out_headers = response.status, response.body, response.headers
         except ArcanaError as exc:
             status, body, out_headers = error_response(exc, rid)
         except Exception as exc:  # noqa: BLE001  parsing the scope failed: a kernel bug, answered INTERNAL
             status, body, out_headers = error_response(unexpected(exc, rid), rid)
+        if span is not None:
+            end_server_span(span, "http.response.status_code", status, status >= 500)
         out_headers["x-request-id"] = rid
         out_headers["content-length"] = str(len(body))
         encoded = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out_headers.items()]
         await send({"type": "http.response.start", "status": status, "headers": encoded})
         await send({"type": "http.response.body", "body": body})
 
-    async def _request(self, scope: Scope, receive: Receive, headers: dict[str, str], rid: str) -> HttpRequest:
+    async def _request(
+        self, scope: Scope, receive: Receive, headers: dict[str, str], rid: str, traceparent: str
+    ) -> HttpRequest:
         authorization = headers.pop("authorization", "")
         query = scope.get("query_string", b"")
         return HttpRequest(
@@ -111,7 +123,7 @@ class PluginHttpEdge:
             headers=headers,
             body=await _body(receive, headers.get("content-length", "0"), self._limit),
             request_id=rid,
-            traceparent=headers.get("traceparent", ""),
+            traceparent=traceparent,
             authorization=authorization,
             client=_client(scope),
         )

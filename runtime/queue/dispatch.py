@@ -8,6 +8,10 @@ passing the current one for each job, runs the next job of a hot-reloaded
 plugin on its new version. The handler answers ``{}`` or, for a job,
 ``{"result": <json>}`` (kept as the job's result); ``{"error": {...}}`` and
 anything malformed raise in the public error model, like an HTTP handler's.
+
+With tracing on, a job is a span ("job <type>", kind CONSUMER) continuing the
+traceparent stored with it (the enqueuing plugin call's), and its plugin call
+a span under that: a trace runs from the HTTP request into its jobs.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from arcana import jsonio
+from opentelemetry.trace import SpanKind
+
+from arcana import jsonio, logs
 from arcana.core import request_id
 from arcana.envelopes import plugin_error
 from arcana.errors import PluginFailed, ValidationFailed
 from arcana.queue.types import Job
 from arcana.registry import LoadedPlugin, Snapshot
+from arcana.tracing import Tracing, end_with_error, traceparent_of
 from arcana.types import CallContext
 
 Kind = Literal["job", "event"]
@@ -53,8 +60,11 @@ def route(snapshot: Snapshot, job: Job) -> Delivery | None:
     return Delivery(plugin, handler, "event")
 
 
-def envelope(job: Job, kind: Kind, rid: str) -> bytes:
-    """The ``job`` or ``event`` envelope; an event job's payload is the event object itself."""
+def envelope(job: Job, kind: Kind, rid: str, traceparent: str | None = None) -> bytes:
+    """The ``job`` or ``event`` envelope; an event job's payload is the event object itself.
+
+    ``traceparent``: the call's own (its span's, with tracing on); the job's when not given.
+    """
     data: dict[str, Any] = {"kind": kind}
     if kind == "event":
         data["event"] = job.payload
@@ -66,7 +76,7 @@ def envelope(job: Job, kind: Kind, rid: str) -> bytes:
             "attempt": job.attempts,
             "priority": job.priority.label,
         }
-    data |= {"request_id": rid, "traceparent": job.traceparent}
+    data |= {"request_id": rid, "traceparent": job.traceparent if traceparent is None else traceparent}
     try:
         return jsonio.encode(data)
     except jsonio.JsonRejected as exc:  # stored by a backend, not checked by JobQueue (an event's payload)
@@ -97,14 +107,46 @@ def parse_output(plugin: str, kind: Kind, output: bytes, max_result_bytes: int) 
     return result
 
 
-async def deliver(delivery: Delivery, job: Job, max_result_bytes: int) -> Any:
+async def deliver(delivery: Delivery, job: Job, max_result_bytes: int, tracing: Tracing | None = None) -> Any:
     """Run the job's handler through its plugin's pool, within the plugin's time limit, as an HTTP call would."""
     plugin = delivery.plugin
     rid = request_id(f"{job.id}.{job.attempts}")
     deadline = time.monotonic() + plugin.limits.timeout_ms / 1000
     context = CallContext(plugin.name, plugin.manifest.version, rid, None, deadline, job.traceparent)
-    output = await plugin.pool.call(delivery.handler, envelope(job, delivery.kind, rid), context)
-    return parse_output(plugin.name, delivery.kind, output, max_result_bytes)
+    if tracing is None:
+        return await _call(delivery, job, context, max_result_bytes)
+    attributes: dict[str, str | int | bool] = {
+        "arcana.job.id": job.id,
+        "arcana.job.type": job.type,
+        "arcana.job.kind": delivery.kind,
+        "arcana.job.attempt": job.attempts,
+        "arcana.plugin": plugin.name,
+        "arcana.request_id": rid,
+    }
+    span = tracing.span(f"job {job.type}", job.traceparent, SpanKind.CONSUMER, attributes)
+    context.traceparent = traceparent_of(span)
+    error: BaseException | None = None
+    try:
+        trace = tracing.start_call(context, delivery.handler)
+        try:
+            return await _call(delivery, job, context, max_result_bytes)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            trace.end(error)
+    finally:
+        end_with_error(span, error)
+
+
+async def _call(delivery: Delivery, job: Job, context: CallContext, max_result_bytes: int) -> Any:
+    scope = logs.enter(context)
+    try:
+        data = envelope(job, delivery.kind, context.request_id, context.traceparent)
+        output = await delivery.plugin.pool.call(delivery.handler, data, context)
+        return parse_output(delivery.plugin.name, delivery.kind, output, max_result_bytes)
+    finally:
+        logs.leave(scope)
 
 
 def _bad(plugin: str, why: str) -> PluginFailed:

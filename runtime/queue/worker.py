@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from arcana import logs
 from arcana.config import QueueConfig
 from arcana.errors import ArcanaError, ServiceUnavailable
 from arcana.queue import policy
@@ -41,6 +42,7 @@ from arcana.queue.dispatch import Kind, deliver, kind_of, route
 from arcana.queue.metrics import JOB_OUTCOMES, JOB_SECONDS
 from arcana.queue.types import Lease, QueueBackend
 from arcana.registry import Registry
+from arcana.tracing import Tracing
 
 logger = logging.getLogger("arcana.queue.worker")
 T = TypeVar("T")
@@ -97,6 +99,7 @@ class Worker:
         clock: Callable[[], float] = time.time,
         rand: policy.Random = random.random,
         sweep_every_s: float = SWEEP_EVERY_S,
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
@@ -106,6 +109,8 @@ class Worker:
         self.clock = clock
         self._rand = rand
         self._sweep_every_s = sweep_every_s
+        # Each job a span continuing its enqueuer's trace (None: tracing off).
+        self.tracing = tracing
         # By (job id, lease token): a job this worker stalled on, lost and claimed again is a second entry.
         self._running: dict[LeaseKey, tuple[Lease, asyncio.Task[None]]] = {}
         # Leases whose outcome is being recorded: shutdown waits for these instead of cancelling them.
@@ -209,7 +214,7 @@ class Worker:
             return
         started = time.perf_counter()
         try:
-            result = await deliver(delivery, job, self.config.max_payload_bytes)
+            result = await deliver(delivery, job, self.config.max_payload_bytes, self.tracing)
         except ArcanaError as exc:
             JOB_SECONDS.labels(kind).observe(time.perf_counter() - started)
             await self._failed(lease, kind, describe(exc))
@@ -384,4 +389,5 @@ def _key(lease: Lease) -> LeaseKey:
 
 def _about(lease: Lease) -> dict[str, Any]:
     job = lease.job
-    return {"job_id": job.id, "job_type": job.type, "attempt": job.attempts, "target": job.target or None}
+    about = {"job_id": job.id, "job_type": job.type, "attempt": job.attempts, "target": job.target or None}
+    return about | {"trace_id": logs.trace_id(job.traceparent) or None}
