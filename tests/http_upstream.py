@@ -7,7 +7,8 @@
 
 Paths: ``/ok``; ``/echo`` (method, headers and body back as JSON);
 ``/big?n=N`` (N bytes of "x"); ``/binary`` (bytes that are not UTF-8);
-``/status?code=N``; ``/flaky`` (503 while ``failing``, else 200);
+``/status?code=N``; ``/flaky`` (503 while ``failing`` or for the next
+``fail_next`` requests, else 200); ``/loop`` (a redirect to itself);
 ``/stall`` (waits until the test ends, or ``release()``, before answering);
 ``/redirect?to=URL&code=302``.
 """
@@ -59,7 +60,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts.path == "/status":
             self._answer(int(query.get("code", "200")), b"status")
         elif parts.path == "/flaky":
-            self._answer(503, b"down") if owner.failing else self._answer(200, b"up")
+            with owner.lock:
+                fail = owner.failing or owner.fail_next > 0
+                owner.fail_next = max(0, owner.fail_next - 1)
+            self._answer(503, b"down") if fail else self._answer(200, b"up")
+        elif parts.path == "/loop":
+            self._answer(302, b"", {"Location": "/loop"})
         elif parts.path == "/stall":
             owner.released.wait(30)
             self._answer(200, b"late")
@@ -85,11 +91,12 @@ class Upstream:
         self.hits: Counter[str] = Counter()
         self.methods: list[tuple[str, str]] = []
         self.failing = False
+        self.fail_next = 0
         self.released = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"

@@ -13,6 +13,8 @@ when the kernel's bus is given, emitted as a kernel event::
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 from arcana.config import ResilienceConfig
 from arcana.resilience import BreakerBoard, BreakerState
@@ -27,7 +29,9 @@ TOPICS = {
 }
 
 
-def http_breaker_board(resilience: ResilienceConfig, bus: Emitter | None = None) -> BreakerBoard:
+def http_breaker_board(
+    resilience: ResilienceConfig, bus: Emitter | None = None, clock: Callable[[], float] = time.monotonic
+) -> BreakerBoard:
     def changed(kind: str, name: str, old: BreakerState, new: BreakerState) -> None:
         level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
         logger.log(level, "%s breaker for %s: %s -> %s", kind, name, old.value, new.value)
@@ -35,5 +39,5 @@ def http_breaker_board(resilience: ResilienceConfig, bus: Emitter | None = None)
             bus.emit(TOPICS[new], {"kind": kind, "name": name, "from": old.value, "to": new.value})
 
     return BreakerBoard(
-        KIND, resilience.http_breaker.policy(), max_breakers=resilience.max_http_breakers, listener=changed
+        KIND, resilience.http_breaker.policy(), max_breakers=resilience.max_http_breakers, clock=clock, listener=changed
     )

@@ -195,7 +195,7 @@ class HttpCapability:
                     if literal is not None
                     else f"only an exact capabilities.http entry '{url.host}' allows that, never a wildcard"
                 )
-                where = reason if literal is not None else f"{url.host} resolves to {reason}"
+                where = reason if literal is not None else f"{url.host} resolves to a refused address: {reason}"
                 raise Forbidden(f"{prefix}{where}; {how}")
         return addresses
 
@@ -266,7 +266,9 @@ def _refuse_while_open(breaker: CircuitBreaker) -> None:
     """Fail fast, before resolving or connecting, while the host's breaker is open."""
     wait = breaker.retry_after()
     if wait > 0:
-        raise ServiceUnavailable(f"{breaker.what} is failing; calls are refused for now (circuit open)", retry_after=wait)
+        raise ServiceUnavailable(
+            f"{breaker.what} is failing; calls are refused for now (circuit open)", retry_after=wait
+        )
 
 
 def _redirect_target(url: Url, location: str | None) -> Url | None:
@@ -295,7 +297,12 @@ def _reply(response: client.Response, url: Url) -> JsonObject:
     for name, value in response.headers:
         key = name.lower()
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    reply: JsonObject = {"status": response.status, "headers": headers, "truncated": response.truncated, "url": url.text}
+    reply: JsonObject = {
+        "status": response.status,
+        "headers": headers,
+        "truncated": response.truncated,
+        "url": url.text,
+    }
     try:
         reply["body"] = response.body.decode("utf-8")
     except UnicodeDecodeError:

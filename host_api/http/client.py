@@ -216,7 +216,8 @@ def _converse(
 def _read_body(answer: http.client.HTTPResponse, method: str, limit: int) -> tuple[bytes, bool]:
     if method == "HEAD":
         return b"", False
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while size <= limit:
         chunk = answer.read(min(CHUNK, limit + 1 - size))
         if not chunk:

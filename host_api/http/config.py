@@ -45,4 +45,6 @@ class HttpConfig:
                 f"must not exceed max_timeout_ms ({self.max_timeout_ms})"
             )
         if self.max_redirects > 20:
-            raise ConfigError(f"config key 'capabilities.http.max_redirects' must be at most 20, got {self.max_redirects}")
+            raise ConfigError(
+                f"config key 'capabilities.http.max_redirects' must be at most 20, got {self.max_redirects}"
+            )

@@ -83,7 +83,9 @@ def _entry_problem(entry: str) -> Problem | None:
             FIELD, f"'{shown}' is an address range or a URL", "list single hosts or addresses, e.g. 10.0.0.5"
         )
     if ":" in entry and canonical_address(entry) is None:
-        return Problem(FIELD, f"'{shown}' has a port or is not an address", "write the host alone; a grant covers every port")
+        return Problem(
+            FIELD, f"'{shown}' has a port or is not an address", "write the host alone; a grant covers every port"
+        )
     if canonical_address(entry) is not None:
         return None
     if entry != entry.lower():
@@ -93,7 +95,9 @@ def _entry_problem(entry: str) -> Problem | None:
         if canonical_address(suffix) is not None or not is_host_name(suffix):
             return Problem(FIELD, f"'{shown}' is not a wildcard over a domain", "write *.example.com")
         if "." not in suffix:
-            return Problem(FIELD, f"'{shown}' would match a whole top-level domain", "name the domain, e.g. *.example.com")
+            return Problem(
+                FIELD, f"'{shown}' would match a whole top-level domain", "name the domain, e.g. *.example.com"
+            )
         return None
     if "*" in entry:
         return Problem(FIELD, f"'{shown}' has a wildcard inside", "only a leading *. is allowed, e.g. *.example.com")

@@ -157,7 +157,8 @@ def _body(req: JsonObject, config: HttpConfig) -> bytes | None:
 
 def _too_large(size: int, config: HttpConfig) -> PayloadTooLarge:
     return PayloadTooLarge(
-        f"the request body is {size} bytes; the limit is {config.max_request_bytes} (capabilities.http.max_request_bytes)"
+        f"the request body is {size} bytes; the limit is {config.max_request_bytes} "
+        "(capabilities.http.max_request_bytes)"
     )
 
 
