@@ -141,9 +141,7 @@ def test_a_relative_redirect_is_followed_on_the_same_host(up: Upstream) -> None:
 
 def test_a_redirect_to_a_host_not_granted_is_refused_and_not_followed(up: Upstream) -> None:
     resolver = FakeResolver({"evil.test": ["127.0.0.1"]})
-    reply = Fetcher("127.0.0.1", resolver=resolver).fetch(
-        up.url("/redirect?to=" + up.url("/echo", host="evil.test"))
-    )
+    reply = Fetcher("127.0.0.1", resolver=resolver).fetch(up.url("/redirect?to=" + up.url("/echo", host="evil.test")))
     assert code(reply) == "FORBIDDEN"
     assert message(reply).startswith("redirect from 127.0.0.1 to evil.test refused")
     assert "the redirect was not followed" in message(reply)
