@@ -27,8 +27,9 @@ Resilience: GET, HEAD, OPTIONS, PUT and DELETE are retried under
 ``resilience.retry`` when the connection failed or dropped before an answer
 and on 502, 503 and 504 (the last answer is returned when retries run out);
 POST and PATCH never are. Every host has a circuit breaker
-(``resilience.http_breaker``): connection failures, timeouts and 5xx count
-against it, any other answer for it; while it is open a fetch is
+(``resilience.http_breaker``): connection failures, timeouts (of attempts
+given at least ``BREAKER_MIN_WAIT_S``) and 5xx count against it, any other
+answer for it; while it is open a fetch is
 SERVICE_UNAVAILABLE with ``retry_after`` at once, without connecting.
 """
 
@@ -37,6 +38,7 @@ from __future__ import annotations
 import base64
 import logging
 import ssl
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -70,6 +72,10 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
 # DNS lookups run here so that one that hangs cannot hold a call past its deadline.
 DNS_THREADS = 8
+# A timeout counts against the host's breaker only when the attempt had at least this long.
+BREAKER_MIN_WAIT_S = 1.0
+# Methods that change nothing: any other one may have changed something remote once it was sent.
+SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(slots=True)
@@ -145,7 +151,7 @@ class HttpCapability:
         self._spend(scope)
         deadline = client.deadline_of(request.timeout_ms, scope.call.deadline)
         try:
-            return self._follow(scope.grant, request, deadline)
+            return self._follow(scope, request, deadline)
         except client.TimedOut:
             bound = "the plugin call's deadline" if deadline.by_call else f"timeout_ms {request.timeout_ms}"
             raise PluginTimeout(f"http_fetch of {request.url.host} did not finish in time ({bound})") from None
@@ -160,11 +166,14 @@ class HttpCapability:
             )
         scope.fetches += 1
 
-    def _follow(self, grant: hosts.HostGrant, request: FetchRequest, deadline: client.Deadline) -> JsonObject:
+    def _follow(self, scope: Scope, request: FetchRequest, deadline: client.Deadline) -> JsonObject:
+        grant = scope.grant
         hop = Attempt(request.url, request.method, request.headers, request.body)
         via: Url | None = None
         for redirects in range(self.config.max_redirects + 1):
             addresses = self._vet(grant, hop.url, deadline, via)
+            if hop.method not in SAFE:
+                scope.call.may_have_saved = True  # a POST may have done its work remotely even if no answer comes
             response = self._send(hop, addresses, deadline)
             location = response.header("location") if response.status in REDIRECTS else None
             target = _redirect_target(hop.url, location)
@@ -222,12 +231,17 @@ class HttpCapability:
 
         def attempt() -> client.Response:
             permit = breaker.admit()
+            given = deadline.at - time.monotonic()
             try:
                 response = client.exchange(
                     hop.url, addresses, hop.method, hop.headers, hop.body, deadline.at, self._limits, self.tls
                 )
             except client.HeadersTooLarge:
                 permit.success()  # the host answered; the answer is too big for us
+                raise
+            except client.TimedOut:
+                # A plugin that gives a fetch a few milliseconds must not open the host's breaker for everyone.
+                (permit.failure if given >= BREAKER_MIN_WAIT_S else permit.release)()
                 raise
             except client.ExchangeFailed:
                 permit.failure()

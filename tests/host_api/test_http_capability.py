@@ -322,3 +322,11 @@ def test_http_true_is_refused_with_the_fix_to_list_hosts() -> None:
 def test_bad_capability_config_stops_start_up_naming_the_key(section: dict[str, int], text: str) -> None:
     with pytest.raises(ConfigError, match=text.replace("(", r"\(")):
         HttpCapability(ArcanaConfig(capabilities={"http": section}))
+
+
+def test_a_fetch_that_may_change_something_remote_marks_the_call(up: Upstream) -> None:
+    fetcher = Fetcher("127.0.0.1")
+    reading, writing = fetcher.call(), fetcher.call()
+    fetcher.fetch(up.url("/ok"), context=reading)
+    fetcher.fetch(up.url("/echo"), context=writing, method="POST", body="x")
+    assert not reading.may_have_saved and writing.may_have_saved

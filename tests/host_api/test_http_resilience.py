@@ -15,6 +15,7 @@ import pytest
 from arcana.resilience import BreakerState
 from arcana.resilience.retry import RETRIES
 from arcana_host.http import http_breaker_board
+from arcana_host.http.capability import BREAKER_MIN_WAIT_S
 from http_harness import FakeResolver, Fetcher, code, config, message
 from http_upstream import Upstream
 from queue_fakes import RecordingBus
@@ -100,8 +101,14 @@ def test_connection_failures_open_the_breaker() -> None:
 
 def test_timeouts_count_against_the_host(up: Upstream) -> None:
     fetcher, _ = _fetcher(threshold=1)
-    assert code(fetcher.fetch(up.url("/stall"), timeout_ms=100)) == "PLUGIN_TIMEOUT"
+    assert code(fetcher.fetch(up.url("/stall"), timeout_ms=int(BREAKER_MIN_WAIT_S * 1000) + 200)) == "PLUGIN_TIMEOUT"
     assert code(fetcher.fetch(up.url("/ok"))) == "SERVICE_UNAVAILABLE" and up.hits["/ok"] == 0
+
+
+def test_a_fetch_given_too_little_time_does_not_open_the_breaker_for_everyone(up: Upstream) -> None:
+    fetcher, _ = _fetcher(threshold=1)
+    assert code(fetcher.fetch(up.url("/stall"), timeout_ms=50)) == "PLUGIN_TIMEOUT"
+    assert fetcher.fetch(up.url("/ok"))["status"] == 200
 
 
 def test_each_host_has_its_own_breaker(up: Upstream) -> None:
