@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -47,9 +48,10 @@ class Fetcher:
         cfg: ArcanaConfig | None = None,
         resolver: Callable[[str, int], Sequence[str]] | None = None,
         breakers: BreakerBoard | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.resolver = resolver or FakeResolver()
-        self.capability = HttpCapability(cfg or config(), breakers, resolver=self.resolver)
+        self.capability = HttpCapability(cfg or config(), breakers, resolver=self.resolver, tls=tls)
         spec = PluginSpec(Manifest("fetcher", "1.0.0", capabilities={"http": tuple(grant)}), frozenset({"http"}))
         self._fn = link_capability(self.capability, spec)["http_fetch"]
 

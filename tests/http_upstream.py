@@ -16,6 +16,7 @@ Paths: ``/ok``; ``/echo`` (method, headers and body back as JSON);
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,7 +87,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class Upstream:
-    def __init__(self) -> None:
+    """Plain HTTP, or HTTPS with ``tls`` (a server-side context holding its certificate)."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.lock = threading.Lock()
         self.hits: Counter[str] = Counter()
         self.methods: list[tuple[str, str]] = []
@@ -95,11 +98,14 @@ class Upstream:
         self.released = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
+        self.scheme = "https" if tls is not None else "http"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def release(self) -> None:
         self.released.set()
