@@ -31,6 +31,8 @@ from arcana_host.store import StoreCapability
 
 # WASI and Extism's own env imports are linked by the engine, not by us.
 ENGINE_NAMESPACE = "extism:host/env"
+# How a manifest asks for a capability that takes a list rather than `true`.
+REQUEST_EXAMPLES = {"events": '["note.*"]', "http": '["api.example.com"]'}
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,7 @@ def check_imports(
                 Problem(
                     where,
                     f"needs capability '{cap}', which the manifest does not request",
-                    f"add {cap} = true under [capabilities]",
+                    f"add {cap} = {REQUEST_EXAMPLES.get(cap, 'true')} under [capabilities]",
                 )
             )
     return problems
