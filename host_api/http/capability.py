@@ -74,6 +74,7 @@ CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
 DNS_THREADS = 8
 # A timeout counts against the host's breaker only when the attempt had at least this long.
 BREAKER_MIN_WAIT_S = 1.0
+NOT_LISTED = "it matches none of its capabilities.http hosts"
 # Methods that change nothing: any other one may have changed something remote once it was sent.
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -185,27 +186,21 @@ class HttpCapability:
     def _vet(self, grant: hosts.HostGrant, url: Url, deadline: client.Deadline, via: Url | None) -> list[str]:
         """The addresses to connect to for ``url``, once the grant, the breaker and the SSRF rule allow it."""
         prefix = f"redirect from {via.host} to {url.host} refused: " if via is not None else ""
-        if not grant.allows(url.host):
-            raise Forbidden(
-                f"{prefix}plugin '{grant.plugin}' may not fetch {url.host}: it matches none of its "
-                "capabilities.http hosts" + ("; the redirect was not followed" if via else "")
-            )
-        _refuse_while_open(self._breaker(url.host))
         literal = hosts.canonical_address(url.host)
+        if not grant.allows(url.host):
+            raise _not_granted(prefix, grant, url.host, literal, followed=via is not None)
+        _refuse_while_open(self._breaker(url.host))
         addresses = [literal] if literal is not None else self._resolve(url, deadline)
         if grant.names_exactly(url.host):
             return addresses
         for address in addresses:
             reason = blocked(address)
             if reason is not None:
-                logger.warning("http_fetch refused for plugin %s: %s", grant.plugin, reason)
-                how = (
-                    "grant the host by name (an exact capabilities.http entry) to allow it"
-                    if literal is not None
-                    else f"only an exact capabilities.http entry '{url.host}' allows that, never a wildcard"
+                logger.warning("http_fetch refused for plugin %s: %s resolves to %s", grant.plugin, url.host, reason)
+                raise Forbidden(
+                    f"{prefix}{url.host} resolves to a refused address: {reason}; only an exact "
+                    f"capabilities.http entry '{url.host}' allows that, never a wildcard"
                 )
-                where = reason if literal is not None else f"{url.host} resolves to a refused address: {reason}"
-                raise Forbidden(f"{prefix}{where}; {how}")
         return addresses
 
     def _resolve(self, url: Url, deadline: client.Deadline) -> list[str]:
@@ -274,6 +269,14 @@ class HttpCapability:
             raise ServiceUnavailable(f"host {host} sent an invalid HTTP response: {exc}") from None
 
     functions = (HostFunction("http_fetch", "http", http_fetch),)
+
+
+def _not_granted(prefix: str, grant: hosts.HostGrant, host: str, literal: str | None, followed: bool) -> Forbidden:
+    # A literal address is only ever granted exactly (a wildcard never matches one): say why that matters.
+    why = blocked(literal) if literal is not None else None
+    reason = f"{why}, and no capabilities.http entry names it exactly" if why else NOT_LISTED
+    tail = "; the redirect was not followed" if followed else ""
+    return Forbidden(f"{prefix}plugin '{grant.plugin}' may not fetch {host}: {reason}{tail}")
 
 
 def _refuse_while_open(breaker: CircuitBreaker) -> None:

@@ -93,10 +93,23 @@ def test_the_metadata_address_named_by_a_wildcard_host_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["http://127.0.0.1/", "http://169.254.169.254/latest/meta-data/", "http://[::1]/", "http://10.0.0.1/"]
+    ("url", "why"),
+    [
+        ("http://127.0.0.1/", "127.0.0.1 is a loopback address"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address (the cloud metadata"),
+        ("http://[::1]/", "::1 is a loopback address"),
+        ("http://10.0.0.1/", "10.0.0.1 is a private address"),
+        ("http://[::ffff:169.254.169.254]/", "an IPv4-mapped form of 169.254.169.254"),
+    ],
 )
-def test_literal_non_public_addresses_not_granted_by_name_are_forbidden(url: str) -> None:
+def test_literal_non_public_addresses_not_granted_exactly_are_forbidden_saying_why(url: str, why: str) -> None:
     reply = Fetcher("*.example.com", "localhost").fetch(url)
+    assert code(reply) == "FORBIDDEN" and why in message(reply)
+    assert "no capabilities.http entry names it exactly" in message(reply)
+
+
+def test_a_public_literal_address_not_granted_is_forbidden_as_not_matching() -> None:
+    reply = Fetcher("*.example.com").fetch("http://93.184.216.34/")
     assert code(reply) == "FORBIDDEN" and "matches none of its capabilities.http hosts" in message(reply)
 
 
