@@ -39,8 +39,11 @@ HOST_CALL_SECONDS = Histogram(
 )
 
 
-def error_reply(code: ErrorCode, message: str) -> bytes:
-    return json.dumps({"error": {"code": code.value, "message": message}}, separators=_COMPACT).encode()
+def error_reply(code: ErrorCode, message: str, retry_after: int | None = None) -> bytes:
+    error: JsonObject = {"code": code.value, "message": message}
+    if retry_after is not None:  # SERVICE_UNAVAILABLE from an open breaker: seconds until it lets a call through
+        error["retry_after"] = retry_after
+    return json.dumps({"error": error}, separators=_COMPACT).encode()
 
 
 def link(capability: Capability, state: Any, fn: HostFunction) -> LinkedFunction:
@@ -63,7 +66,7 @@ def link(capability: Capability, state: Any, fn: HostFunction) -> LinkedFunction
             return reply
         except ArcanaError as exc:
             outcome = exc.code.value.lower()
-            return error_reply(exc.code, exc.message)
+            return error_reply(exc.code, exc.message, exc.retry_after)
         except Exception:  # a raise would be printed and dropped by the engine: log it, answer INTERNAL
             logger.exception("host function %s failed", fn.name, extra={"plugin": context.plugin})
             return error_reply(ErrorCode.INTERNAL, f"{fn.name} failed inside the host")

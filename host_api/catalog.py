@@ -15,13 +15,14 @@ from arcana.queue.subscriptions import KERNEL_EVENTS_GRANT
 from arcana.types import HOST_NAMESPACE, HostFunction
 from arcana_host.auth import AuthCapability
 from arcana_host.events import EventsCapability
+from arcana_host.http import HttpCapability
 from arcana_host.log import LogCapability
 from arcana_host.queue import QueueCapability
 from arcana_host.store import StoreCapability
 
 __all__ = ["CAPABILITY_CLASSES", "CATALOG", "HOST_NAMESPACE", "KNOWN_GRANTS", "capability_of"]
 # The capability classes a kernel offers, in the order they are built and closed.
-CAPABILITY_CLASSES = (LogCapability, StoreCapability, AuthCapability, QueueCapability, EventsCapability)
+CAPABILITY_CLASSES = (LogCapability, StoreCapability, AuthCapability, QueueCapability, EventsCapability, HttpCapability)
 
 
 def _catalog() -> dict[str, HostFunction]:

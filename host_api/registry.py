@@ -18,17 +18,21 @@ from arcana.errors import ConfigError, Problem
 from arcana.manifest import Manifest
 from arcana.queue.jobs import JobQueue
 from arcana.queue.subscriptions import KERNEL_EVENTS_GRANT, reaches_kernel
+from arcana.resilience import BreakerBoard
 from arcana.types import Capability, CapabilityRefused, LinkedFunction, PluginSpec
 from arcana_host.auth import AuthCapability, Identity
 from arcana_host.binding import link
 from arcana_host.catalog import CAPABILITY_CLASSES, CATALOG, HOST_NAMESPACE, KNOWN_GRANTS
 from arcana_host.events import Emitter, EventsCapability
+from arcana_host.http import HttpCapability
 from arcana_host.log import LogCapability
 from arcana_host.queue import QueueCapability
 from arcana_host.store import StoreCapability
 
 # WASI and Extism's own env imports are linked by the engine, not by us.
 ENGINE_NAMESPACE = "extism:host/env"
+# How a manifest asks for a capability that takes a list rather than `true`.
+REQUEST_EXAMPLES = {"events": '["note.*"]', "http": '["api.example.com"]'}
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class HostServices:
     # The kernel's job queue (queue_enqueue, queue_status) and event bus (event_emit, an arcana.events.EventBus).
     jobs: JobQueue | None = None
     bus: Emitter | None = None
+    # The kernel's per-host breakers for http_fetch (arcana_host.http.http_breaker_board); None: the capability's own.
+    http_breakers: BreakerBoard | None = None
 
 
 # One factory per class in CAPABILITY_CLASSES, in the same order; each reads its own config section.
@@ -49,6 +55,7 @@ FACTORIES: tuple[Callable[[ArcanaConfig, HostServices], Capability], ...] = (
     lambda config, services: AuthCapability(services.identity),
     lambda config, services: QueueCapability.from_config(config, services.jobs),
     lambda config, services: EventsCapability.from_config(config, services.bus),
+    lambda config, services: HttpCapability.from_config(config, services.http_breakers),
 )
 
 
@@ -182,7 +189,7 @@ def check_imports(
                 Problem(
                     where,
                     f"needs capability '{cap}', which the manifest does not request",
-                    f"add {cap} = true under [capabilities]",
+                    f"add {cap} = {REQUEST_EXAMPLES.get(cap, 'true')} under [capabilities]",
                 )
             )
     return problems

@@ -42,6 +42,7 @@ from arcana.registry import LoadedPlugin, LoadFailure, Registry, Snapshot
 from arcana.tracing import Tracing, build_tracing
 from arcana.types import Principal
 from arcana.views import PluginsView, plugins_view
+from arcana_host.http import http_breaker_board
 from arcana_host.registry import Capabilities, HostServices
 
 logger = logging.getLogger("arcana.kernel")
@@ -125,6 +126,8 @@ class Kernel:
         self.config = config
         self.plugins_dir = config.plugins_dir()
         self.bus = EventBus()
+        # The per-host breakers of http_fetch, one board for the whole kernel (its metrics read it too).
+        self.http_breakers = http_breaker_board(config.resilience, self.bus)
         self.registry = Registry()
         server = config.server
         limiter = build_limiter(
@@ -172,7 +175,9 @@ class Kernel:
         self._database = database
         self._probe = DatabaseProbe(database.ping)
         self._identity = AuthService(self.config, database, self.bus)
-        services = HostServices(identity=self._identity, database=database, jobs=self.jobs, bus=self.bus)
+        services = HostServices(
+            identity=self._identity, database=database, jobs=self.jobs, bus=self.bus, http_breakers=self.http_breakers
+        )
         self._capabilities = Capabilities.from_config(self.config, services)
         if self._engine is None:
             from arcana.engine.extism_engine import ExtismEngine  # the engine loads native code: only when serving

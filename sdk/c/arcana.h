@@ -252,4 +252,28 @@ static inline uint64_t arcana_event_emit(const char *topic, const char *payload_
     return arcana_host_call_parts(arcana_host_event_emit, parts, 5, reply, cap);
 }
 
+/* ---- typed helper: http ------------------------------------------------- */
+
+/* http_fetch (grant `http`; the manifest lists the hosts: http = ["api.example.com"]):
+ * `method` NULL is GET; `headers_json` a JSON object of header names to string
+ * values (NULL for none); `body` text sent as UTF-8 (NULL for none);
+ * `timeout_ms` 0 leaves the host's default. Reply {"status", "headers", "body"
+ * (or "body_base64"), "truncated", "url"} for any status the server answered,
+ * or {"error": ...}: FORBIDDEN (host not granted, address refused),
+ * VALIDATION_FAILED, PAYLOAD_TOO_LARGE, PLUGIN_TIMEOUT, SERVICE_UNAVAILABLE
+ * (down, or its circuit breaker is open: "retry_after" seconds), RATE_LIMITED. */
+static inline uint64_t arcana_http_fetch(const char *method, const char *url, const char *headers_json,
+                                         const char *body, uint32_t timeout_ms, char *reply, uint64_t cap) {
+    char timeout[21];
+    const ArcanaPart parts[] = {
+        {"{\"method\":", ARCANA_RAW},   {method ? method : "GET", ARCANA_STR},
+        {",\"url\":", ARCANA_RAW},      {url, ARCANA_STR},
+        {",\"headers\":", ARCANA_RAW},  {headers_json ? headers_json : "{}", ARCANA_RAW},
+        {",\"body\":", ARCANA_RAW},     {body, ARCANA_STR},
+        {",\"timeout_ms\":", ARCANA_RAW}, {timeout_ms ? arcana_i64_text(timeout_ms, timeout) : 0, ARCANA_RAW},
+        {"}", ARCANA_RAW},
+    };
+    return arcana_host_call_parts(arcana_host_http_fetch, parts, sizeof parts / sizeof parts[0], reply, cap);
+}
+
 #endif /* ARCANA_H */

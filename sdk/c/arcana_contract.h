@@ -47,5 +47,6 @@ ARCANA_HOST_FN(auth_issue_token)     /* grant: auth.issue */
 ARCANA_HOST_FN(queue_enqueue)        /* grant: queue */
 ARCANA_HOST_FN(queue_status)         /* grant: queue */
 ARCANA_HOST_FN(event_emit)           /* grant: events */
+ARCANA_HOST_FN(http_fetch)           /* grant: http */
 
 #endif /* ARCANA_CONTRACT_H */

@@ -404,6 +404,9 @@ pub const queue = @import("queue.zig");
 
 /// Emitting events (`events` capability), and the event envelope: see events.zig.
 pub const events = @import("events.zig");
+
+/// Outbound HTTP to granted hosts (`http` capability, `fetch`): see http.zig.
+pub const http = @import("http.zig");
 pub const kv = store.kv;
 
 /// Write a log line through the host (`log` capability). Never fails.

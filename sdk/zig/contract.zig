@@ -59,4 +59,6 @@ pub const HostFunction = enum {
     queue_status,
     /// grant: events
     event_emit,
+    /// grant: http
+    http_fetch,
 };

@@ -124,6 +124,20 @@ def test_a_capability_that_refuses_a_plugin_refuses_its_load_with_the_reason() -
     assert any("no probes today" in str(p) for p in refused)
 
 
+def test_an_http_import_without_hosts_in_the_manifest_is_refused_with_how_to_list_them() -> None:
+    capabilities = Capabilities.from_config(_default_config())
+    imports = [(HOST_NAMESPACE, "http_fetch")]
+    missing = capabilities.configure(_manifest(log=True), frozenset({"log", "http"}), imports)
+    assert isinstance(missing, list) and 'add http = ["api.example.com"] under [capabilities]' in str(missing)
+    bad = Manifest("notes", "1.0.0", capabilities={"http": ("*", "api.example.com")})
+    refused = capabilities.configure(bad, frozenset({"http"}), imports)
+    assert isinstance(refused, list) and "capabilities.http: '*' would allow every host" in str(refused[0])
+    good = Manifest("notes", "1.0.0", capabilities={"http": ("api.example.com",)})
+    configured = capabilities.configure(good, frozenset({"http"}), imports)
+    assert isinstance(configured, ConfiguredPlugin) and [f.name for f in configured.functions] == ["http_fetch"]
+    capabilities.close()
+
+
 def _default_config() -> Any:
     from arcana.config import ArcanaConfig
 

@@ -30,17 +30,20 @@ from arcana_host.auth import AuthCapability
 from arcana_host.binding import link_capability
 from arcana_host.catalog import CATALOG
 from arcana_host.events import EventsCapability
+from arcana_host.http import HttpCapability
 from arcana_host.log import LogCapability
 from arcana_host.queue import QueueCapability
 from arcana_host.store import StoreCapability, StoreConfig
 from arcana_host.store.sql_backend import SqlStoreBackend
 from fuzzing import ANY_TEXT, FINITE_SCALARS, fuzz_settings, json_values
+from http_harness import FakeResolver
+from http_harness import config as http_config
 from queue_fakes import HOST_FUNCTIONS, MemoryQueueBackend, RecordingBus
 
 pytestmark = pytest.mark.fuzz
 
 PLUGIN = "fuzzed"
-GRANTS = frozenset({"log", "store", "auth", "auth.issue", "queue", "events"})
+GRANTS = frozenset({"log", "store", "auth", "auth.issue", "queue", "events", "http"})
 # Small queue bounds, so that the fuzz reaches them.
 QUEUE = ArcanaConfig(queue=QueueConfig(max_payload_bytes=512, max_delay_s=60, max_retries_limit=5))
 
@@ -68,14 +71,23 @@ def functions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Li
         StoreConfig(max_doc_bytes=2048, max_value_bytes=512, max_page_size=50, max_batch_ops=10),
         SqlStoreBackend(database.engine),
     )
-    manifest = Manifest(PLUGIN, "1.0.0", capabilities={"events": ("note.*",)}, jobs=(Job("fuzz.work", "work"),))
+    manifest = Manifest(
+        PLUGIN,
+        "1.0.0",
+        capabilities={"events": ("note.*",), "http": ("127.0.0.1", "*.example.com")},
+        jobs=(Job("fuzz.work", "work"),),
+    )
     spec = PluginSpec(manifest, GRANTS)
     queue = QueueCapability.from_config(QUEUE, JobQueue(QUEUE.queue, MemoryQueueBackend(HOST_FUNCTIONS)))
     events = EventsCapability.from_config(QUEUE, RecordingBus())
+    # No network: names resolve to loopback (refused for wildcards), 127.0.0.1 is granted but nothing listens.
+    resolver = FakeResolver({"a.example.com": ["127.0.0.1"], "b.example.com": ["93.184.216.34", "10.0.0.1"]})
+    http = HttpCapability(http_config({"max_timeout_ms": 2000, "default_timeout_ms": 1000}), resolver=resolver)
     linked: dict[str, LinkedFunction] = {}
-    for capability in (LogCapability(), store, AuthCapability(FakeIdentity()), queue, events):
+    for capability in (LogCapability(), store, AuthCapability(FakeIdentity()), queue, events, http):
         linked |= link_capability(capability, spec)
     yield linked
+    http.close()
     store.close()
     database.close()
 
@@ -157,6 +169,36 @@ FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "dedupe_key": st.one_of(ANY_TEXT, st.sampled_from(["k", "k" * 300, "\u00e9" * 200])),
     },
     "queue_status": {"id": st.one_of(st.sampled_from(["j1", "j2", "", "x" * 200]), ANY_TEXT)},
+    "http_fetch": {
+        "method": st.sampled_from(["GET", "post", "HEAD", "TRACE", "", "CONNECT"]),
+        "url": st.one_of(
+            st.sampled_from(
+                [
+                    "http://127.0.0.1:9/",
+                    "https://127.0.0.1:9/x?y=1",
+                    "http://a.example.com/",
+                    "http://b.example.com/",
+                    "http://c.example.com/",
+                    "http://169.254.169.254/",
+                    "http://[::ffff:127.0.0.1]/",
+                    "ftp://127.0.0.1/",
+                    "http://u:p@127.0.0.1/",
+                    "http://127.0.0.1:99999/",
+                    "http://127.0.0.1/\r\n",
+                    "//127.0.0.1/",
+                ]
+            ),
+            ANY_TEXT,
+        ),
+        "headers": st.dictionaries(
+            st.sampled_from(["Accept", "Host", "X-A", "bad name", "Transfer-Encoding", "é"]),
+            st.one_of(ANY_TEXT, st.sampled_from(["x", "a\r\nb"])),
+            max_size=3,
+        ),
+        "body": ANY_TEXT,
+        "body_base64": st.sampled_from(["", "AAEC", "***", "YQ="]),
+        "timeout_ms": st.one_of(st.integers(-1, 3000), st.sampled_from([2**63, 0])),
+    },
     "event_emit": {
         "topic": st.sampled_from(["note.created", "note.a.b", "auth.login", "other.x", "note.*", "Note.X", ""]),
         "payload": st.one_of(
@@ -209,5 +251,5 @@ def test_host_functions_answer_any_request_with_a_json_object_never_internal(
     event(f"{name}: {answer['error']['message'][:50] if 'error' in answer else 'ok'}")
     if "error" in answer:
         error = answer["error"]
-        assert set(error) == {"code", "message"} and isinstance(error["message"], str), error
+        assert set(error) - {"retry_after"} == {"code", "message"} and isinstance(error["message"], str), error
         assert error["code"] in set(ErrorCode) and error["code"] != ErrorCode.INTERNAL, (name, data[:300], error)

@@ -123,12 +123,12 @@ def test_zig_host_call_of_a_name_outside_the_contract_does_not_compile(tmp_path:
     (tmp_path / "src" / "main.zig").write_text(
         'const arcana = @import("arcana");\n'
         "export fn go() i32 {\n"
-        '    const reply = arcana.hostCall(arcana.allocator, "http_fetch", "{}") catch return 1;\n'
+        '    const reply = arcana.hostCall(arcana.allocator, "net_listen", "{}") catch return 1;\n'
         "    arcana.output(reply);\n"
         "    return 0;\n"
         "}\n"
     )
-    with pytest.raises(BuildError, match="'http_fetch' is not a host function of Arcana"):
+    with pytest.raises(BuildError, match="'net_listen' is not a host function of Arcana"):
         build_plugin(tmp_path)
 
 

@@ -73,3 +73,6 @@ export declare function host_queue_status(offset: u64): u64;
 /** grant: events */
 @external("extism:host/user", "event_emit")
 export declare function host_event_emit(offset: u64): u64;
+/** grant: http */
+@external("extism:host/user", "http_fetch")
+export declare function host_http_fetch(offset: u64): u64;

@@ -28,6 +28,7 @@ export { store, kv, Result, HostError, Document, Page, QueryOptions, BatchOp, fa
 export { auth } from "./auth";
 export { queue, EnqueueOptions, Enqueued, JobStatus, Job } from "./queue";
 export { events, Event } from "./events";
+export { http, FetchOptions, HttpResponse } from "./http";
 // `Code` and every host function (`host_<name>`), generated from the kernel's tables.
 export * from "./contract";
 

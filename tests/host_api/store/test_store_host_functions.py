@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from arcana.config import DatabaseConfig
-from arcana.database import Database, create_db_engine
+from arcana.database import UNAVAILABLE_RETRY_AFTER_S, Database, create_db_engine
 from arcana.manifest import Manifest
 from arcana.types import CallContext, PluginSpec
 from arcana_host.binding import link_capability
@@ -235,6 +235,10 @@ def test_a_database_that_is_down_is_service_unavailable_not_a_crash() -> None:
     ):
         reply = json.loads(fn[name].call(CallContext("p", "1.0.0"), json.dumps(request).encode()))
         assert reply == {
-            "error": {"code": "SERVICE_UNAVAILABLE", "message": "store: the database is unavailable; try again later"}
+            "error": {
+                "code": "SERVICE_UNAVAILABLE",
+                "message": "store: the database is unavailable; try again later",
+                "retry_after": UNAVAILABLE_RETRY_AFTER_S,
+            }
         }
     down.dispose()
