@@ -37,6 +37,8 @@ from arcana.queue.backends import open_backend
 from arcana.queue.jobs import JobQueue
 from arcana.ratelimit import Rate, build_limiter
 from arcana.registry import LoadedPlugin, LoadFailure, Registry, Snapshot
+from arcana.resilience.breaker import BreakerState
+from arcana.resilience.service import Resilience, event_payload
 from arcana.types import Principal
 from arcana.views import PluginsView, plugins_view
 from arcana_host.registry import Capabilities, HostServices
@@ -126,6 +128,9 @@ class Kernel:
         self._engine = engine
         self._threads = ThreadPoolExecutor(config.executor.threads, thread_name_prefix="arcana-load")
         self._shares = ThreadShares(config.executor.max_threads_per_plugin)
+        # Circuit breakers (per plugin, backend and outbound host) and backend retries; a state change is an event.
+        self.resilience = Resilience.from_config(config.resilience)
+        self.resilience.on_change(self._breaker_changed)
         self._database: Database | None = None
         self._jobs: JobQueue | None = None
         self._jobs_lock = threading.Lock()
@@ -152,13 +157,17 @@ class Kernel:
         self._database = database
         self._probe = DatabaseProbe(database.ping)
         self._identity = AuthService(self.config, database, self.bus)
-        services = HostServices(identity=self._identity, database=database, jobs=self.jobs, bus=self.bus)
+        services = HostServices(
+            identity=self._identity, database=database, jobs=self.jobs, bus=self.bus, resilience=self.resilience
+        )
         self._capabilities = Capabilities.from_config(self.config, services)
         if self._engine is None:
             from arcana.engine.extism_engine import ExtismEngine  # the engine loads native code: only when serving
 
             self._engine = ExtismEngine()
-        self._loader = PluginLoader(self.config, self._engine, self._capabilities, self._shares)
+        self._loader = PluginLoader(
+            self.config, self._engine, self._capabilities, self._shares, self.resilience.plugins
+        )
         self._wire_events(lambda: self.jobs)
 
     def _wire_events(self, jobs: JobsSource | None) -> None:
@@ -181,6 +190,10 @@ class Kernel:
     def _plugin_event(self, topic: str, payload: dict[str, Any]) -> None:
         # The table first: a plugin loaded earlier in the same sync already hears about the next one.
         self._subscribe_to(self.registry.snapshot)
+        self.bus.emit(topic, payload)
+
+    def _breaker_changed(self, kind: str, name: str, old: BreakerState, new: BreakerState) -> None:
+        topic, payload = event_payload(kind, name, old, new)
         self.bus.emit(topic, payload)
 
     def _require_plugins_dir(self) -> None:
@@ -227,7 +240,8 @@ class Kernel:
             raise KernelNotStarted("the kernel is not started")
         with self._jobs_lock:
             if self._jobs is None:
-                self._jobs = JobQueue(self.config.queue, open_backend(self.config, self._database))
+                backend = open_backend(self.config, self._database, self.resilience)
+                self._jobs = JobQueue(self.config.queue, backend)
             return self._jobs
 
     def authenticate(self, authorization: str) -> Principal | None:
@@ -272,6 +286,7 @@ class Kernel:
             gone = self.registry.remove(path)
             if gone is not None:
                 self._shares.drop(gone.name)
+                self.resilience.plugins.forget(gone.name)
                 extra = {"plugin": gone.name, "plugin_version": gone.manifest.version, "source": str(path)}
                 logger.info("plugin unloaded", extra=extra)
                 self._plugin_event(PLUGIN_UNLOADED, {"plugin": gone.name})
@@ -302,6 +317,9 @@ class Kernel:
             plugin.pool.retire()
             self._failed(path, problems, plugin.name)
             return
+        if plugin.pool.breaker is not None:
+            # A new version starts with a closed breaker of its own: a fixed plugin serves at once.
+            self.resilience.plugins.adopt(plugin.pool.breaker)
         extra = {"plugin": plugin.name, "plugin_version": plugin.manifest.version, "source": str(path)}
         logger.info("plugin loaded", extra={**extra, "sha256": plugin.sha256, "ms": _ms_since(started)})
         self._plugin_event(PLUGIN_LOADED, {"plugin": plugin.name, "version": plugin.manifest.version})

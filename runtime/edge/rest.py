@@ -28,6 +28,7 @@ from arcana.edge.metrics import MetricsAccess, exposition, queue_registry
 from arcana.edge.plugin_http import ASGIApp, PluginHttpEdge
 from arcana.errors import ArcanaError, ErrorCode, MethodNotAllowed, NotFound, ServiceUnavailable
 from arcana.kernel import Kernel
+from arcana.resilience.metrics import breaker_registry
 
 logger = logging.getLogger("arcana.rest")
 # Binds the URL map for a request whose Host werkzeug refuses (see KernelQuart); never shown or matched.
@@ -115,6 +116,7 @@ def create_kernel_app(kernel: Kernel) -> Quart:
 
     metrics_access = MetricsAccess(kernel.config.server, kernel.authenticate)
     queue_metrics = queue_registry(lambda: kernel.jobs.stats())
+    breaker_metrics = breaker_registry(kernel.resilience)
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -122,7 +124,7 @@ def create_kernel_app(kernel: Kernel) -> Quart:
         # the queue's depth, read on a thread (bounded by a timeout); a scrape token or an admin token opens
         # it (arcana.edge.metrics).
         metrics_access.check(request.headers.get("authorization", ""))
-        body = await asyncio.to_thread(exposition, queue_metrics)
+        body = await asyncio.to_thread(exposition, queue_metrics, breaker_metrics)
         return Response(body, 200, {"content-type": CONTENT_TYPE_LATEST})
 
     @app.get("/ready")

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from arcana.errors import ServiceUnavailable
+from arcana.errors import CircuitOpen
 
 logger = logging.getLogger("arcana.resilience")
 
@@ -148,7 +148,7 @@ class CircuitBreaker:
         if changed is not None:
             self._notify(*changed)
         if permit is None:
-            raise ServiceUnavailable(
+            raise CircuitOpen(
                 f"{self.what} is failing; calls are refused for now (circuit open)",
                 retry_after=max(1, math.ceil(wait)),
             )
@@ -264,6 +264,22 @@ class BreakerBoard:
             while len(self._breakers) > self._max:
                 self._evict_one()
             return breaker
+
+    def make(self, name: str, policy: BreakerPolicy | None = None, what: str | None = None) -> CircuitBreaker:
+        """A fresh breaker wired to this board's clock and listener, not on the board until ``adopt``.
+
+        For a plugin version being loaded: it gets its own closed breaker, which
+        replaces the serving version's only once the new version is installed.
+        """
+        return CircuitBreaker(name, policy or self.policy, what=what, clock=self._clock, listener=self._forward)
+
+    def adopt(self, breaker: CircuitBreaker) -> None:
+        """Put ``breaker`` on the board under its name, replacing any other."""
+        with self._lock:
+            self._breakers[breaker.name] = breaker
+            self._breakers.move_to_end(breaker.name)
+            while len(self._breakers) > self._max:
+                self._evict_one()
 
     def forget(self, name: str) -> None:
         with self._lock:
