@@ -38,7 +38,7 @@ from arcana.queue.jobs import JobQueue
 from arcana.ratelimit import Rate, build_limiter
 from arcana.registry import LoadedPlugin, LoadFailure, Registry, Snapshot
 from arcana.resilience.breaker import BreakerState
-from arcana.resilience.service import Resilience, event_payload
+from arcana.resilience.service import Resilience, event_payload, redis_breaker_name
 from arcana.types import Principal
 from arcana.views import PluginsView, plugins_view
 from arcana_host.registry import Capabilities, HostServices
@@ -121,16 +121,21 @@ class Kernel:
         self.plugins_dir = config.plugins_dir()
         self.bus = EventBus()
         self.registry = Registry()
+        # Circuit breakers (per plugin, backend and outbound host) and backend retries; a state change is an event.
+        self.resilience = Resilience.from_config(config.resilience)
+        self.resilience.on_change(self._breaker_changed)
         server = config.server
-        limiter = build_limiter(server.rate_limit_backend, server.rate_limit_redis_url, server.rate_limit_max_keys)
+        redis_breaker = None
+        if server.rate_limit_backend == "redis":
+            redis_breaker = self.resilience.backend(redis_breaker_name(server.rate_limit_redis_url))
+        limiter = build_limiter(
+            server.rate_limit_backend, server.rate_limit_redis_url, server.rate_limit_max_keys, redis_breaker
+        )
         self.core = RequestCore(self.registry, self.authenticate, limiter, Rate.parse(server.per_address_limit))
         self.ready = False
         self._engine = engine
         self._threads = ThreadPoolExecutor(config.executor.threads, thread_name_prefix="arcana-load")
         self._shares = ThreadShares(config.executor.max_threads_per_plugin)
-        # Circuit breakers (per plugin, backend and outbound host) and backend retries; a state change is an event.
-        self.resilience = Resilience.from_config(config.resilience)
-        self.resilience.on_change(self._breaker_changed)
         self._database: Database | None = None
         self._jobs: JobQueue | None = None
         self._jobs_lock = threading.Lock()

@@ -32,8 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from arcana.errors import RateLimited
+from arcana.errors import CircuitOpen, RateLimited
 from arcana.manifest import RATE_RE
+from arcana.resilience.breaker import CircuitBreaker
+from arcana.resilience.guard import counts
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -142,19 +144,23 @@ return {count, ttl}
 class RedisLimiter:
     """Counters in Redis, shared by every process that uses the same URL and prefix."""
 
-    def __init__(self, client: redis.asyncio.Redis, prefix: str = REDIS_PREFIX) -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis, prefix: str = REDIS_PREFIX, breaker: CircuitBreaker | None = None
+    ) -> None:
         self._client = client
         self._prefix = prefix
         self._script = client.register_script(_HIT_SCRIPT)
         self._failing = False
+        # Redis's breaker (arcana.resilience): while it is open, hits fail open at once, with no connect wait.
+        self._breaker = breaker
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = REDIS_PREFIX) -> RedisLimiter:
+    def from_url(cls, url: str, prefix: str = REDIS_PREFIX, breaker: CircuitBreaker | None = None) -> RedisLimiter:
         import redis.asyncio  # lazily: only a deployment that chose Redis needs the package
 
         timeout = REDIS_TIMEOUT_S
         client = redis.asyncio.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        return cls(client, prefix)
+        return cls(client, prefix, breaker)
 
     async def hit(self, key: str, rate: Rate) -> Decision:
         """Count one hit; when Redis fails, allow it (fail open) and warn once per outage.
@@ -168,12 +174,26 @@ class RedisLimiter:
 
         name = self._prefix + _digest(key, rate).hex()
         try:
+            permit = None if self._breaker is None else self._breaker.admit()
+        except CircuitOpen:
+            return Decision(True, rate.limit, rate.limit, float(rate.period_s))  # warned when it opened
+        try:
             count, ttl_ms = await self._script(keys=[name], args=[rate.period_s * 1000])
         except (redis.RedisError, OSError) as exc:
+            if permit is not None and counts(exc):
+                permit.failure()
+            elif permit is not None:
+                permit.release()
             if not self._failing:
                 logger.warning("rate limits not enforced, Redis unavailable (failing open): %s", exc)
             self._failing = True
             return Decision(True, rate.limit, rate.limit, float(rate.period_s))
+        except BaseException:
+            if permit is not None:
+                permit.release()  # cancelled: nothing learned about Redis
+            raise
+        if permit is not None:
+            permit.success()
         if self._failing:
             logger.warning("rate limits enforced again, Redis is back")
             self._failing = False
@@ -183,5 +203,6 @@ class RedisLimiter:
         await self._client.aclose()
 
 
-def build_limiter(backend: str, redis_url: str, max_keys: int) -> Limiter:
-    return RedisLimiter.from_url(redis_url) if backend == "redis" else MemoryLimiter(max_keys)
+def build_limiter(backend: str, redis_url: str, max_keys: int, breaker: CircuitBreaker | None = None) -> Limiter:
+    """``breaker``: Redis's circuit breaker, for the Redis backend (no connect wait per hit while it is down)."""
+    return RedisLimiter.from_url(redis_url, breaker=breaker) if backend == "redis" else MemoryLimiter(max_keys)
