@@ -24,11 +24,13 @@ call is safe to repeat:
   backend dedupes by key; the sweep) are repeated after any such failure;
 - every other write (an insert, an increment, a delete that reports whether
   it deleted, a claim, a job's outcome) is repeated only when the error
-  proves nothing was sent: ``BackendUnreachable`` (the database refused the
-  connection before any statement) or a ``ConnectionRefusedError`` under
-  the Redis error. A timeout or a connection lost after sending leaves the
-  outcome unknown, and a second INSERT or INCR could apply it twice: those
-  are raised, never retried.
+  proves nothing was sent: ``BackendUnreachable``, raised by
+  ``arcana.database.transaction`` when the database cannot be connected to,
+  before any statement. A timeout or a connection lost after sending leaves
+  the outcome unknown, and a second INSERT or INCR could apply it twice:
+  those are raised, never retried. No Redis error is taken as such proof:
+  the Redis client reconnects once by itself (``arcana.redis_client``), so a
+  refused connection may follow a first try whose outcome is unknown.
 
 A retry never starts past the call's ``deadline`` (a plugin call's
 ``CallContext.deadline``) nor past the policy's ``max_total_s``; each
@@ -107,7 +109,7 @@ def counts(exc: BaseException) -> bool:
 
 def unsent(exc: BaseException) -> bool:
     """Whether ``exc`` proves the call never reached the backend (so even a write is safe to repeat)."""
-    return any(isinstance(e, BackendUnreachable | ConnectionRefusedError) for e in _chain(exc))
+    return any(isinstance(e, BackendUnreachable) for e in _chain(exc))
 
 
 class BackendGuard:
