@@ -6,14 +6,17 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from arcana.edge.admin import plugins_json
+from arcana.edge.errors import HTTP_STATUS
+from arcana.edge.grpc_errors import grpc_status
 from arcana.edge.grpc_kernel import plugins_message
 from arcana.edge.metrics import exposition
 from arcana.envelopes import HttpRequest
-from arcana.errors import CircuitOpen, ManifestInvalid, PluginFailed
+from arcana.errors import ArcanaError, CircuitOpen, ManifestInvalid, PluginFailed
 from arcana.kernel import Kernel
 from arcana.manifest import parse_manifest
 from arcana.resilience.metrics import breaker_registry
@@ -42,6 +45,10 @@ async def post(kernel: Kernel, body: bytes) -> int:
 
 def call(kernel: Kernel, body: bytes) -> int:
     return asyncio.run(post(kernel, body))
+
+
+def http_status(exc: ArcanaError) -> int:
+    return HTTP_STATUS[exc.code]
 
 
 def breaker_of(kernel: Kernel) -> str:
@@ -129,6 +136,7 @@ def test_the_manifests_threshold_opens_the_breaker_which_the_views_show_and_a_ke
     with pytest.raises(CircuitOpen) as refused:
         call(kernel, b'"hi"')
     assert refused.value.retry_after is not None and refused.value.retry_after >= 1
+    assert http_status(refused.value) == 503 and grpc_status(refused.value) is grpc.StatusCode.UNAVAILABLE
 
     opened = [e for e in events if e["topic"] == "breaker.opened"]
     assert [e["payload"] for e in opened] == [{"kind": "plugin", "name": "flaky", "old": "closed", "new": "open"}]
