@@ -38,6 +38,7 @@ from arcana.queue.jobs import JobQueue
 from arcana.ratelimit import Rate, build_limiter
 from arcana.registry import LoadedPlugin, LoadFailure, Registry, Snapshot
 from arcana.resilience.breaker import BreakerState
+from arcana.resilience.guard import refuse_connects_while_open
 from arcana.resilience.service import Resilience, event_payload, redis_breaker_name
 from arcana.types import Principal
 from arcana.views import PluginsView, plugins_view
@@ -160,6 +161,8 @@ class Kernel:
             database.close()
             raise ConfigError(f"database: {not_ready}; run `arcana migrate`")
         self._database = database
+        # Auth's queries are not behind a guard: they are refused at once while the database's breaker is open.
+        refuse_connects_while_open(database.engine, self.resilience.backend("database"))
         self._probe = DatabaseProbe(database.ping)
         self._identity = AuthService(self.config, database, self.bus)
         services = HostServices(

@@ -125,6 +125,18 @@ class CircuitBreaker:
                 return 0.0
             return max(0.0, self._opened_at + self.policy.cool_down_s - now)
 
+    def refuse_if_open(self) -> None:
+        """CircuitOpen while open, else nothing: a check that takes no permit, for callers that never settle.
+
+        Such a caller neither counts nor uses a half-open probe (the kernel's
+        auth queries share the database's breaker this way, via its connects).
+        """
+        wait = self.retry_after()
+        if wait > 0:
+            raise CircuitOpen(
+                f"{self.what} is failing; calls are refused for now (circuit open)", retry_after=max(1, math.ceil(wait))
+            )
+
     def admit(self) -> Permit:
         """A permit for one call, or SERVICE_UNAVAILABLE with Retry-After while open (or out of probes)."""
         changed: tuple[BreakerState, BreakerState] | None = None

@@ -44,9 +44,11 @@ import functools
 import random
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
 
 from arcana.errors import ArcanaError, BackendUnreachable, ServiceUnavailable
 from arcana.resilience.breaker import CircuitBreaker
@@ -159,6 +161,23 @@ class BackendGuard:
             raise
         permit.success()
         return result
+
+
+def refuse_connects_while_open(engine: Engine, breaker: CircuitBreaker) -> None:
+    """Every new connection ``engine`` makes is refused at once (CircuitOpen) while ``breaker`` is open.
+
+    For the kernel's own queries that are not behind a ``BackendGuard`` (auth:
+    logins, token checks, user administration): while the database is known
+    to be down they answer 503 at once instead of each waiting for a connect
+    that fails. They take no permit, so they neither count nor use a
+    half-open probe; the store's and the queue's guarded calls decide the
+    breaker's state. Pooled connections are unaffected (pre-ping drops dead
+    ones, and replacing them needs a connect).
+    """
+
+    @event.listens_for(engine, "do_connect")
+    def _refuse(_dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> None:
+        breaker.refuse_if_open()  # returning None lets SQLAlchemy connect as usual
 
 
 def _counts_and_unsent(exc: BaseException) -> bool:

@@ -21,7 +21,7 @@ from arcana.errors import BackendUnreachable, CircuitOpen, ErrorCode, ServiceUna
 from arcana.queue.guarded_backend import GuardedQueueBackend
 from arcana.queue.sql_backend import SqlQueueBackend
 from arcana.resilience import BreakerPolicy, BreakerState, CircuitBreaker, RetryPolicy
-from arcana.resilience.guard import BackendGuard
+from arcana.resilience.guard import BackendGuard, refuse_connects_while_open
 from arcana_host.store.config import StoreConfig
 from arcana_host.store.guarded_backend import GuardedKv, GuardedStore
 from arcana_host.store.redis_kv import RedisKv
@@ -94,6 +94,9 @@ def test_postgresql_down_is_503_opens_the_database_breaker_and_store_and_queue_r
         _unavailable(refused.value)
         with pytest.raises(CircuitOpen):
             store.get("p", "notes", "n-1")
+        refuse_connects_while_open(engine, guard.breaker)  # as the kernel does for auth's own queries
+        with pytest.raises(CircuitOpen), engine.connect():
+            pass
         assert pg_gate.accepted == 0
 
         clock.now += 5  # the cool-down is over: one probe goes through and closes it

@@ -196,3 +196,18 @@ def test_after_the_cool_down_a_good_probe_closes_the_breaker() -> None:
     clock.now += 5
     assert guard.call(failing([])[0], safe=True) == "ok"
     assert guard.breaker.state is BreakerState.CLOSED
+
+
+def test_refusing_while_open_takes_no_permit_so_it_never_uses_a_half_open_probe() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("database", BreakerPolicy(1, 5.0, 1), clock=clock)
+    breaker.refuse_if_open()  # closed: nothing happens
+    breaker.admit().failure()
+    with pytest.raises(CircuitOpen) as refused:
+        breaker.refuse_if_open()
+    assert refused.value.retry_after == 5
+    clock.now += 5
+    breaker.refuse_if_open()  # half-open: let through, and the probe is still there for a guarded call
+    breaker.refuse_if_open()
+    breaker.admit().success()
+    assert breaker.state is BreakerState.CLOSED
