@@ -29,7 +29,7 @@ from arcana.config import ArcanaConfig
 from arcana.core import RequestCore
 from arcana.database import Database
 from arcana.engine import Engine
-from arcana.errors import ConfigError, FileChanging, PluginLoadError, Problem
+from arcana.errors import CircuitOpen, ConfigError, FileChanging, PluginLoadError, Problem
 from arcana.events import PLUGIN_FAILED, PLUGIN_LOADED, PLUGIN_UNLOADED, EventBus, JobsSource
 from arcana.executor import ThreadShares
 from arcana.loader import PluginLoader, is_plugin_file, plugin_files
@@ -222,13 +222,38 @@ class Kernel:
         return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
     async def readiness(self) -> Readiness:
-        """Ready once the first scan is done and while the database answers (checked at most once a second)."""
+        """Ready once the first scan is done, while the database answers (checked at most once a second)
+        and while its breaker lets calls through.
+        """
         plugins = self.plugin_count
         if not self.ready or self._probe is None:
             return Readiness(False, plugins, "the kernel is loading its plugins", 1)
         if await self._probe.problem() is not None:
             return Readiness(False, plugins, "the database is unavailable", self._probe.retry_after_s)
+        wait = self._database_breaker_wait()
+        if wait:
+            return Readiness(False, plugins, "the database is unavailable", wait)
         return Readiness(True, plugins)
+
+    def _database_breaker_wait(self) -> int:
+        """Seconds until the database's breaker lets calls through again; 0 when it does.
+
+        Called after a good ping: while the breaker is open the process still
+        refuses database work, so it is not ready; once half-open, that good
+        ping is the probe that closes it (so an instance no traffic reaches
+        still recovers).
+        """
+        breaker = self.resilience.backend("database")
+        state = breaker.state
+        if state is BreakerState.CLOSED:
+            return 0
+        if state is BreakerState.OPEN:
+            return max(1, math.ceil(breaker.retry_after()))
+        try:
+            breaker.admit().success()
+        except CircuitOpen as exc:  # another call holds the probe: its answer decides
+            return exc.retry_after or 1
+        return 0
 
     @property
     def identity(self) -> AuthService:

@@ -19,9 +19,10 @@ from arcana.envelopes import HttpRequest
 from arcana.errors import ArcanaError, CircuitOpen, ManifestInvalid, PluginFailed
 from arcana.kernel import Kernel
 from arcana.manifest import parse_manifest
+from arcana.resilience import BreakerState
 from arcana.resilience.metrics import breaker_registry
 from arcana.types import CallContext
-from fakes import FakePlugin, Kernels, manifest_toml, route, trap, write_plugin
+from fakes import FakePlugin, Kernels, manifest_toml, route, trap, wait_for, write_plugin
 
 
 def picky(data: Any, _context: CallContext) -> Any:
@@ -183,3 +184,19 @@ def test_an_unloaded_plugin_leaves_no_breaker_behind(kernel: Kernel, kernels: Ke
     path.unlink()
     asyncio.run(kernel.sync([path]))
     assert len(kernel.resilience.plugins) == 0
+
+
+def test_not_ready_while_the_database_breaker_is_open_and_a_good_ping_is_its_half_open_probe(
+    kernels: Kernels,
+) -> None:
+    kernel = kernels(RESILIENCE__BACKEND_BREAKER__COOL_DOWN_S="0.05")
+    asyncio.run(kernel.load_all())
+    breaker = kernel.resilience.backend("database")
+    for _ in range(breaker.policy.failure_threshold):
+        breaker.admit().failure()
+    state = asyncio.run(kernel.readiness())
+    assert not state.ready and state.reason == "the database is unavailable" and state.retry_after_s == 1
+
+    wait_for(lambda: breaker.state is BreakerState.HALF_OPEN, 5.0, "the breaker half-opens")
+    assert asyncio.run(kernel.readiness()).ready
+    assert breaker.state is BreakerState.CLOSED
