@@ -18,7 +18,7 @@ from arcana.errors import ConfigError, Problem
 from arcana.manifest import Manifest
 from arcana.queue.jobs import JobQueue
 from arcana.queue.subscriptions import KERNEL_EVENTS_GRANT, reaches_kernel
-from arcana.resilience import BreakerBoard
+from arcana.resilience.service import Resilience
 from arcana.types import Capability, CapabilityRefused, LinkedFunction, PluginSpec
 from arcana_host.auth import AuthCapability, Identity
 from arcana_host.binding import link
@@ -44,18 +44,20 @@ class HostServices:
     # The kernel's job queue (queue_enqueue, queue_status) and event bus (event_emit, an arcana.events.EventBus).
     jobs: JobQueue | None = None
     bus: Emitter | None = None
-    # The kernel's per-host breakers for http_fetch (arcana_host.http.http_breaker_board); None: the capability's own.
-    http_breakers: BreakerBoard | None = None
+    # The kernel's breakers and retry policy: backends are guarded by them when given.
+    resilience: Resilience | None = None
 
 
 # One factory per class in CAPABILITY_CLASSES, in the same order; each reads its own config section.
 FACTORIES: tuple[Callable[[ArcanaConfig, HostServices], Capability], ...] = (
     lambda config, services: LogCapability(),
-    lambda config, services: StoreCapability.from_config(config, services.database),
+    lambda config, services: StoreCapability.from_config(config, services.database, services.resilience),
     lambda config, services: AuthCapability(services.identity),
     lambda config, services: QueueCapability.from_config(config, services.jobs),
     lambda config, services: EventsCapability.from_config(config, services.bus),
-    lambda config, services: HttpCapability.from_config(config, services.http_breakers),
+    lambda config, services: HttpCapability.from_config(
+        config, services.resilience.http if services.resilience is not None else None
+    ),
 )
 
 

@@ -41,7 +41,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import NullPool
 
 from arcana.config import DatabaseConfig
-from arcana.errors import ServiceUnavailable, ValidationFailed
+from arcana.errors import BackendUnreachable, ServiceUnavailable, ValidationFailed
 
 logger = logging.getLogger("arcana.database")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -211,7 +211,7 @@ def transaction(
     the deadline, so a call the executor has given up on saves nothing new.
     """
     remaining_ms(call, what)  # no time left: no connection either
-    with map_db_errors(what), engine.connect() as conn:
+    with map_db_errors(what), _connect(engine, what) as conn:
         # Measured again with the connection in hand: checking one out (a new
         # connection, PostgreSQL's pre-ping) takes time of its own.
         limit = remaining_ms(call, what)
@@ -224,6 +224,24 @@ def transaction(
             yield conn
             if write and call is not None:
                 _commit_point(call, what)
+
+
+def _connect(engine: Engine, what: str) -> Connection:
+    """A connection, or BackendUnreachable when the database cannot be reached: nothing was sent.
+
+    Kept apart from the statements so that a refused connection is known to
+    be one (``arcana.resilience.guard`` retries even a write after it).
+    """
+    try:
+        return engine.connect()
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        cause = describe(exc)
+        logger.warning("%s: database unreachable: %s", what, cause)
+        raise BackendUnreachable(
+            f"{what}: the database is unavailable; try again later",
+            retry_after=UNAVAILABLE_RETRY_AFTER_S,
+            detail=cause,
+        ) from exc
 
 
 def _commit_point(call: CallBudget, what: str) -> None:

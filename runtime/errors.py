@@ -21,6 +21,8 @@ plugin file or reports a broken build, and never reaches a client::
     ├── RateLimited                  RATE_LIMITED         retry_after
     ├── PluginTimeout                PLUGIN_TIMEOUT
     ├── ServiceUnavailable           SERVICE_UNAVAILABLE  retry_after
+    │   ├── CircuitOpen              SERVICE_UNAVAILABLE  a breaker refused at once: nothing was called
+    │   └── BackendUnreachable       SERVICE_UNAVAILABLE  a backend not reached: nothing was sent
     ├── PluginFailed                 PLUGIN_FAILED        (trap, OOM, bad output)
     └── InternalError                INTERNAL             (a kernel bug; details only in the log)
 
@@ -150,6 +152,18 @@ class ServiceUnavailable(ArcanaError):
     def __init__(self, message: str, *, retry_after: float | None = None, detail: str = "") -> None:
         super().__init__(message, detail=detail)
         self.retry_after = None if retry_after is None else _whole_seconds(retry_after)
+
+
+class CircuitOpen(ServiceUnavailable):
+    """An open circuit breaker refused the call before it ran (``arcana.resilience.breaker``)."""
+
+
+class BackendUnreachable(ServiceUnavailable):
+    """The backend could not be reached (a connection refused, no pooled connection): nothing was sent.
+
+    The one backend failure that proves a write did not happen, so it is safe to retry
+    (``arcana.resilience.guard``).
+    """
 
 
 class PluginFailed(ArcanaError):

@@ -12,6 +12,9 @@ Named kernel events and their payloads (never secrets, hashes or tokens)::
     plugin.loaded               {"plugin", "version"}
     plugin.failed               {"plugin", "source", "problems"}  plugin: null when the file named none
     plugin.unloaded             {"plugin"}
+    breaker.opened              {"kind", "name", "old", "new"}   kind: plugin | backend | http
+    breaker.half_opened         {"kind", "name", "old", "new"}   (arcana.resilience; old and new are
+    breaker.closed              {"kind", "name", "old", "new"}    closed | open | half_open)
 
 An emitted event is the JSON object ``{"id", "topic", "source", "time",
 "payload", "principal"}``. ``emit`` logs it, hands it to in-process

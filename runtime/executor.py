@@ -17,6 +17,12 @@ then refused with 503 and Retry-After, so nothing queues without bound:
   threads and nobody else's: isolation by construction, where a cap on a
   shared pool would still let a few stuck plugins take every thread.
 
+Before both, the plugin's circuit breaker (``InstancePool.breaker``, one per
+plugin name, see ``arcana.resilience``): while it is open a call is refused
+at once (CircuitOpen: 503 with Retry-After); a trap, timeout or
+out-of-memory counts against it, a success closes a half-open one, and
+anything else (a bulkhead refusal, a cancelled call) leaves it as it is.
+
 The guest's own time limit is enforced inside the engine; a wall-clock guard
 above it covers host functions that block. A call that answers with a fault
 after a host function saved a change (``CallContext.may_have_saved``) says
@@ -38,7 +44,8 @@ from typing import TypeVar
 from prometheus_client import Counter, Histogram
 
 from arcana.engine import CompiledModule, Instance
-from arcana.errors import GuestFault, ModuleRejected, PluginFailed, PluginTimeout, ServiceUnavailable
+from arcana.errors import CircuitOpen, GuestFault, ModuleRejected, PluginFailed, PluginTimeout, ServiceUnavailable
+from arcana.resilience.breaker import CircuitBreaker, Permit
 from arcana.types import CallContext
 
 logger = logging.getLogger("arcana.executor")
@@ -67,6 +74,8 @@ REJECTED = Counter("arcana_plugin_rejected_total", "Plugin calls refused by a bu
 GUARD_GRACE_S = 1.0
 # What a refused caller is told to wait at least, in seconds.
 MIN_RETRY_AFTER_S = 1.0
+# Guest faults that count against the plugin's breaker (a "cancelled" one is its caller's doing).
+BREAKER_FAULTS = frozenset({"trap", "timeout", "oom"})
 MAYBE_SAVED = "; a change it made may have been saved: check before retrying"
 T = TypeVar("T")
 
@@ -213,8 +222,11 @@ class InstancePool:
         warm: Instance | None = None,
         max_queue_wait_ms: int = 1000,
         answer_reserve_ms: int = 100,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.plugin = plugin
+        # The plugin's circuit breaker (arcana.resilience): traps, timeouts and OOM count; open refuses at once.
+        self.breaker = breaker
         self.version = version
         self.limits = limits
         self._compiled = compiled
@@ -241,16 +253,24 @@ class InstancePool:
 
     async def call(self, handler: str, data: bytes, context: CallContext) -> bytes:
         timeout_s = self.limits.timeout_ms / 1000
-        if self._slots.locked() or not self._share.try_take():
-            await self._admit(context)
-        else:
-            await self._slots.acquire()  # free: returns at once, no task switch
+        # The breaker first: an open one refuses before a slot, a thread or an instance is taken.
+        permit = None if self.breaker is None else self._permit()
+        try:
+            if self._slots.locked() or not self._share.try_take():
+                await self._admit(context)
+            else:
+                await self._slots.acquire()  # free: returns at once, no task switch
+        except BaseException:
+            if permit is not None:
+                permit.release()  # a bulkhead refusal says nothing about the plugin's health
+            raise
         if context.deadline:
             context.deadline -= self._reserve_s
         self.in_flight += 1
         borrow = _Borrow()
         started = time.perf_counter()
         outcome = "error"
+        faulted = False  # a trap, timeout or OOM: what counts against the breaker
         try:
             work = self._share.submit(self._run, borrow, handler, data, context)
             try:
@@ -263,7 +283,7 @@ class InstancePool:
             outcome = "ok"
             return output
         except TimeoutError:
-            outcome = "timeout"
+            outcome, faulted = "timeout", True
             borrow.abandoned = True
             if borrow.instance is not None:
                 borrow.instance.cancel()
@@ -277,15 +297,32 @@ class InstancePool:
             raise
         except GuestFault as fault:
             outcome = fault.kind  # trap | timeout | oom | cancelled
+            faulted = fault.kind in BREAKER_FAULTS
             raise self._fault(fault, handler, context) from None
         except ModuleRejected as exc:
             outcome = "trap"
+            faulted = True
             raise self._fault(GuestFault("trap", str(exc)), handler, context) from None
         finally:
             self.in_flight -= 1
             self._slots.release()
+            if permit is not None:
+                if outcome == "ok":
+                    permit.success()
+                elif faulted:
+                    permit.failure()
+                else:
+                    permit.release()  # cancelled by its caller, or unloaded under it
             CALLS.labels(self.plugin, outcome).inc()
             CALL_SECONDS.labels(self.plugin).observe(time.perf_counter() - started)
+
+    def _permit(self) -> Permit:
+        assert self.breaker is not None
+        try:
+            return self.breaker.admit()
+        except CircuitOpen:
+            CALLS.labels(self.plugin, "circuit_open").inc()
+            raise
 
     async def _admit(self, context: CallContext) -> None:
         """Take a version slot, then a plugin thread, each waited for within one bounded budget, else 503.

@@ -31,7 +31,7 @@ from arcana.config import ArcanaConfig
 from arcana.core import RequestCore
 from arcana.database import Database
 from arcana.engine import Engine
-from arcana.errors import ConfigError, FileChanging, PluginLoadError, Problem
+from arcana.errors import CircuitOpen, ConfigError, FileChanging, PluginLoadError, Problem
 from arcana.events import PLUGIN_FAILED, PLUGIN_LOADED, PLUGIN_UNLOADED, EventBus, JobsSource
 from arcana.executor import ThreadShares
 from arcana.loader import PluginLoader, is_plugin_file, plugin_files
@@ -39,10 +39,12 @@ from arcana.queue.backends import open_backend
 from arcana.queue.jobs import JobQueue
 from arcana.ratelimit import Rate, build_limiter
 from arcana.registry import LoadedPlugin, LoadFailure, Registry, Snapshot
+from arcana.resilience.breaker import BreakerState
+from arcana.resilience.guard import refuse_connects_while_open
+from arcana.resilience.service import Resilience, event_payload, redis_breaker_name
 from arcana.tracing import Tracing, build_tracing
 from arcana.types import Principal
 from arcana.views import PluginsView, plugins_view
-from arcana_host.http import http_breaker_board
 from arcana_host.registry import Capabilities, HostServices
 
 logger = logging.getLogger("arcana.kernel")
@@ -126,16 +128,21 @@ class Kernel:
         self.config = config
         self.plugins_dir = config.plugins_dir()
         self.bus = EventBus()
-        # The per-host breakers of http_fetch, one board for the whole kernel (its metrics read it too).
-        self.http_breakers = http_breaker_board(config.resilience, self.bus)
         self.registry = Registry()
+        # Circuit breakers (per plugin, backend and outbound host) and backend retries; a state change is an event.
+        self.resilience = Resilience.from_config(config.resilience)
+        self.resilience.on_change(self._breaker_changed)
         server = config.server
+        redis_breaker = None
+        if server.rate_limit_backend == "redis":
+            redis_breaker = self.resilience.backend(redis_breaker_name(server.rate_limit_redis_url))
         limiter = build_limiter(
             server.rate_limit_backend,
             server.rate_limit_redis_url,
             server.rate_limit_max_keys,
             server.rate_limit_key_prefix,
             server.rate_limit_fail_open,
+            redis_breaker,
         )
         per_address = Rate.parse(server.per_address_limit)
         self.core = RequestCore(self.registry, self.authenticate, limiter, per_address, server.max_in_flight)
@@ -173,17 +180,21 @@ class Kernel:
             database.close()
             raise ConfigError(f"database: {not_ready}; run `arcana migrate`")
         self._database = database
+        # Auth's queries are not behind a guard: they are refused at once while the database's breaker is open.
+        refuse_connects_while_open(database.engine, self.resilience.backend("database"))
         self._probe = DatabaseProbe(database.ping)
         self._identity = AuthService(self.config, database, self.bus)
         services = HostServices(
-            identity=self._identity, database=database, jobs=self.jobs, bus=self.bus, http_breakers=self.http_breakers
+            identity=self._identity, database=database, jobs=self.jobs, bus=self.bus, resilience=self.resilience
         )
         self._capabilities = Capabilities.from_config(self.config, services)
         if self._engine is None:
             from arcana.engine.extism_engine import ExtismEngine  # the engine loads native code: only when serving
 
             self._engine = ExtismEngine()
-        self._loader = PluginLoader(self.config, self._engine, self._capabilities, self._shares)
+        self._loader = PluginLoader(
+            self.config, self._engine, self._capabilities, self._shares, self.resilience.plugins
+        )
         self._wire_events(lambda: self.jobs)
 
     def _wire_events(self, jobs: JobsSource | None) -> None:
@@ -208,6 +219,10 @@ class Kernel:
         self._subscribe_to(self.registry.snapshot)
         self.bus.emit(topic, payload)
 
+    def _breaker_changed(self, kind: str, name: str, old: BreakerState, new: BreakerState) -> None:
+        topic, payload = event_payload(kind, name, old, new)
+        self.bus.emit(topic, payload)
+
     def _require_plugins_dir(self) -> None:
         if self.folder_identity() is not None:
             return
@@ -226,13 +241,38 @@ class Kernel:
         return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
     async def readiness(self) -> Readiness:
-        """Ready once the first scan is done and while the database answers (checked at most once a second)."""
+        """Ready once the first scan is done, while the database answers (checked at most once a second)
+        and while its breaker lets calls through.
+        """
         plugins = self.plugin_count
         if not self.ready or self._probe is None:
             return Readiness(False, plugins, "the kernel is loading its plugins", 1)
         if await self._probe.problem() is not None:
             return Readiness(False, plugins, "the database is unavailable", self._probe.retry_after_s)
+        wait = self._database_breaker_wait()
+        if wait:
+            return Readiness(False, plugins, "the database is unavailable", wait)
         return Readiness(True, plugins)
+
+    def _database_breaker_wait(self) -> int:
+        """Seconds until the database's breaker lets calls through again; 0 when it does.
+
+        Called after a good ping: while the breaker is open the process still
+        refuses database work, so it is not ready; once half-open, that good
+        ping is the probe that closes it (so an instance no traffic reaches
+        still recovers).
+        """
+        breaker = self.resilience.backend("database")
+        state = breaker.state
+        if state is BreakerState.CLOSED:
+            return 0
+        if state is BreakerState.OPEN:
+            return max(1, math.ceil(breaker.retry_after()))
+        try:
+            breaker.admit().success()
+        except CircuitOpen as exc:  # another call holds the probe: its answer decides
+            return exc.retry_after or 1
+        return 0
 
     @property
     def identity(self) -> AuthService:
@@ -252,7 +292,8 @@ class Kernel:
             raise KernelNotStarted("the kernel is not started")
         with self._jobs_lock:
             if self._jobs is None:
-                self._jobs = JobQueue(self.config.queue, open_backend(self.config, self._database))
+                backend = open_backend(self.config, self._database, self.resilience)
+                self._jobs = JobQueue(self.config.queue, backend)
             return self._jobs
 
     def authenticate(self, authorization: str) -> Principal | None:
@@ -297,6 +338,7 @@ class Kernel:
             gone = self.registry.remove(path)
             if gone is not None:
                 self._shares.drop(gone.name)
+                self.resilience.plugins.forget(gone.name)
                 extra = {"plugin": gone.name, "plugin_version": gone.manifest.version, "source": str(path)}
                 logger.info("plugin unloaded", extra=extra)
                 LOADS.labels(gone.name, "unloaded").inc()
@@ -328,6 +370,9 @@ class Kernel:
             plugin.pool.retire()
             self._failed(path, problems, plugin.name)
             return
+        if plugin.pool.breaker is not None:
+            # A new version starts with a closed breaker of its own: a fixed plugin serves at once.
+            self.resilience.plugins.adopt(plugin.pool.breaker)
         extra = {"plugin": plugin.name, "plugin_version": plugin.manifest.version, "source": str(path)}
         logger.info("plugin loaded", extra={**extra, "sha256": plugin.sha256, "ms": _ms_since(started)})
         LOADS.labels(plugin.name, "loaded").inc()

@@ -30,6 +30,7 @@ from arcana.errors import (
 from arcana.executor import EffectiveLimits, InstancePool, ThreadShares
 from arcana.manifest import Manifest, parse_manifest
 from arcana.registry import LoadedPlugin
+from arcana.resilience.breaker import BreakerBoard, BreakerPolicy
 from arcana.wasm_binary import DESCRIPTORS_SECTION, MANIFEST_SECTION, custom_sections
 from arcana_host.registry import Capabilities, ConfiguredPlugin
 
@@ -49,6 +50,8 @@ class Checked:
     info: ModuleInfo
     descriptors: DescriptorSet | None
     rpc: dict[str, RpcMethod]
+    # The plugin's circuit breaker: resilience.plugin_breaker, as its [breaker] table tunes it.
+    breaker: BreakerPolicy
 
 
 @dataclass(frozen=True)
@@ -139,9 +142,15 @@ class PluginLoader:
         engine: Engine,
         capabilities: Capabilities,
         threads: ThreadShares | ThreadPoolExecutor,
+        breakers: BreakerBoard | None = None,
     ) -> None:
-        """``threads``: the kernel's per-plugin thread shares; a bare executor (tools that never serve) runs all."""
+        """``threads``: the kernel's per-plugin thread shares; a bare executor (tools that never serve) runs all.
+
+        ``breakers``: the kernel's plugin breakers; each loaded version gets a fresh one from it (put on
+        the board by the kernel once the version is installed). None: no breaker (tools that never serve).
+        """
         self._config = config
+        self._breakers = breakers
         self._engine = engine
         self._capabilities = capabilities
         self._threads = threads if isinstance(threads, ThreadShares) else ThreadShares(1, threads)
@@ -161,6 +170,7 @@ class PluginLoader:
         manifest = self._manifest(path, sections)
         problems: list[Problem] = []
         limits = self._limits(manifest, problems)
+        breaker = self._breaker(manifest, problems)
         try:
             info = self._engine.inspect(wasm)
         except ModuleRejected as exc:
@@ -174,7 +184,7 @@ class PluginLoader:
         if problems or not isinstance(configured, ConfiguredPlugin):
             raise PluginLoadError(str(path), problems, manifest.name)
         sha256 = hashlib.sha256(wasm).hexdigest()
-        return Checked(wasm, sha256, manifest, limits, configured, info, descriptors, rpc)
+        return Checked(wasm, sha256, manifest, limits, configured, info, descriptors, rpc, breaker)
 
     def load(self, path: Path) -> LoadedPlugin:
         checked = self.check(path)
@@ -191,8 +201,17 @@ class PluginLoader:
             raise PluginLoadError(str(path), [Problem("module", str(exc), "rebuild the plugin")], m.name) from exc
         ex = self._config.executor
         share = self._threads.get(m.name)  # every version of a plugin runs on the same threads
+        breaker = None if self._breakers is None else self._breakers.make(m.name, checked.breaker, f"plugin '{m.name}'")
         pool = InstancePool(
-            m.name, m.version, compiled, checked.limits, share, warm, ex.max_queue_wait_ms, ex.answer_reserve_ms
+            m.name,
+            m.version,
+            compiled,
+            checked.limits,
+            share,
+            warm,
+            ex.max_queue_wait_ms,
+            ex.answer_reserve_ms,
+            breaker,
         )
         return LoadedPlugin(m, path, checked.sha256, pool, descriptors=checked.descriptors, rpc=checked.rpc)
 
@@ -281,6 +300,32 @@ class PluginLoader:
                 value = ceiling
             values[key] = value
         return EffectiveLimits(**values)
+
+    def _breaker(self, manifest: Manifest, problems: list[Problem]) -> BreakerPolicy:
+        """The operator's plugin breaker, as the manifest's [breaker] tunes it within the operator's ceilings."""
+        res = self._config.resilience
+        default, asked = res.plugin_breaker, manifest.breaker
+        values: dict[str, float] = {}
+        for key, ceiling, setting in (
+            ("failure_threshold", res.max_failure_threshold, "resilience.max_failure_threshold"),
+            ("cool_down_s", res.max_cool_down_s, "resilience.max_cool_down_s"),
+            # Probes needed to close: a plugin may not ask for more than the failures that open it at most.
+            ("half_open_probes", res.max_failure_threshold, "resilience.max_failure_threshold"),
+        ):
+            value = getattr(asked, key)
+            if value is None:
+                value = getattr(default, key)
+            elif value > ceiling:
+                problems.append(
+                    Problem(
+                        f"breaker.{key}",
+                        f"{value} is above the operator's maximum {ceiling}",
+                        f"ask for at most {ceiling}, or raise {setting} in the config",
+                    )
+                )
+                value = getattr(default, key)
+            values[key] = value
+        return BreakerPolicy(int(values["failure_threshold"]), values["cool_down_s"], int(values["half_open_probes"]))
 
     def _exports(self, manifest: Manifest, info: ModuleInfo) -> list[Problem]:
         problems = []

@@ -40,6 +40,15 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class BreakerSettings:
+    """A plugin's own ``[breaker]`` settings; None: the operator's ``resilience.plugin_breaker`` value."""
+
+    failure_threshold: int | None = None
+    cool_down_s: float | None = None
+    half_open_probes: int | None = None
+
+
+@dataclass(frozen=True)
 class Route:
     method: str
     path: PathTemplate
@@ -101,6 +110,7 @@ class Manifest:
     jobs: tuple[Job, ...] = ()
     subscriptions: tuple[Subscription, ...] = ()
     schedules: tuple[Schedule, ...] = ()
+    breaker: BreakerSettings = BreakerSettings()
 
     def requested_capabilities(self) -> frozenset[str]:
         return frozenset(k for k, v in self.capabilities.items() if v)
@@ -154,7 +164,7 @@ class _Validator:
         self.table(
             data,
             "manifest",
-            {"plugin", "capabilities", "limits", "route", "grpc", "job", "subscribe", "schedule"},
+            {"plugin", "capabilities", "limits", "route", "grpc", "job", "subscribe", "schedule", "breaker"},
             {"plugin"},
         )
         plugin = self.table(data.get("plugin", {}), "plugin", {"name", "version", "description"}, {"name", "version"})
@@ -182,6 +192,7 @@ class _Validator:
             jobs=tuple(self.entries(data, "job", self.job)),
             subscriptions=tuple(self.entries(data, "subscribe", self.subscription)),
             schedules=tuple(self.entries(data, "schedule", self.schedule)),
+            breaker=self.breaker(data.get("breaker", {})),
         )
         self.duplicates(manifest)
         self.scheduled_jobs(data, manifest)
@@ -211,6 +222,27 @@ class _Validator:
                 value = None
             values[key] = value
         return Limits(**values)
+
+    def breaker(self, data: Any) -> BreakerSettings:
+        """``[breaker]``: positive numbers only; the operator's ceilings are the loader's to check."""
+        table = self.table(data, "breaker", {"failure_threshold", "cool_down_s", "half_open_probes"})
+        values: dict[str, Any] = {}
+        for key in ("failure_threshold", "half_open_probes"):
+            value = self.typed(table, "breaker", key, int)
+            if value is not None and value <= 0:
+                self.add(f"breaker.{key}", f"must be positive, got {value}")
+                value = None
+            values[key] = value
+        cool_down = table.get("cool_down_s")
+        if cool_down is not None:
+            if isinstance(cool_down, bool) or not isinstance(cool_down, int | float):
+                self.add("breaker.cool_down_s", f"must be a number of seconds, got {cool_down!r}")
+                cool_down = None
+            elif not cool_down > 0:
+                self.add("breaker.cool_down_s", f"must be positive, got {cool_down}")
+                cool_down = None
+        values["cool_down_s"] = None if cool_down is None else float(cool_down)
+        return BreakerSettings(**values)
 
     def entries(self, data: dict[str, Any], key: str, build: Any) -> list[Any]:
         items = data.get(key, [])

@@ -42,8 +42,10 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from prometheus_client import Counter
 
-from arcana.errors import RateLimited, ServiceUnavailable
+from arcana.errors import CircuitOpen, RateLimited, ServiceUnavailable
 from arcana.manifest import RATE_RE
+from arcana.resilience.breaker import CircuitBreaker
+from arcana.resilience.guard import counts
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -173,15 +175,25 @@ return {count, ttl}
 class RedisLimiter:
     """Counters in Redis, shared by every process that uses the same URL and prefix."""
 
-    def __init__(self, client: redis.asyncio.Redis, prefix: str = REDIS_PREFIX, fail_open: bool = False) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        prefix: str = REDIS_PREFIX,
+        fail_open: bool = False,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self._client = client
         self._prefix = prefix
         self._fail_open = fail_open
         self._script = client.register_script(_HIT_SCRIPT)
         self._failing = False
+        # Redis's breaker (arcana.resilience): while it is open, hits fail open at once, with no connect wait.
+        self._breaker = breaker
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = REDIS_PREFIX, fail_open: bool = False) -> RedisLimiter:
+    def from_url(
+        cls, url: str, prefix: str = REDIS_PREFIX, fail_open: bool = False, breaker: CircuitBreaker | None = None
+    ) -> RedisLimiter:
         import redis.asyncio  # lazily: only a deployment that chose Redis needs the package
 
         timeout = REDIS_TIMEOUT_S
@@ -193,7 +205,7 @@ class RedisLimiter:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
         )
-        return cls(redis.asyncio.Redis.from_pool(pool), prefix, fail_open)
+        return cls(redis.asyncio.Redis.from_pool(pool), prefix, fail_open, breaker)
 
     async def hit(self, key: str, rate: Rate) -> Decision:
         """Count one hit; when Redis fails, refuse it with 503 (or allow it, ``fail_open``) and warn once per outage.
@@ -209,8 +221,19 @@ class RedisLimiter:
 
         name = self._prefix + _digest(key, rate).hex()
         try:
+            permit = None if self._breaker is None else self._breaker.admit()
+        except CircuitOpen:
+            # Redis's breaker is open (warned when it opened): the same choice as a failed hit, without the wait.
+            if self._fail_open:
+                return Decision(True, rate.limit, rate.limit, float(rate.period_s))
+            raise
+        try:
             count, ttl_ms = await self._script(keys=[name], args=[rate.period_s * 1000])
         except (redis.RedisError, OSError) as exc:
+            if permit is not None and counts(exc):
+                permit.failure()
+            elif permit is not None:
+                permit.release()
             if not self._failing:
                 mode = "failing open: not enforced" if self._fail_open else "failing closed: calls refused with 503"
                 logger.warning("rate limits: Redis unavailable (%s): %s", mode, exc)
@@ -221,6 +244,12 @@ class RedisLimiter:
                 "rate limits cannot be checked right now; try again shortly",
                 retry_after=REDIS_DOWN_RETRY_AFTER_S,  # no detail: the warning above is the outage's one log line
             ) from None
+        except BaseException:
+            if permit is not None:
+                permit.release()  # cancelled: nothing learned about Redis
+            raise
+        if permit is not None:
+            permit.success()
         if self._failing:
             logger.warning("rate limits enforced again, Redis is back")
             self._failing = False
@@ -231,8 +260,14 @@ class RedisLimiter:
 
 
 def build_limiter(
-    backend: str, redis_url: str, max_keys: int, prefix: str = REDIS_PREFIX, fail_open: bool = False
+    backend: str,
+    redis_url: str,
+    max_keys: int,
+    prefix: str = REDIS_PREFIX,
+    fail_open: bool = False,
+    breaker: CircuitBreaker | None = None,
 ) -> Limiter:
+    """``breaker``: Redis's circuit breaker, for the Redis backend (no connect wait per hit while it is down)."""
     if backend == "redis":
-        return RedisLimiter.from_url(redis_url, prefix, fail_open)
+        return RedisLimiter.from_url(redis_url, prefix, fail_open, breaker)
     return MemoryLimiter(max_keys)

@@ -30,6 +30,8 @@ class PluginView:
     # The problems of the newest refused file for this plugin, while its older version serves.
     last_error: tuple[str, ...] | None
     state: str = "serving"
+    # The plugin's circuit breaker: closed, open or half_open (arcana.resilience).
+    breaker: str = "closed"
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ def plugin_view(plugin: LoadedPlugin, last_error: tuple[str, ...] | None) -> Plu
         limits=plugin.limits,
         in_flight=plugin.in_flight,
         last_error=last_error,
+        breaker=plugin.pool.breaker.state.value if plugin.pool.breaker is not None else "closed",
     )
 
 

@@ -1,13 +1,14 @@
 """The kernel's board of per-host circuit breakers for ``http_fetch``, and what a state change does.
 
-One board per kernel (``Kernel.http_breakers``), keyed by host name, so a
-host that fails for one plugin fails fast for every plugin; the board is
+In a kernel the board is ``Kernel.resilience.http``; this builds one for a
+capability used alone. It is keyed by host name, so a host that fails for
+one plugin fails fast for every plugin; the board is
 bounded by ``resilience.max_http_breakers``. A state change is logged and,
 when the kernel's bus is given, emitted as a kernel event::
 
-    breaker.opened      {"kind": "http", "name": "api.example.com", "from": "closed", "to": "open"}
-    breaker.half_opened {... "to": "half_open"}
-    breaker.closed      {... "to": "closed"}
+    breaker.opened      {"kind": "http", "name": "api.example.com", "old": "closed", "new": "open"}
+    breaker.half_opened {... "new": "half_open"}
+    breaker.closed      {... "new": "closed"}
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def http_breaker_board(
         level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
         logger.log(level, "%s breaker for %s: %s -> %s", kind, name, old.value, new.value)
         if bus is not None:
-            bus.emit(TOPICS[new], {"kind": kind, "name": name, "from": old.value, "to": new.value})
+            bus.emit(TOPICS[new], {"kind": kind, "name": name, "old": old.value, "new": new.value})
 
     return BreakerBoard(
         KIND, resilience.http_breaker.policy(), max_breakers=resilience.max_http_breakers, clock=clock, listener=changed

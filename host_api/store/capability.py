@@ -33,10 +33,13 @@ from typing import NamedTuple
 from arcana.config import ArcanaConfig
 from arcana.database import Database
 from arcana.errors import ConfigError, ServiceUnavailable
+from arcana.resilience.guard import BackendGuard
+from arcana.resilience.service import Resilience, redis_breaker_name
 from arcana.types import CallContext, HostFunction, JsonObject, PluginSpec
 from arcana_host.store import requests as parse
 from arcana_host.store.backend import KvBackend, StoreBackend
 from arcana_host.store.config import StoreConfig
+from arcana_host.store.guarded_backend import GuardedKv, GuardedStore
 from arcana_host.store.split_backend import SplitStoreBackend
 from arcana_host.store.sql_backend import SqlStoreBackend
 
@@ -58,10 +61,13 @@ class StoreCapability:
         self._backend = backend
 
     @classmethod
-    def from_config(cls, config: ArcanaConfig, database: Database | None) -> StoreCapability:
+    def from_config(
+        cls, config: ArcanaConfig, database: Database | None, resilience: Resilience | None = None
+    ) -> StoreCapability:
         """The store on the kernel's ``database`` (its kv there or on Redis); without one it only validates.
 
         No database is ``arcana plugin check``: a Redis kv is then only checked for its client library.
+        With ``resilience`` (a serving kernel) each backend is behind its breaker, with retries where safe.
         """
         store = config.section("store", StoreConfig)
         kv = _redis_kv(store) if store.kv_backend == "redis" else None
@@ -70,6 +76,11 @@ class StoreCapability:
                 kv.close()
             return cls(store, None)
         backend: StoreBackend = SqlStoreBackend(database.engine)
+        if resilience is not None:
+            backend = GuardedStore(backend, BackendGuard(resilience.backend("database"), resilience.retry))
+            if kv is not None:
+                redis = resilience.backend(redis_breaker_name(store.kv_redis_url))
+                kv = GuardedKv(kv, BackendGuard(redis, resilience.retry))
         return cls(store, backend if kv is None else SplitStoreBackend(backend, kv))
 
     @property

@@ -148,6 +148,7 @@ def _plugin_message(p: PluginView) -> dict[str, Any]:
         "routes": [{"method": r.method, "path": r.path, "handler": r.handler} for r in p.routes],
         "grpcMethods": list(p.grpc),
         "lastError": list(p.last_error or ()),
+        "breaker": p.breaker,
     }
 
 

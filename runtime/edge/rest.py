@@ -29,6 +29,7 @@ from arcana.edge.metrics import MetricsAccess, exposition, kernel_registry
 from arcana.edge.plugin_http import ASGIApp, PluginHttpEdge
 from arcana.errors import ArcanaError, ErrorCode, MethodNotAllowed, NotFound, ServiceUnavailable
 from arcana.kernel import Kernel
+from arcana.resilience.metrics import breaker_registry
 
 logger = logging.getLogger("arcana.rest")
 # Binds the URL map for a request whose Host werkzeug refuses (see KernelQuart); never shown or matched.
@@ -122,6 +123,7 @@ def create_kernel_app(kernel: Kernel) -> Quart:
 
     metrics_access = MetricsAccess(kernel.config.server, kernel.authenticate)
     kernel_metrics = kernel_registry(lambda: kernel.jobs.stats(), lambda: kernel.registry.snapshot)
+    breaker_metrics = breaker_registry(kernel.resilience)
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -129,7 +131,7 @@ def create_kernel_app(kernel: Kernel) -> Quart:
         # of the kernel's gauges (queue depth, plugin pools), read on a thread (bounded by a timeout); a
         # scrape token or an admin token opens it (arcana.edge.metrics).
         metrics_access.check(request.headers.get("authorization", ""))
-        body = await asyncio.to_thread(exposition, kernel_metrics)
+        body = await asyncio.to_thread(exposition, kernel_metrics, breaker_metrics)
         return Response(body, 200, {"content-type": CONTENT_TYPE_LATEST})
 
     @app.get("/ready")

@@ -12,7 +12,10 @@ from collections.abc import Callable
 from arcana.config import ArcanaConfig
 from arcana.database import Database
 from arcana.errors import ConfigError
+from arcana.queue.guarded_backend import GuardedQueueBackend
 from arcana.queue.types import QueueBackend
+from arcana.resilience.guard import BackendGuard
+from arcana.resilience.service import Resilience, redis_breaker_name
 
 
 def _sql(config: ArcanaConfig, database: Database) -> QueueBackend:
@@ -37,10 +40,18 @@ def _redis(config: ArcanaConfig, database: Database) -> QueueBackend:
 BACKENDS: dict[str, Callable[[ArcanaConfig, Database], QueueBackend]] = {"sql": _sql, "redis": _redis}
 
 
-def open_backend(config: ArcanaConfig, database: Database) -> QueueBackend:
-    """SQL on the kernel's own database, or Redis at ``queue.redis_url``."""
+def open_backend(config: ArcanaConfig, database: Database, resilience: Resilience | None = None) -> QueueBackend:
+    """SQL on the kernel's own database, or Redis at ``queue.redis_url``.
+
+    With ``resilience`` (a serving kernel) it is behind its backend's breaker, with retries where safe
+    (``arcana.queue.guarded_backend``).
+    """
     try:
         make = BACKENDS[config.queue.backend]
     except KeyError:  # the config's Literal already refuses this; a programmatic config may not
         raise ConfigError(f"config key 'queue.backend' must be sql or redis, got {config.queue.backend!r}") from None
-    return make(config, database)
+    backend = make(config, database)
+    if resilience is None:
+        return backend
+    name = "database" if config.queue.backend == "sql" else redis_breaker_name(config.queue.redis_url)
+    return GuardedQueueBackend(backend, BackendGuard(resilience.backend(name), resilience.retry))

@@ -21,7 +21,7 @@ from arcana.manifest import Manifest
 
 # Topics the kernel emits (arcana.events): plugins may not emit them, and only a plugin granted
 # KERNEL_EVENTS_GRANT may subscribe to a pattern that reaches them (their payloads name users and addresses).
-KERNEL_PREFIXES = ("auth.", "plugin.", "admin.")
+KERNEL_PREFIXES = ("auth.", "plugin.", "admin.", "breaker.")
 KERNEL_EVENTS_GRANT = "events.kernel"
 
 

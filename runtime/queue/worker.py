@@ -6,6 +6,8 @@ rule), runs each job through ``arcana.queue.dispatch`` on the snapshot
 current when the job starts, and records the outcome: ``{}`` or a result
 completes the job; a plugin error, trap, timeout or malformed answer is a
 failed attempt, retried with backoff (``arcana.queue.policy``) or dead; a job
+refused by the plugin's open circuit breaker was not run, so it is put back
+for after the breaker's Retry-After without counting the attempt; a job
 no loaded plugin serves is put back to wait, and dead-lettered once it waited
 too long. Running jobs' leases are extended every third of ``queue.lease_s``,
 so only a worker that died (or stalled) loses its jobs to another one.
@@ -36,7 +38,7 @@ from typing import Any, TypeVar
 
 from arcana import logs
 from arcana.config import QueueConfig
-from arcana.errors import ArcanaError, ServiceUnavailable
+from arcana.errors import ArcanaError, CircuitOpen, ServiceUnavailable
 from arcana.queue import policy
 from arcana.queue.dispatch import Kind, deliver, kind_of, route
 from arcana.queue.metrics import JOB_OUTCOMES, JOB_SECONDS
@@ -55,6 +57,8 @@ MAX_OUTAGE_PAUSE_S = 5.0
 RECORD_PATIENCE = 0.5
 # A stored error message is cut to this many characters (it comes from the plugin).
 MAX_ERROR_CHARS = 2000
+# A job deferred by an open breaker comes back after its Retry-After plus up to this fraction more.
+CIRCUIT_SPREAD = 0.5
 
 
 def worker_name() -> str:
@@ -215,6 +219,9 @@ class Worker:
         started = time.perf_counter()
         try:
             result = await deliver(delivery, job, self.config.max_payload_bytes, self.tracing)
+        except CircuitOpen as exc:
+            await self._circuit_open(lease, kind, exc)
+            return
         except ArcanaError as exc:
             JOB_SECONDS.labels(kind).observe(time.perf_counter() - started)
             await self._failed(lease, kind, describe(exc))
@@ -236,6 +243,19 @@ class Worker:
         else:
             logger.warning("job attempt failed; retry in %.1f s", at - now, extra=extra)
             await self._record(lease, kind, "retried", self._backend_call(self.backend.fail, lease, error, at, now))
+
+    async def _circuit_open(self, lease: Lease, kind: Kind, exc: CircuitOpen) -> None:
+        """The plugin's breaker is open: the handler was not called, so the attempt does not count.
+
+        The job is put back for when the breaker lets a probe through (its
+        Retry-After, spread a little so deferred jobs do not all come back at
+        once); a broken plugin still fails it there, through the breaker's probes.
+        """
+        now = self.clock()
+        at = now + (exc.retry_after or 1) * (1 + CIRCUIT_SPREAD * self._rand())
+        logger.info("job deferred: %s", exc.message, extra=_about(lease))
+        deferred = self._backend_call(self.backend.release, lease, at, now, exc.message)
+        await self._record(lease, kind, "deferred", deferred)
 
     async def _unrouted(self, lease: Lease, kind: Kind) -> None:
         job, now = lease.job, self.clock()

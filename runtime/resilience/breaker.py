@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from arcana.errors import ServiceUnavailable
+from arcana.errors import CircuitOpen
 
 logger = logging.getLogger("arcana.resilience")
 
@@ -66,7 +66,8 @@ class Permit:
 
     __slots__ = ("_breaker", "_probe", "_settled")
 
-    def __init__(self, breaker: CircuitBreaker, probe: bool) -> None:
+    def __init__(self, breaker: CircuitBreaker, probe: int) -> None:
+        # 0 for a call admitted while closed; else the probe's own token (see CircuitBreaker._probes).
         self._breaker = breaker
         self._probe = probe
         self._settled = False
@@ -108,7 +109,10 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._failures = 0
         self._opened_at = 0.0
-        self._probes: list[float] = []  # start times of probes in flight
+        # Probes in flight: token -> start time. A token belongs to one half-open round, so a probe
+        # left over from an earlier round settles nothing in a later one.
+        self._probes: dict[int, float] = {}
+        self._next_token = 1
         self._probe_successes = 0
 
     @property
@@ -125,6 +129,18 @@ class CircuitBreaker:
                 return 0.0
             return max(0.0, self._opened_at + self.policy.cool_down_s - now)
 
+    def refuse_if_open(self) -> None:
+        """CircuitOpen while open, else nothing: a check that takes no permit, for callers that never settle.
+
+        Such a caller neither counts nor uses a half-open probe (the kernel's
+        auth queries share the database's breaker this way, via its connects).
+        """
+        wait = self.retry_after()
+        if wait > 0:
+            raise CircuitOpen(
+                f"{self.what} is failing; calls are refused for now (circuit open)", retry_after=max(1, math.ceil(wait))
+            )
+
     def admit(self) -> Permit:
         """A permit for one call, or SERVICE_UNAVAILABLE with Retry-After while open (or out of probes)."""
         changed: tuple[BreakerState, BreakerState] | None = None
@@ -138,17 +154,19 @@ class CircuitBreaker:
                 self._probes.clear()
                 changed = (before, state)
             if state is BreakerState.CLOSED:
-                permit = Permit(self, probe=False)
+                permit = Permit(self, probe=0)
             elif state is BreakerState.HALF_OPEN and self._probe_slot(now):
-                self._probes.append(now)
-                permit = Permit(self, probe=True)
+                token = self._next_token
+                self._next_token += 1
+                self._probes[token] = now
+                permit = Permit(self, probe=token)
             else:
                 wait = self._opened_at + self.policy.cool_down_s - now if state is BreakerState.OPEN else 0.0
                 permit = None
         if changed is not None:
             self._notify(*changed)
         if permit is None:
-            raise ServiceUnavailable(
+            raise CircuitOpen(
                 f"{self.what} is failing; calls are refused for now (circuit open)",
                 retry_after=max(1, math.ceil(wait)),
             )
@@ -173,19 +191,19 @@ class CircuitBreaker:
     def _probe_slot(self, now: float) -> bool:
         # A probe older than the cool-down was never settled (lost, or a very slow call): stop counting it.
         stale = now - self.policy.cool_down_s
-        self._probes = [t for t in self._probes if t > stale]
+        self._probes = {token: t for token, t in self._probes.items() if t > stale}
         return len(self._probes) < self.policy.half_open_probes
 
-    def _settle(self, probe: bool, ok: bool | None) -> None:
+    def _settle(self, token: int, ok: bool | None) -> None:
         changed: tuple[BreakerState, BreakerState] | None = None
         with self._lock:
             now = self._clock()
-            if probe and self._probes:
-                self._probes.pop(0)
+            # A probe counts only while its round lasts: its token is gone once the breaker moved on.
+            probe = token != 0 and self._probes.pop(token, None) is not None
             state = self._current(now)
             if ok is None:
                 pass
-            elif state is BreakerState.CLOSED:
+            elif state is BreakerState.CLOSED and token == 0:
                 if ok:
                     self._failures = 0
                 else:
@@ -202,7 +220,7 @@ class CircuitBreaker:
                         self._failures = 0
                         self._probes.clear()
                         changed = (state, BreakerState.CLOSED)
-            # A non-probe call admitted before the breaker opened and settled after says nothing new.
+            # A call admitted before the breaker opened, or a probe of a round that is over, says nothing new.
         if changed is not None:
             self._notify(*changed)
 
@@ -264,6 +282,22 @@ class BreakerBoard:
             while len(self._breakers) > self._max:
                 self._evict_one()
             return breaker
+
+    def make(self, name: str, policy: BreakerPolicy | None = None, what: str | None = None) -> CircuitBreaker:
+        """A fresh breaker wired to this board's clock and listener, not on the board until ``adopt``.
+
+        For a plugin version being loaded: it gets its own closed breaker, which
+        replaces the serving version's only once the new version is installed.
+        """
+        return CircuitBreaker(name, policy or self.policy, what=what, clock=self._clock, listener=self._forward)
+
+    def adopt(self, breaker: CircuitBreaker) -> None:
+        """Put ``breaker`` on the board under its name, replacing any other."""
+        with self._lock:
+            self._breakers[breaker.name] = breaker
+            self._breakers.move_to_end(breaker.name)
+            while len(self._breakers) > self._max:
+                self._evict_one()
 
     def forget(self, name: str) -> None:
         with self._lock:

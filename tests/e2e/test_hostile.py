@@ -120,21 +120,24 @@ def test_raw_abi_route_gets_the_bytes_and_returns_them(server: ArcanaServer) -> 
 
 
 def test_concurrent_failures_do_not_disturb_good_calls(server: ArcanaServer) -> None:
+    """Runs last: traps and OOMs open their plugins' breakers (503 at once), which stay open a while."""
     errors: list[str] = []
 
-    def hammer(route: str, expect: int) -> None:
+    def hammer(route: str, expect: int, tripped: bool = False) -> None:
         with httpx.Client(timeout=10) as client:
             for _ in range(15):
                 if route == "echo":
                     r = client.post(f"{server.url}/api/v1/echo", json={"n": 1})
                 else:
                     r = client.get(f"{server.url}/api/v1/test/{route}")
+                if tripped and r.status_code == 503 and "circuit open" in r.json()["message"]:
+                    continue  # the plugin's breaker opened after its first failures
                 if r.status_code != expect:
                     errors.append(f"{route}: {r.status_code} {r.text[:100]}")
 
     threads = [
         threading.Thread(target=hammer, args=a)
-        for a in [("trap", 500), ("garbage", 500), ("membomb", 500), ("echo", 200), ("echo", 200)]
+        for a in [("trap", 500, True), ("garbage", 500), ("membomb", 500, True), ("echo", 200), ("echo", 200)]
     ]
     for t in threads:
         t.start()

@@ -68,7 +68,7 @@ def test_the_breaker_opens_fails_fast_half_opens_and_a_good_probe_closes_it(up: 
         ("breaker.half_opened", "127.0.0.1"),
         ("breaker.closed", "127.0.0.1"),
     ]
-    assert bus.emitted[0].payload == {"kind": "http", "name": "127.0.0.1", "from": "closed", "to": "open"}
+    assert bus.emitted[0].payload == {"kind": "http", "name": "127.0.0.1", "old": "closed", "new": "open"}
 
 
 def test_a_failed_probe_opens_the_breaker_again_for_another_cool_down(up: Upstream) -> None:

@@ -13,6 +13,7 @@ from arcana.database import Database
 from arcana.errors import ConfigError
 from arcana.kernel import Kernel, KernelNotStarted
 from arcana.queue import backends
+from arcana.queue.guarded_backend import GuardedQueueBackend
 from arcana.server import ROLES
 from fakes import Kernels
 from queue_fakes import MemoryQueueBackend
@@ -64,7 +65,8 @@ def test_the_kernel_opens_its_queue_backend_once_at_start_and_closes_it(
     kernel = kernels()  # started: its host functions and event bus hold the queue from the start
     assert len(opened) == 1
     assert kernel.jobs is kernel.jobs
-    assert kernel.jobs.backend is opened[0] and len(opened) == 1
+    guarded = kernel.jobs.backend  # behind the database's breaker (arcana.queue.guarded_backend)
+    assert isinstance(guarded, GuardedQueueBackend) and guarded.inner is opened[0] and len(opened) == 1
     kernel.close()
     assert opened[0].closed
 

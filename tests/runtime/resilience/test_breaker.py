@@ -172,3 +172,32 @@ def test_a_new_policy_for_a_name_replaces_its_breaker() -> None:
 def test_a_policy_out_of_range_is_refused(threshold: int, cool_down: float, probes: int) -> None:
     with pytest.raises(ValueError):
         BreakerPolicy(threshold, cool_down, probes)
+
+
+def test_a_probe_from_an_earlier_half_open_round_decides_nothing_in_a_later_one() -> None:
+    breaker, clock, _ = _breaker(threshold=1, cool_down=5, probes=1)
+    _fail(breaker, 1)
+    clock.now += 5
+    slow = breaker.admit()  # round 1's probe, slow
+    clock.now += 5.1  # counted as lost: round 1 lets another probe through
+    breaker.admit().failure()  # opens again
+    clock.now += 5
+    current = breaker.admit()  # round 2's probe
+    slow.success()
+    assert breaker.state is BreakerState.HALF_OPEN
+    current.success()
+    assert breaker.state is BreakerState.CLOSED
+
+
+def test_each_probe_settles_its_own_slot() -> None:
+    breaker, clock, _ = _breaker(threshold=1, cool_down=5, probes=2)
+    _fail(breaker, 1)
+    clock.now += 5
+    breaker.admit()  # the first probe: lost
+    clock.now += 1
+    breaker.admit().release()  # the second frees its own slot, not the first's
+    breaker.admit()  # the third, in flight
+    with pytest.raises(ServiceUnavailable):
+        breaker.admit()
+    clock.now += 4.5  # the first is now older than the cool-down: only the third still holds a slot
+    breaker.admit()
