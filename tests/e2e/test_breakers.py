@@ -52,7 +52,7 @@ def _calls(server: ArcanaServer, outcome: str) -> float:
 
 def _ran(server: ArcanaServer) -> float:
     """Calls that reached the plugin's code, whatever they answered."""
-    return _calls(server, "ok") + _calls(server, "error") + _calls(server, "timeout")
+    return sum(_calls(server, outcome) for outcome in ("ok", "error", "trap", "oom", "timeout"))
 
 
 def _breaker(server: ArcanaServer) -> str:

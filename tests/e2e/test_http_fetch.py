@@ -111,8 +111,8 @@ def test_the_breaker_opens_fails_fast_half_opens_and_closes(server: ArcanaServer
         time.sleep(COOL_DOWN_S / 4)
     assert upstream.hits["/flaky"] == hits + 1  # exactly one probe, and it closed the breaker
     logs = server.logs()  # the kernel's board logs each change and emits it as a kernel event
-    assert "http breaker for localhost: closed -> open" in logs and "breaker.opened" in logs
-    assert "http breaker for localhost: half_open -> closed" in logs and "breaker.closed" in logs
+    assert "circuit breaker http localhost: closed -> open" in logs and "breaker.opened" in logs
+    assert "circuit breaker http localhost: half_open -> closed" in logs and "breaker.closed" in logs
     assert fetch(server, url).json() == {
         "status": 200,
         "body": "up",
