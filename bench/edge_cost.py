@@ -36,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,35 @@ def alternate(servers: dict[str, Server], rounds: int, seconds: float) -> dict[s
             used = cpu_seconds(pid) - before
             got[side].append(Round(loaded, used * 1e6 / max(1, loaded.requests)))
     return got
+
+
+class OtlpSink:
+    """A collector stand-in: accepts OTLP/HTTP trace exports (answers 200, keeps nothing), on a thread here.
+
+    The server pays for what a real deployment pays for (building spans, encoding batches,
+    posting them); the collector's own work is not the server's and is not measured.
+    """
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        sink = self
+        self.bytes = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                sink.bytes += len(self.rfile.read(int(self.headers.get("content-length", 0))))
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1/traces"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
 
 @dataclass(frozen=True)
@@ -268,8 +298,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="load per round and side (default 5)")
     parser.add_argument(
         "--tracing-exporter",
-        default="console",
-        help='tracing.exporter on the "on" side (default console, output discarded); "none" leaves tracing out',
+        default="otlp",
+        help='tracing.exporter on the "on" side: otlp (default; to a local OTLP/HTTP sink this bench runs), '
+        'console (output discarded), or "none" (tracing left out)',
+    )
+    parser.add_argument(
+        "--sample-ratio",
+        type=float,
+        default=1.0,
+        help='tracing.sample_ratio on the "on" side (default 1.0: every request)',
     )
     parser.add_argument("--batches", type=int, default=40, help="in-process batches per side (default 40, 0: none)")
     parser.add_argument("--calls", type=int, default=500, help="in-process calls per batch (default 500)")
@@ -283,11 +320,16 @@ def main() -> None:
 
     sets_on = [f"server.per_address_limit={NEVER}"]
     on_note = "rate limits: route + per address"
+    sink: OtlpSink | None = None
     if args.tracing_exporter != "none":
         why = tracing_known(args.tracing_exporter)
         if why is None:
             sets_on.append(f"tracing.exporter={args.tracing_exporter}")
-            on_note += f"; tracing: {args.tracing_exporter} exporter"
+            sets_on.append(f"tracing.sample_ratio={args.sample_ratio}")
+            on_note += f"; tracing: {args.tracing_exporter} exporter, sample_ratio {args.sample_ratio:g}"
+            if args.tracing_exporter == "otlp":
+                sink = OtlpSink()
+                sets_on.append(f"tracing.otlp_endpoint={sink.url}")
         else:
             print(f"note: tracing not measured, this kernel has no tracing.exporter ({why})", file=sys.stderr)
             on_note += "; tracing: not available in this kernel"
@@ -319,6 +361,8 @@ def main() -> None:
         assert ratio is not None
         pairs = list(zip(got["on"], got["off"], strict=True))
         print("\nper-round req/s on/off: " + ", ".join(f"{a.load.rps / b.load.rps:.3f}" for a, b in pairs))
+        if sink is not None:  # proof that spans left the server, as they would for a real collector
+            print(f"OTLP sink received {sink.bytes:,} bytes of spans")
         print("per-round CPU/request on/off: " + ", ".join(f"{a.cpu_us / b.cpu_us:.3f}" for a, b in pairs))
         cpu_ratio = result[3].ratio
         assert cpu_ratio is not None

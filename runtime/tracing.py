@@ -23,6 +23,7 @@ drops spans rather than keep them, so a slow or absent collector cannot grow the
 from __future__ import annotations
 
 import logging
+import random
 import re
 import threading
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ from opentelemetry.trace import (
     StatusCode,
     TraceFlags,
     Tracer,
+    get_current_span,
     set_span_in_context,
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -58,6 +60,22 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 # A version-00 traceparent in lower-case hex, nothing after it; any other form goes to the propagator.
 _OWN_FORM = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 OTLP_MODULE = "opentelemetry.exporter.otlp.proto.http"
+_ID_SPACE = 2**64
+_LOW_64 = _ID_SPACE - 1
+_ZERO_ID = "0" * 32
+
+
+def span_context_of(traceparent: str) -> SpanContext | None:
+    """The span a W3C traceparent names; None when there is none or it is malformed (a new trace then)."""
+    if not traceparent:
+        return None
+    if _OWN_FORM.fullmatch(traceparent):  # the one form the kernel writes: parsed here, in half the propagator's time
+        trace_id, span_id = int(traceparent[3:35], 16), int(traceparent[36:52], 16)
+        if not (trace_id and span_id):
+            return None
+        return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(traceparent[53:], 16)))
+    extracted = get_current_span(_PROPAGATOR.extract({"traceparent": traceparent}, Context())).get_span_context()
+    return extracted if extracted.is_valid else None
 
 
 def parent_of(traceparent: str) -> Context:
@@ -65,19 +83,31 @@ def parent_of(traceparent: str) -> Context:
 
     Never OTel's current context: a span's parent is only ever what the caller passed in.
     """
-    if not traceparent:
-        return Context()
-    if _OWN_FORM.fullmatch(traceparent):  # the one form the kernel writes: parsed here, in half the propagator's time
-        trace_id, span_id = int(traceparent[3:35], 16), int(traceparent[36:52], 16)
-        if not (trace_id and span_id):
-            return Context()
-        parent = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(traceparent[53:], 16)))
-        return set_span_in_context(NonRecordingSpan(parent), Context())
-    return _PROPAGATOR.extract({"traceparent": traceparent}, Context())
+    parent = span_context_of(traceparent)
+    return Context() if parent is None else set_span_in_context(NonRecordingSpan(parent), Context())
+
+
+class Unsampled(NonRecordingSpan):
+    """A span of a trace that is not sampled: nothing is recorded, only its traceparent is passed on.
+
+    Most requests are not sampled in production, so this is their whole cost: the header string,
+    made by slicing and one random span id, with no ids parsed and no OpenTelemetry objects; the
+    ``SpanContext`` is only made if someone asks for it.
+    """
+
+    def __init__(self, traceparent: str) -> None:
+        self.traceparent = traceparent
+
+    def get_span_context(self) -> SpanContext:
+        parent = span_context_of(self.traceparent)
+        assert parent is not None  # made only from a valid header
+        return SpanContext(parent.trace_id, parent.span_id, False, parent.trace_flags)
 
 
 def traceparent_of(span: Span) -> str:
     """The W3C traceparent header naming ``span``: what a plugin, a job or a downstream service continues."""
+    if isinstance(span, Unsampled):
+        return span.traceparent
     ctx = span.get_span_context()
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
@@ -100,10 +130,12 @@ class CallTrace:
     def __init__(self, tracer: Tracer, span: Span) -> None:
         self._tracer = tracer
         self.span = span
-        self._parent = set_span_in_context(span)
+        self._parent = set_span_in_context(span) if span.is_recording() else None
 
     def host_call(self, function: str, capability: str) -> Span:
         """A child span for one host call; the caller sets its outcome and ends it."""
+        if self._parent is None:  # the call is not sampled: its host calls are not either, and cost nothing
+            return self.span
         attributes = {"arcana.host.function": function, "arcana.capability": capability}
         return self._tracer.start_span(f"host {function}", self._parent, attributes=attributes)
 
@@ -119,12 +151,27 @@ class CallTrace:
 
 
 class Tracing:
-    """A kernel's tracer. ``provider`` is owned (shut down by ``shutdown``) only when this object built it."""
+    """A kernel's tracer. ``provider`` is owned (shut down by ``shutdown``) only when this object built it.
 
-    def __init__(self, tracer: Tracer, provider: TracerProvider | None = None, flush_timeout_s: float = 10.0) -> None:
+    The head-sampling decision is made here, before the SDK is asked: a span whose parent was not
+    sampled, or a new trace that ``sample_ratio`` leaves out, is a bare ``NonRecordingSpan`` with
+    fresh ids (about 1 us), where the SDK's own path costs several times that for the same no-op
+    span. Sampled spans go through the SDK. The rule is the SDK's ``ParentBased(TraceIdRatioBased)``:
+    a parent's sampled flag decides; a new trace is kept when the low 64 bits of its id fall under
+    ``sample_ratio * 2**64``.
+    """
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        provider: TracerProvider | None = None,
+        flush_timeout_s: float = 10.0,
+        sample_ratio: float = 1.0,
+    ) -> None:
         self.tracer = tracer
         self._provider = provider
         self._flush_timeout_s = flush_timeout_s
+        self._bound = round(sample_ratio * _ID_SPACE)
 
     @classmethod
     def on(cls, provider: TracerProvider) -> Tracing:
@@ -133,7 +180,19 @@ class Tracing:
 
     def span(self, name: str, traceparent: str, kind: SpanKind, attributes: Attributes) -> Span:
         """A span continuing ``traceparent`` (a new trace without a valid one); the caller ends it."""
-        return self.tracer.start_span(name, parent_of(traceparent), kind, attributes)
+        if _OWN_FORM.fullmatch(traceparent) and not int(traceparent[53:], 16) & 1 and traceparent[3:35] != _ZERO_ID:
+            # An unsampled parent in the kernel's own form (every span after the first of a request).
+            return Unsampled(f"{traceparent[:36]}{random.getrandbits(64) or 1:016x}{traceparent[52:]}")
+        parent = span_context_of(traceparent)
+        if parent is None:
+            trace_id = random.getrandbits(128) or 1
+            if trace_id & _LOW_64 >= self._bound:
+                return Unsampled(f"00-{trace_id:032x}-{random.getrandbits(64) or 1:016x}-00")
+            return self.tracer.start_span(name, Context(), kind, attributes)
+        if not parent.trace_flags.sampled:
+            span_id = random.getrandbits(64) or 1
+            return Unsampled(f"00-{parent.trace_id:032x}-{span_id:016x}-{int(parent.trace_flags):02x}")
+        return self.tracer.start_span(name, set_span_in_context(NonRecordingSpan(parent), Context()), kind, attributes)
 
     def start_call(self, context: CallContext, handler: str) -> CallTrace:
         """Start the plugin-call span under ``context.traceparent`` and make it the call's traceparent."""
@@ -142,9 +201,8 @@ class Tracing:
             "arcana.plugin_version": context.version,
             "arcana.handler": handler,
         }
-        span = self.tracer.start_span(
-            f"plugin.call {context.plugin} {handler}", parent_of(context.traceparent), attributes=attributes
-        )
+        name = f"plugin.call {context.plugin} {handler}"
+        span = self.span(name, context.traceparent, SpanKind.INTERNAL, attributes)
         trace = CallTrace(self.tracer, span)
         context.trace = trace
         context.traceparent = traceparent_of(span)
@@ -227,10 +285,11 @@ def build_tracing(config: TracingConfig, exporter: SpanExporter | None = None) -
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
     provider = TracerProvider(
-        sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
+        # New traces reach the SDK only once Tracing has sampled them (sample_ratio): it records them all.
+        sampler=ParentBased(ALWAYS_ON),
         resource=Resource.create({"service.name": config.service_name}),
         # The kernel shuts it down when it stops; an atexit hook per provider would pile up in tests.
         shutdown_on_exit=False,
@@ -243,4 +302,4 @@ def build_tracing(config: TracingConfig, exporter: SpanExporter | None = None) -
             export_timeout_millis=config.export_timeout_ms,
         )
     )
-    return Tracing(provider.get_tracer("arcana"), provider, config.export_timeout_ms / 1000)
+    return Tracing(provider.get_tracer("arcana"), provider, config.export_timeout_ms / 1000, config.sample_ratio)

@@ -321,6 +321,40 @@ def test_the_sample_ratio_drops_new_traces_but_follows_a_sampled_caller() -> Non
     assert [s.name for s in exporter.get_finished_spans()] == ["continued"]
 
 
+def test_an_unsampled_caller_is_followed_without_recording_and_its_trace_goes_on() -> None:
+    exporter = InMemorySpanExporter()
+    tracing = build_tracing(TracingConfig(exporter="console", sample_ratio=1.0), exporter)
+    assert tracing is not None
+    unsampled = TRACEPARENT[:-2] + "00"
+    span = tracing.span("request", unsampled, SpanKind.SERVER, {})
+    passed_on = traceparent_of(span)
+    assert passed_on.split("-")[1] == unsampled.split("-")[1]  # the same trace
+    assert passed_on.split("-")[2] != unsampled.split("-")[2]  # a span of its own
+    assert passed_on.endswith("-00")
+    context = CallContext("p", "1.0.0", "rid", None, 0.0, passed_on)
+    call = tracing.start_call(context, "handler")
+    host = call.host_call("kv_get", "store")
+    call.host_done(host, "ok")
+    call.end()
+    span.end()
+    tracing.shutdown()
+    assert exporter.get_finished_spans() == ()
+
+
+def test_the_sample_ratio_keeps_about_its_share_of_new_traces() -> None:
+    exporter = InMemorySpanExporter()
+    tracing = build_tracing(TracingConfig(exporter="console", sample_ratio=0.25), exporter)
+    assert tracing is not None
+    spans = [tracing.span("fresh", "", SpanKind.SERVER, {}) for _ in range(4000)]
+    for span in spans:
+        span.end()
+    tracing.shutdown()
+    kept = exporter.get_finished_spans()
+    assert 700 < len(kept) < 1300  # 1000 expected; a binomial spread of about 27
+    assert all(s.context.trace_flags.sampled for s in kept)
+    assert all(not s.is_recording() for s in spans if not s.get_span_context().trace_flags.sampled)
+
+
 def test_tracing_never_touches_opentelemetrys_global_provider_or_current_span(
     recorded: tuple[Tracing, InMemorySpanExporter],
 ) -> None:
