@@ -66,15 +66,20 @@ def _next_wait(
     now: float,
     deadline: float | None,
     rng: Callable[[], float],
+    target: str,
 ) -> float | None:
-    """The wait before the next attempt, or None when the error must be raised now."""
+    """The wait before the next attempt (counted and logged as a retry), or None when the error must be raised now."""
     if attempt >= policy.max_attempts or not retryable(exc):
         return None
     wait = policy.delay(attempt, rng)
     end = started + policy.max_total_s
     if deadline is not None:
         end = min(end, deadline)
-    return wait if now + wait < end else None
+    if now + wait >= end:
+        return None
+    RETRIES.labels(target).inc()
+    logger.info("retrying %s in %.3f s after: %s", target, wait, exc, extra={"attempt": attempt})
+    return wait
 
 
 def retry_call(
@@ -95,11 +100,9 @@ def retry_call(
         try:
             return fn()
         except Exception as exc:
-            wait = _next_wait(policy, attempt, exc, retryable, started, clock(), deadline, rng)
+            wait = _next_wait(policy, attempt, exc, retryable, started, clock(), deadline, rng, target)
             if wait is None:
                 raise
-            RETRIES.labels(target).inc()
-            logger.info("retrying %s in %.3f s after: %s", target, wait, exc, extra={"attempt": attempt})
             sleep(wait)
             attempt += 1
 
@@ -121,10 +124,8 @@ async def retry_call_async(
         try:
             return await fn()
         except Exception as exc:
-            wait = _next_wait(policy, attempt, exc, retryable, started, clock(), deadline, rng)
+            wait = _next_wait(policy, attempt, exc, retryable, started, clock(), deadline, rng, target)
             if wait is None:
                 raise
-            RETRIES.labels(target).inc()
-            logger.info("retrying %s in %.3f s after: %s", target, wait, exc, extra={"attempt": attempt})
             await asyncio.sleep(wait)
             attempt += 1

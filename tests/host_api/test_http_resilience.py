@@ -18,15 +18,7 @@ from arcana_host.http import http_breaker_board
 from arcana_host.http.capability import BREAKER_MIN_WAIT_S
 from http_harness import FakeResolver, Fetcher, code, config, message
 from http_upstream import Upstream
-from queue_fakes import RecordingBus
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from queue_fakes import FakeClock, RecordingBus
 
 
 @pytest.fixture
@@ -35,8 +27,8 @@ def up() -> Iterator[Upstream]:
         yield server
 
 
-def _fetcher(threshold: int = 3, attempts: int = 1, bus: RecordingBus | None = None) -> tuple[Fetcher, Clock]:
-    clock, cfg = Clock(), config(attempts=attempts, threshold=threshold)
+def _fetcher(threshold: int = 3, attempts: int = 1, bus: RecordingBus | None = None) -> tuple[Fetcher, FakeClock]:
+    clock, cfg = FakeClock(1000.0), config(attempts=attempts, threshold=threshold)
     board = http_breaker_board(cfg.resilience, bus, clock=clock)
     resolver = FakeResolver({"a.test": ["127.0.0.1"], "b.test": ["127.0.0.1"]})
     return Fetcher("127.0.0.1", "a.test", "b.test", cfg=cfg, resolver=resolver, breakers=board), clock

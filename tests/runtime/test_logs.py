@@ -18,21 +18,20 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from arcana.config import LoggingConfig, TracingConfig, load_config
-from arcana.edge.rest import create_rest_app
 from arcana.kernel import Kernel
 from arcana.logs import QUIET_LOGGERS, JsonFormatter, ScopeFilter, setup_logging
 from arcana.queue.types import JobState
 from arcana.tracing import build_tracing
 from arcana.types import CallContext
 from conftest import ROOT
-from fakes import TEST_SECRET, FakePlugin, Kernels, bearer, host, manifest_toml, route, trap, write_plugin
+from fakes import TEST_SECRET, Kernels, bearer, host, trap
 from runtime.queue.worker_harness import Harness
+from runtime.rest_calls import rest, serve_app
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE}-b7ad6b7169203331-01"
@@ -57,22 +56,6 @@ def lines() -> Iterator[Lines]:
         root.setLevel(level)
 
 
-def rest(kernel: Kernel, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    async def main() -> httpx.Response:
-        await kernel.load_all()
-        transport = httpx.ASGITransport(app=create_rest_app(kernel))
-        async with httpx.AsyncClient(transport=transport, base_url="http://arcana.test") as client:
-            return await client.request(method, url, **kwargs)
-
-    return asyncio.run(main())
-
-
-def serve_app(kernels: Kernels, handler: Any) -> None:
-    kernels.engine.define("app", FakePlugin({"h": handler}, imports=("log",)))
-    routes = [route("POST", "/api/things/{id}", "h", roles=["user"])]
-    write_plugin(kernels.plugins, manifest_toml("app", "2.1.0", routes=routes, capabilities={"log": True}))
-
-
 def logs_with_secrets(_envelope: Any, _context: CallContext) -> Any:
     fields = {"note": "kept", "token": "tok-leak", "auth": {"Authorization": "Bearer leak", "password": "pw-leak"}}
     host("log", {"level": "warn", "message": "plugin says", "fields": fields})
@@ -80,7 +63,7 @@ def logs_with_secrets(_envelope: Any, _context: CallContext) -> Any:
 
 
 def test_a_plugins_log_line_carries_the_calls_fields_and_never_its_secrets(kernels: Kernels, lines: Lines) -> None:
-    serve_app(kernels, logs_with_secrets)
+    serve_app(kernels, logs_with_secrets, "2.1.0")
     headers = {**bearer("u-42", ["user"]), "x-request-id": "rid-log-1", "traceparent": TRACEPARENT}
     assert rest(kernels(), "POST", "/api/things/1", json={}, headers=headers).status_code == 200
     [line] = [line for line in lines() if line["message"] == "plugin says"]
@@ -101,7 +84,7 @@ def test_a_plugins_log_line_carries_the_calls_fields_and_never_its_secrets(kerne
 def test_a_kernel_line_written_on_the_event_loop_during_a_call_carries_the_calls_fields(
     kernels: Kernels, lines: Lines
 ) -> None:
-    serve_app(kernels, trap())
+    serve_app(kernels, trap(), "2.1.0")
     headers = {**bearer("u-7", ["user"]), "x-request-id": "rid-log-2", "traceparent": TRACEPARENT}
     assert rest(kernels(), "POST", "/api/things/1", json={}, headers=headers).status_code >= 500
     [line] = [line for line in lines() if line["message"].startswith("plugin call failed")]

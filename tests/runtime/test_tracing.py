@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 import pytest
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -33,14 +32,13 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from arcana.config import TracingConfig, load_config
 from arcana.descriptors import DescriptorSet
 from arcana.edge.grpc import start_grpc_server
-from arcana.edge.rest import create_rest_app
 from arcana.errors import ConfigError
 from arcana.extras import MissingExtra
-from arcana.kernel import Kernel
 from arcana.preflight import check_before_binding
 from arcana.tracing import OTLP_MODULE, Tracing, build_tracing, parent_of, traceparent_of
 from arcana.types import CallContext
-from fakes import FakePlugin, Kernels, bearer, greeter_descriptors, host, manifest_toml, route, trap, write_plugin
+from fakes import FakePlugin, Kernels, bearer, greeter_descriptors, host, manifest_toml, trap, write_plugin
+from runtime.rest_calls import rest, serve_app
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 PARENT = "b7ad6b7169203331"
@@ -81,22 +79,6 @@ def trace_id(span: ReadableSpan) -> int:
 def logs_and_echoes_traceparent(envelope: Any, _context: CallContext) -> Any:
     host("log", {"level": "info", "message": "handled"})
     return {"body": {"traceparent": envelope["traceparent"]}}
-
-
-def rest(kernel: Kernel, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    async def main() -> httpx.Response:
-        await kernel.load_all()
-        transport = httpx.ASGITransport(app=create_rest_app(kernel))
-        async with httpx.AsyncClient(transport=transport, base_url="http://arcana.test") as client:
-            return await client.request(method, url, **kwargs)
-
-    return asyncio.run(main())
-
-
-def serve_app(kernels: Kernels, handler: Any) -> None:
-    kernels.engine.define("app", FakePlugin({"h": handler}, imports=("log",)))
-    routes = [route("POST", "/api/things/{id}", "h", roles=["user"])]
-    write_plugin(kernels.plugins, manifest_toml("app", routes=routes, capabilities={"log": True}))
 
 
 # ---------------------------------------------------------------- REST

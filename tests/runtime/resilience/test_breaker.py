@@ -6,20 +6,13 @@ import pytest
 
 from arcana.errors import ServiceUnavailable
 from arcana.resilience import BreakerBoard, BreakerPolicy, BreakerState, CircuitBreaker
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from queue_fakes import FakeClock
 
 
 def _breaker(
     threshold: int = 3, cool_down: float = 10.0, probes: int = 1
-) -> tuple[CircuitBreaker, Clock, list[tuple[str, str]]]:
-    clock = Clock()
+) -> tuple[CircuitBreaker, FakeClock, list[tuple[str, str]]]:
+    clock = FakeClock(100.0)
     changes: list[tuple[str, str]] = []
     breaker = CircuitBreaker(
         "p",
@@ -141,7 +134,7 @@ def test_a_listener_that_raises_does_not_break_the_call() -> None:
 
 
 def test_the_board_is_bounded_and_forgets_closed_breakers_before_open_ones() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     board = BreakerBoard("http", BreakerPolicy(1, 60, 1), max_breakers=3, clock=clock)
     board.get("a").admit().failure()  # open
     for name in ("b", "c", "d", "e"):

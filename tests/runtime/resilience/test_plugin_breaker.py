@@ -12,14 +12,7 @@ from arcana.executor import EffectiveLimits, InstancePool, ThreadShare, ThreadSh
 from arcana.resilience import BreakerPolicy, BreakerState, CircuitBreaker
 from arcana.types import CallContext
 from fakes import FakeEngine, FakePlugin, Gate, entered, oom, reply, spin, trap, wasm_bytes
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from queue_fakes import FakeClock
 
 
 @pytest.fixture
@@ -32,7 +25,7 @@ def threads() -> Iterator[ThreadShare]:
 def make_pool(
     plugin: FakePlugin,
     threads: ThreadShare,
-    clock: Clock,
+    clock: FakeClock,
     *,
     threshold: int = 2,
     timeout_ms: int = 2000,
@@ -55,7 +48,7 @@ def state(pool: InstancePool) -> BreakerState:
 
 
 def test_traps_open_the_breaker_and_then_calls_are_refused_before_the_guest_runs(threads: ThreadShare) -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     plugin = FakePlugin({"bad": trap(), "good": reply({})})
     pool = make_pool(plugin, threads, clock)
     for _ in range(2):
@@ -71,7 +64,7 @@ def test_traps_open_the_breaker_and_then_calls_are_refused_before_the_guest_runs
 
 
 def test_after_the_cool_down_a_good_probe_closes_the_breaker(threads: ThreadShare) -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     plugin = FakePlugin({"bad": trap(), "good": reply({})})
     pool = make_pool(plugin, threads, clock)
     for _ in range(2):
@@ -85,7 +78,7 @@ def test_after_the_cool_down_a_good_probe_closes_the_breaker(threads: ThreadShar
 
 def test_out_of_memory_and_timeouts_count_against_the_breaker(threads: ThreadShare) -> None:
     plugin = FakePlugin({"oom": oom(), "loop": spin()})
-    pool = make_pool(plugin, threads, Clock(), timeout_ms=20)
+    pool = make_pool(plugin, threads, FakeClock(1000.0), timeout_ms=20)
     with pytest.raises(PluginFailed):
         call(pool, "oom")
     with pytest.raises(PluginTimeout):
@@ -95,7 +88,7 @@ def test_out_of_memory_and_timeouts_count_against_the_breaker(threads: ThreadSha
 
 def test_the_plugins_own_error_answers_and_successes_never_open_it(threads: ThreadShare) -> None:
     plugin = FakePlugin({"bad": trap(), "refuse": reply({"error": {"code": "NOT_FOUND", "message": "no"}})})
-    pool = make_pool(plugin, threads, Clock())
+    pool = make_pool(plugin, threads, FakeClock(1000.0))
     for _ in range(5):
         call(pool, "refuse")  # an answer: the plugin is healthy
     with pytest.raises(PluginFailed):
@@ -109,7 +102,7 @@ def test_the_plugins_own_error_answers_and_successes_never_open_it(threads: Thre
 def test_a_bulkhead_refusal_does_not_count_against_the_breaker(threads: ThreadShare) -> None:
     gate = Gate()
     plugin = FakePlugin({"h": gate})
-    pool = make_pool(plugin, threads, Clock(), threshold=1, max_concurrency=1)
+    pool = make_pool(plugin, threads, FakeClock(1000.0), threshold=1, max_concurrency=1)
 
     async def scenario() -> None:
         held = asyncio.create_task(pool.call("h", b"{}", CallContext("p", "1.0.0", "a")))
@@ -128,7 +121,7 @@ def test_a_bulkhead_refusal_does_not_count_against_the_breaker(threads: ThreadSh
 
 
 def test_a_cancelled_call_does_not_count_and_frees_a_half_open_probe(threads: ThreadShare) -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     plugin = FakePlugin({"bad": trap(), "loop": spin(), "good": reply({})})
     pool = make_pool(plugin, threads, clock, timeout_ms=30_000)
     for _ in range(2):
