@@ -3,6 +3,7 @@
     .venv/bin/python bench/edge_cost.py                    # 5 rounds x 5 s per side, about a minute
     .venv/bin/python bench/edge_cost.py --rounds 1 --seconds 2      # a quick look
     .venv/bin/python bench/edge_cost.py --tracing-exporter none     # tracing's switch left out
+    .venv/bin/python bench/edge_cost.py --sample-ratio 0.01         # tracing as a busy deployment would sample
 
 Two server processes (bench/serve_bench_app.py: the real kernel and REST edge,
 uvicorn + uvloop + httptools) serve plugins/hello/hello.wasm side by side:
@@ -10,8 +11,8 @@ uvicorn + uvloop + httptools) serve plugins/hello/hello.wasm side by side:
 - **on**: the route under a manifest ``rate_limit`` and ``server.per_address_limit``,
   both far too high to refuse anything (so every request pays for two limiter
   checks and carries the RateLimit-* fields), and tracing on
-  (``tracing.exporter``, "console" by default, its output thrown away with the
-  server's stdout);
+  (``tracing.exporter: otlp`` to a local OTLP/HTTP sink run here, a collector
+  stand-in that answers 200 and keeps nothing, at ``--sample-ratio``);
 - **off**: the defaults: no rate limit anywhere, no tracing.
 
 Both are loaded alternately (wrk -t2 -c32, or bench/pyload.py), the order
