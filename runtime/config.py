@@ -55,6 +55,7 @@ from arcana.resilience import BreakerPolicy, RetryPolicy
 T = TypeVar("T")
 # A count or duration that must be at least 1 (zero threads would run nothing).
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 ENV_PREFIX = "ARCANA_"
 
 
@@ -209,6 +210,11 @@ class ExecutorConfig:
     max_memory_mb: NonNegativeInt = 256
     max_timeout_ms: NonNegativeInt = 30_000
     max_concurrency: NonNegativeInt = 64
+    # An instance idle this long is dropped, freeing its memory (0: idle instances are kept);
+    # the kernel sweeps every pool every half of it (at least once a second, at most every 30 s).
+    idle_instance_ttl_s: NonNegativeFloat = 60.0
+    # Idle instances each plugin version keeps however long they wait: its next call starts warm.
+    min_idle_instances: NonNegativeInt = 1
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,20 @@ above it covers host functions that block. A call that answers with a fault
 after a host function saved a change (``CallContext.may_have_saved``) says
 that the change may have been saved, so a client knows to check before
 retrying.
+
+Idle instances do not pile up: each is stamped when it goes back to the
+pool, and one idle for longer than ``idle_ttl_s`` is dropped (its memory
+freed), down to ``min_idle``. Reuse takes the most recent instance, so the
+longest idle sit at the other end and trimming looks only there: a return
+that finds the oldest expired trims at once, and the kernel's sweep
+(``InstancePool.trim``) covers pools nobody calls. No timer per call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -223,7 +231,12 @@ class InstancePool:
         max_queue_wait_ms: int = 1000,
         answer_reserve_ms: int = 100,
         breaker: CircuitBreaker | None = None,
+        *,
+        idle_ttl_s: float = 60.0,
+        min_idle: int = 1,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``idle_ttl_s``: an instance idle longer is dropped, down to ``min_idle`` (0: idle instances stay)."""
         self.plugin = plugin
         # The plugin's circuit breaker (arcana.resilience): traps, timeouts and OOM count; open refuses at once.
         self.breaker = breaker
@@ -231,7 +244,12 @@ class InstancePool:
         self.limits = limits
         self._compiled = compiled
         self._share = share
-        self._idle: deque[Instance] = deque([warm] if warm else [])
+        self._clock = clock
+        self._idle_ttl_s = idle_ttl_s
+        self._min_idle = min_idle
+        self._trim_lock = threading.Lock()  # trimmers only: borrowers and returns never take it
+        # (instance, when it went idle); borrowed from and returned to the right, so the left is the oldest.
+        self._idle: deque[tuple[Instance, float]] = deque([(warm, clock())] if warm else [])
         self._slots = asyncio.Semaphore(limits.max_concurrency)
         self._max_wait_s = max_queue_wait_ms / 1000
         # Host functions must be done this long before the guest's own limit, so a refusal they
@@ -367,14 +385,46 @@ class InstancePool:
 
     def _run(self, borrow: _Borrow, handler: str, data: bytes, context: CallContext) -> bytes:
         try:
-            instance = self._idle.pop()
+            instance = self._idle.pop()[0]
         except IndexError:
             instance = self._compiled.instantiate()
         borrow.instance = instance
         output = instance.call(handler, data, context)  # a GuestFault drops the instance
         if not borrow.abandoned and not self._retired and len(self._idle) < self.limits.max_concurrency:
-            self._idle.append(instance)
+            now = self._clock()
+            self._idle.append((instance, now))
+            if self._idle_ttl_s and self._oldest_idle_since(now) < now - self._idle_ttl_s:
+                self.trim(now)
         return output
+
+    def _oldest_idle_since(self, default: float) -> float:
+        try:
+            return self._idle[0][1]
+        except IndexError:  # borrowed meanwhile by another thread
+            return default
+
+    def trim(self, now: float | None = None) -> int:
+        """Drop the instances idle for longer than ``idle_ttl_s``, keeping ``min_idle``; how many went.
+
+        Safe from any thread: an instance in use is not in the idle deque, so it is never dropped.
+        Dropping the last reference frees the instance, as after a trap.
+        """
+        if not self._idle_ttl_s:
+            return 0
+        cutoff = (self._clock() if now is None else now) - self._idle_ttl_s
+        dropped = 0
+        with self._trim_lock:
+            while len(self._idle) > self._min_idle:
+                try:
+                    entry = self._idle.popleft()
+                except IndexError:
+                    break
+                if entry[1] > cutoff:  # the oldest is still fresh, so are all the others
+                    self._idle.appendleft(entry)
+                    break
+                dropped += 1
+                del entry  # the instance's memory goes with its last reference
+        return dropped
 
     def _fault(self, fault: GuestFault, handler: str, context: CallContext) -> Exception:
         maybe_saved = context.may_have_saved

@@ -54,6 +54,9 @@ Listener = Callable[[Snapshot], Awaitable[None]]
 # flood of probes must not become a flood of connections.
 READY_CACHE_S = 1.0
 READY_PING_TIMEOUT_S = 1.0
+# The idle-instance sweep runs every half of executor.idle_instance_ttl_s, within these bounds (seconds).
+SWEEP_MIN_S = 1.0
+SWEEP_MAX_S = 30.0
 # (device, inode) of the plugin folder: it changes when the folder is replaced.
 FolderIdentity = tuple[int, int]
 # outcome: loaded (first load or reload) | failed (refused; a version already serving keeps serving) | unloaded.
@@ -162,6 +165,7 @@ class Kernel:
         self._subscribed: Snapshot | None = None
         self.tracing = tracing
         self._owns_tracing = False
+        self._sweeper: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Open what the kernel serves from: the database, identity, capabilities, the loader.
@@ -316,6 +320,30 @@ class Kernel:
         """The first scan of the plugin folder; the kernel is ready after it."""
         await self.sync(plugin_files(self.plugins_dir))
         self.ready = True
+        self._start_sweeper()
+
+    def trim_idle(self) -> int:
+        """Drop every loaded plugin's instances idle past ``executor.idle_instance_ttl_s``; how many went."""
+        return sum(plugin.pool.trim() for plugin in self.registry.snapshot.plugins.values())
+
+    def _start_sweeper(self) -> None:
+        """One task on the serving loop trims idle pools, so plugins nobody calls give their memory back too."""
+        ttl = self.config.executor.idle_instance_ttl_s
+        if ttl and (self._sweeper is None or self._sweeper.done()):
+            every = min(SWEEP_MAX_S, max(SWEEP_MIN_S, ttl / 2))
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(every), name="arcana-idle-sweep")
+
+    async def _sweep(self, every: float) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(every)
+            try:
+                # Off the loop: freeing many instances' memory takes time, and trimming is safe from any thread.
+                await loop.run_in_executor(self._threads, self.trim_idle)
+            except RuntimeError:  # the kernel's pool was shut down: the kernel is closing
+                return
+            except Exception:  # a sweep that fails must not end the sweeping
+                logger.exception("idle instance sweep failed")
 
     async def rescan(self) -> None:
         """Sync every file the kernel knows and every file now in the folder: after the folder was replaced."""
@@ -399,6 +427,11 @@ class Kernel:
         return any(p.source == path for p in self.registry.snapshot.plugins.values())
 
     def close(self) -> None:
+        if self._sweeper is not None and not self._sweeper.done():
+            try:
+                self._sweeper.cancel()
+            except RuntimeError:  # its loop is closed already: nothing runs it any more
+                pass
         for plugin in self.registry.snapshot.plugins.values():
             plugin.pool.retire()
         if self._capabilities is not None:

@@ -212,6 +212,8 @@ class PluginLoader:
             ex.max_queue_wait_ms,
             ex.answer_reserve_ms,
             breaker,
+            idle_ttl_s=ex.idle_instance_ttl_s,
+            min_idle=ex.min_idle_instances,
         )
         return LoadedPlugin(m, path, checked.sha256, pool, descriptors=checked.descriptors, rpc=checked.rpc)
 

@@ -228,3 +228,110 @@ def test_outcomes_are_counted_by_plugin(threads: ThreadShare) -> None:
     # A timeout is a timeout whether the engine's own limit or the wall-clock guard ended the call.
     # A trap is told apart from a timeout (and from a kernel error) on the counter.
     assert (seen("ok"), seen("trap"), seen("timeout"), seen("error")) == (1, 1, 1, 0)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_idle_pool(
+    plugin: FakePlugin, threads: ThreadShare, clock: FakeClock, *, ttl_s: float = 60.0, min_idle: int = 1
+) -> InstancePool:
+    engine = FakeEngine({"p": plugin})
+    compiled = engine.compile(wasm_bytes(None, key="p"), [], memory_mb=16, timeout_ms=2000)
+    limits = EffectiveLimits(16, 2000, 4)
+    return InstancePool("p", "1.0.0", compiled, limits, threads, idle_ttl_s=ttl_s, min_idle=min_idle, clock=clock)
+
+
+def burst(pool: InstancePool, gate: Gate, n: int) -> None:
+    """``n`` calls inside the guest at once, so each holds an instance of its own, then all return."""
+
+    async def scenario() -> None:
+        calls = [asyncio.create_task(pool.call("h", b"{}", ctx())) for _ in range(n)]
+        try:
+            await entered(gate, n)
+        finally:
+            gate.release()
+        await asyncio.gather(*calls)
+
+    asyncio.run(scenario())
+
+
+def test_idle_instances_past_the_ttl_are_dropped_down_to_the_minimum_and_the_pool_still_serves(
+    threads: ThreadShare,
+) -> None:
+    gate, clock = Gate(), FakeClock()
+    plugin = FakePlugin({"h": gate})
+    pool = make_idle_pool(plugin, threads, clock, ttl_s=60, min_idle=1)
+    burst(pool, gate, 4)
+    assert pool.idle == 4 and plugin.instances == 4
+    clock.now += 59
+    assert pool.trim() == 0 and pool.idle == 4  # not idle long enough yet
+    clock.now += 2
+    assert pool.trim() == 3
+    assert pool.idle == 1
+    call(pool, "h")
+    assert plugin.instances == 4  # the call after the trim ran on the instance kept warm
+    assert pool.idle == 1
+
+
+def test_a_return_that_finds_expired_instances_trims_them_without_a_sweep(threads: ThreadShare) -> None:
+    gate, clock = Gate(), FakeClock()
+    plugin = FakePlugin({"h": gate})
+    pool = make_idle_pool(plugin, threads, clock, ttl_s=60, min_idle=1)
+    burst(pool, gate, 3)
+    clock.now += 61
+    call(pool, "h")
+    assert pool.idle == 1  # the instance that just served, kept: the others had waited past the ttl
+    call(pool, "h")
+    assert plugin.calls[-1].instance == plugin.calls[-2].instance
+
+
+def test_an_instance_in_use_is_never_dropped_by_a_trim(threads: ThreadShare) -> None:
+    gate, clock = Gate(), FakeClock()
+    plugin = FakePlugin({"h": gate})
+    pool = make_idle_pool(plugin, threads, clock, ttl_s=60, min_idle=0)
+    gate.release()
+    call(pool, "h")  # one idle instance, stamped now
+    held = Gate()
+    plugin.handlers["h"] = held
+
+    async def scenario() -> None:
+        task = asyncio.create_task(pool.call("h", b"{}", ctx()))
+        await entered(held)
+        clock.now += 3600
+        assert pool.idle == 0  # borrowed: not in the idle set, so nothing to drop
+        assert pool.trim() == 0
+        held.release()
+        await task
+
+    asyncio.run(scenario())
+    assert pool.idle == 1  # it came back after its long call and is reused
+    call(pool, "h")
+    assert plugin.instances == 1
+    assert len({c.instance for c in plugin.calls}) == 1
+
+
+def test_min_idle_zero_drops_every_expired_instance_and_the_next_call_makes_a_new_one(threads: ThreadShare) -> None:
+    gate, clock = Gate(), FakeClock()
+    plugin = FakePlugin({"h": gate})
+    pool = make_idle_pool(plugin, threads, clock, ttl_s=60, min_idle=0)
+    burst(pool, gate, 2)
+    clock.now += 61
+    assert pool.trim() == 2 and pool.idle == 0
+    call(pool, "h")
+    assert plugin.instances == 3
+
+
+def test_a_zero_ttl_keeps_idle_instances(threads: ThreadShare) -> None:
+    gate, clock = Gate(), FakeClock()
+    plugin = FakePlugin({"h": gate})
+    pool = make_idle_pool(plugin, threads, clock, ttl_s=0, min_idle=0)
+    burst(pool, gate, 3)
+    clock.now += 10**6
+    call(pool, "h")
+    assert pool.trim() == 0 and pool.idle == 3
