@@ -14,6 +14,8 @@ the bench reads:
 - **RSS** (``VmRSS`` of /proc/PID/status): after start (one warm instance a plugin), after a
   burst (``wrk -c32`` rotating over every plugin's route), and after the idle trim
   (``executor.idle_instance_ttl_s`` set to ``TTL_S`` here so the bench need not wait a minute);
+- **the idle trim** on ``plugins/echo`` after a burst of ~0.5 MB bodies, against a control
+  server that never trims: what dropping idle instances gives back;
 - **p50** at one connection on ``p0``'s route (median of rounds).
 
 Ratios are against the 1-plugin server of the same run. Routing is timed in
@@ -60,6 +62,10 @@ COUNTS = (1, 10, 100)
 # The bench's idle ttl: short, so the trim is seen within seconds (the default is 60 s).
 TTL_S = 2.0
 ROUTES = 1000
+# After a burst, before reading RSS: the calls wrk left queued finish (shorter than any ttl here).
+SETTLE_S = 0.5
+# The idle-trim figure's ttl: longer than its burst, so only the trim after it is measured.
+TRIM_TTL_S = 6.0
 
 
 def manifest(i: int) -> str:
@@ -133,20 +139,20 @@ def burst(port: int, count: int, folder: Path, seconds: float) -> None:
         load(port, route_of(0), connections=32, seconds=seconds)
 
 
-def server(folder: Path, port: int) -> Server:
-    """bench/serve_bench_app.py on ``folder``/plugins, its own state and wasmtime cache, the bench's ttl."""
+def server(folder: Path, port: int, ttl_s: float = TTL_S) -> Server:
+    """bench/serve_bench_app.py on ``folder``/plugins, its own state and wasmtime cache, an idle ttl (0: none)."""
     cache = folder / "wasmtime-cache.toml"
     cache.write_text(f'[cache]\ndirectory = "{folder / "wasmtime-cache"}"\n')
     env = {**isolated_env(folder), "EXTISM_CACHE_CONFIG": str(cache)}
     argv = [PYTHON, str(BENCH / "serve_bench_app.py"), "--port", str(port), "--workdir", str(folder)]
-    argv += ["--plugins", str(folder / "plugins"), "--set", f"executor.idle_instance_ttl_s={TTL_S}"]
+    argv += ["--plugins", str(folder / "plugins"), "--set", f"executor.idle_instance_ttl_s={ttl_s}"]
     argv += ["--set", "server.metrics_public=true"]  # the idle-instance gauges, read by the bench
     return Server(argv, port, "/ready", folder / "server.log", env)
 
 
-def wait_trim() -> None:
+def wait_trim(ttl_s: float = TTL_S) -> None:
     """Past the ttl and a sweep (every ttl/2, at least 1 s), with margin."""
-    time.sleep(TTL_S + max(1.0, TTL_S / 2) + 1.0)
+    time.sleep(ttl_s + max(1.0, ttl_s / 2) + 1.0)
 
 
 def one_count(count: int, work: Path, quick: bool) -> dict[str, float]:
@@ -164,6 +170,7 @@ def one_count(count: int, work: Path, quick: bool) -> dict[str, float]:
         p50s = [load(port, route_of(0), connections=1, seconds=2, threads=1).p50_ms for _ in range(rounds)]
         out["p50_ms"] = median(p50s)
         burst(port, count, folder, 2 if quick else 3)
+        time.sleep(SETTLE_S)
         out["rss_burst"], out["idle_burst"] = rss_mb(pid), idle_instances(port)
         wait_trim()
         out["rss_trimmed"], out["idle_trimmed"] = rss_mb(pid), idle_instances(port)
@@ -179,39 +186,31 @@ def echo_burst_script(folder: Path) -> Path:
     return script
 
 
-def idle_trim(work: Path, quick: bool) -> dict[str, float]:
-    """How much memory the idle trim gives back: hello and echo after a burst of 32 connections each.
+def idle_trim(work: Path, quick: bool, ttl_s: float) -> dict[str, float]:
+    """What the idle trim gives back: echo after a burst of 32 connections with ~0.5 MB bodies.
 
-    echo gets ~0.5 MB bodies, so each of its instances grows its linear memory (which never
-    shrinks while the instance lives): what idle instances of a plugin that handled big
-    requests hold, and what dropping them frees.
+    Each echo instance that handled one grew its linear memory, which never shrinks while the
+    instance lives: what idle instances of a plugin that handled big requests hold. Run with
+    ``ttl_s`` TRIM_TTL_S (long enough that nothing is trimmed during the burst) and 0 (the
+    control: no trim), the same waits, so what the process frees on its own is told apart.
     """
-    folder = work / "trim"
+    if wrk_path() is None:
+        raise Skip("the idle-trim figure needs wrk (a POST body)")
+    folder = work / f"trim-{ttl_s:g}"
     (folder / "plugins").mkdir(parents=True)
-    shutil.copyfile(HELLO, folder / "plugins" / "hello.wasm")
     shutil.copyfile(ECHO, folder / "plugins" / "echo.wasm")
     port = free_port()
-    seconds = 2 if quick else 3
-    with server(folder, port) as running:
+    with server(folder, port, ttl_s) as running:
         assert running.proc is not None
         pid = running.proc.pid
         out = {"rss_start": rss_mb(pid), "idle_start": idle_instances(port)}
-        if wrk_path() is None:
-            raise Skip("the idle-trim figure needs wrk (a POST body)")
-        url = f"http://127.0.0.1:{port}"
-        wrk = ["wrk", "-t2", "-c32", f"-d{seconds}s"]
-        subprocess.run([*wrk, f"{url}{route_of_hello()}"], capture_output=True, check=True)
-        subprocess.run(
-            [*wrk, "-s", str(echo_burst_script(folder)), f"{url}/api/v1/echo"], capture_output=True, check=True
-        )
+        wrk = ["wrk", "-t2", "-c32", f"-d{2 if quick else 3}s", "-s", str(echo_burst_script(folder))]
+        subprocess.run([*wrk, f"http://127.0.0.1:{port}/api/v1/echo"], capture_output=True, check=True)
+        time.sleep(SETTLE_S)  # wrk is gone, the calls it left queued are not yet
         out["rss_burst"], out["idle_burst"] = rss_mb(pid), idle_instances(port)
-        wait_trim()
+        wait_trim(TRIM_TTL_S)
         out["rss_trimmed"], out["idle_trimmed"] = rss_mb(pid), idle_instances(port)
     return out
-
-
-def route_of_hello() -> str:
-    return "/api/v1/hello/x"
 
 
 def routing() -> tuple[float, float]:
@@ -269,23 +268,24 @@ def run(
         freed = r["rss_burst"] - r["rss_trimmed"]
         rows.append(Row("plugin scale", f"RSS freed by the idle trim, {count} plugins", freed, "MB", note=idle))
     if trim:
-        t = idle_trim(work, quick)
-        idle = f"idle instances {t['idle_start']:.0f} / {t['idle_burst']:.0f} / {t['idle_trimmed']:.0f}"
-        for label, key in (("after start", "rss_start"), ("after the bursts", "rss_burst")):
-            rows.append(Row("idle trim", f"hello + echo: RSS {label}", t[key], "MB"))
-        rows.append(Row("idle trim", "hello + echo: RSS after the trim", t["rss_trimmed"], "MB", note=idle))
-        freed = t["rss_burst"] - t["rss_trimmed"]
-        rows.append(
-            Row(
-                "idle trim",
-                "hello + echo: RSS freed by the trim",
-                freed,
-                "MB",
-                baseline="the bursts' growth",
-                ratio=freed / (t["rss_burst"] - t["rss_start"]),
-                ratio_label="of it",
+        for ttl_s, label in ((TRIM_TTL_S, f"trim after {TRIM_TTL_S:g} s"), (0.0, "no trim (control)")):
+            t = idle_trim(work, quick, ttl_s)
+            idle = f"idle instances {t['idle_start']:.0f} / {t['idle_burst']:.0f} / {t['idle_trimmed']:.0f}"
+            rows.append(Row("idle trim", f"echo, {label}: RSS after start", t["rss_start"], "MB"))
+            rows.append(Row("idle trim", f"echo, {label}: RSS after the burst", t["rss_burst"], "MB"))
+            rows.append(Row("idle trim", f"echo, {label}: RSS after the wait", t["rss_trimmed"], "MB", note=idle))
+            freed = t["rss_burst"] - t["rss_trimmed"]
+            rows.append(
+                Row(
+                    "idle trim",
+                    f"echo, {label}: RSS freed during the wait",
+                    freed,
+                    "MB",
+                    baseline="the burst's growth",
+                    ratio=freed / (t["rss_burst"] - t["rss_start"]),
+                    ratio_label="of it",
+                )
             )
-        )
     one, many = routing()
     rows.append(Row("routing", "RouteTrie.match, 1 route", one * 1e6, "us"))
     rows.append(
