@@ -10,13 +10,15 @@ For each count a real server (bench/serve_bench_app.py: the kernel and the
 REST edge on uvicorn) serves a fresh folder, with its own wasmtime cache, and
 the bench reads:
 
-- **start**: from the process's launch to ``/ready`` 200 (the server listens once every plugin is loaded);
+- **start**: from the process's launch to ``/ready`` 200 (the server listens once every plugin is
+  loaded), median of launches that alternate the counts;
 - **RSS** (``VmRSS`` of /proc/PID/status): after start (one warm instance a plugin), after a
   burst (``wrk -c32`` rotating over every plugin's route), and after the idle trim
   (``executor.idle_instance_ttl_s`` set to ``TTL_S`` here so the bench need not wait a minute);
 - **the idle trim** on ``plugins/echo`` after a burst of ~0.5 MB bodies, against a control
   server that never trims: what dropping idle instances gives back;
-- **p50** at one connection on ``p0``'s route (median of rounds).
+- **p50** at one connection on ``p0``'s route, the servers (all up at once) loaded in turn,
+  median of rounds.
 
 Ratios are against the 1-plugin server of the same run. Routing is timed in
 process: ``RouteTrie.match`` (what the registry's snapshot matches with) for
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -155,25 +158,49 @@ def wait_trim(ttl_s: float = TTL_S) -> None:
     time.sleep(ttl_s + max(1.0, ttl_s / 2) + 1.0)
 
 
-def one_count(count: int, work: Path, quick: bool) -> dict[str, float]:
-    folder = work / f"n{count}"
-    generate(folder / "plugins", count)
-    port = free_port()
+def start_time(folder: Path) -> float:
+    """Seconds from launching a server on ``folder`` to /ready 200; the server is stopped again."""
     started = time.perf_counter()
-    with server(folder, port) as running:
-        ready_s = time.perf_counter() - started
-        assert running.proc is not None
-        pid = running.proc.pid
-        out = {"start_s": ready_s, "rss_start": rss_mb(pid)}
-        rounds = 2 if quick else 3
-        load(port, route_of(0), connections=1, seconds=1, threads=1)  # warm-up
-        p50s = [load(port, route_of(0), connections=1, seconds=2, threads=1).p50_ms for _ in range(rounds)]
-        out["p50_ms"] = median(p50s)
-        burst(port, count, folder, 2 if quick else 3)
-        time.sleep(SETTLE_S)
-        out["rss_burst"], out["idle_burst"] = rss_mb(pid), idle_instances(port)
+    with server(folder, free_port()):
+        return time.perf_counter() - started
+
+
+def by_count(counts: tuple[int, ...], work: Path, quick: bool) -> dict[int, dict[str, float]]:
+    """Every figure per plugin count; start times and p50s in rounds that alternate the counts."""
+    rounds = 2 if quick else 3
+    folders = {}
+    for count in counts:
+        folders[count] = work / f"n{count}"
+        generate(folders[count] / "plugins", count)
+    out: dict[int, dict[str, float]] = {count: {} for count in counts}
+    starts: dict[int, list[float]] = {count: [] for count in counts}
+    start_time(folders[counts[0]])  # warm-up: the first launch pays for cold file caches
+    for _ in range(rounds):
+        for count in counts:
+            starts[count].append(start_time(folders[count]))
+    with ExitStack() as stack:
+        ports = {count: free_port() for count in counts}
+        pids = {}
+        for count in counts:
+            running = stack.enter_context(server(folders[count], ports[count]))
+            assert running.proc is not None
+            pids[count] = running.proc.pid
+        for count in counts:
+            out[count]["start_s"] = median(starts[count])
+            out[count]["rss_start"] = rss_mb(pids[count])
+            load(ports[count], route_of(0), connections=1, seconds=1, threads=1)  # warm-up
+        p50s: dict[int, list[float]] = {count: [] for count in counts}
+        for _ in range(rounds):
+            for count in counts:
+                p50s[count].append(load(ports[count], route_of(0), connections=1, seconds=2, threads=1).p50_ms)
+        for count in counts:
+            out[count]["p50_ms"] = median(p50s[count])
+            burst(ports[count], count, folders[count], 2 if quick else 3)
+            time.sleep(SETTLE_S)
+            out[count]["rss_burst"], out[count]["idle_burst"] = rss_mb(pids[count]), idle_instances(ports[count])
         wait_trim()
-        out["rss_trimmed"], out["idle_trimmed"] = rss_mb(pid), idle_instances(port)
+        for count in counts:
+            out[count]["rss_trimmed"], out[count]["idle_trimmed"] = rss_mb(pids[count]), idle_instances(ports[count])
     return out
 
 
@@ -239,7 +266,7 @@ def run(
     quick: bool = False, counts: tuple[int, ...] = COUNTS, logdir: Path | None = None, trim: bool = True
 ) -> list[Row]:
     work = Path(tempfile.mkdtemp(prefix="arcana-scale-", dir=logdir))
-    results = {count: one_count(count, work, quick) for count in counts}
+    results = by_count(counts, work, quick)
     base = results[counts[0]]
     rows: list[Row] = []
     what = [

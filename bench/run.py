@@ -6,7 +6,8 @@
 
 Benchmarks: calls (in-process call + instance start), rest (plugin route vs
 native Quart route), reload (hot reload latency and failures), asgi (uvicorn
-vs hypercorn). Every figure is compared with a baseline measured in the same
+vs hypercorn), scale (1/10/100 plugins, the idle trim, routing with 1,000
+routes; bench/plugin_scale.py). Every figure is compared with a baseline measured in the same
 run, interleaved; medians over rounds. Nothing here asserts on time: the
 "met" column says whether this run met the target (the table in
 bench/README.md).
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Row, Skip, table, wrk_path
 
-BENCHES = ("calls", "rest", "reload", "asgi")
+BENCHES = ("calls", "rest", "reload", "asgi", "scale")
 
 
 def _versions() -> str:
@@ -68,6 +69,10 @@ def _run_one(name: str, quick: bool, what_if: bool, logdir: Path) -> list[Row]:
         import bench_reload
 
         return bench_reload.run(quick, logdir=logdir)
+    if name == "scale":
+        import plugin_scale
+
+        return plugin_scale.run(quick, logdir=logdir)
     import asgi_servers
 
     return asgi_servers.run(quick, logdir=logdir)
