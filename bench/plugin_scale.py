@@ -255,7 +255,7 @@ def routing() -> tuple[float, float]:
     far = route_of(ROUTES - 1)
     assert big.match("GET", far) is not None and small.match("GET", path) is not None
     n = calibrate(lambda: small.match("GET", path), 0.2)
-    per = {"1": [], "1000": []}  # type: dict[str, list[float]]
+    per: dict[str, list[float]] = {"1": [], "1000": []}
     for _ in range(7):  # interleaved rounds, median
         per["1"].append(time_per_call(lambda: small.match("GET", path), n))
         per["1000"].append(time_per_call(lambda: big.match("GET", far), n))
