@@ -103,7 +103,9 @@ async def start_grpc_server(kernel: Kernel) -> grpc.aio.Server:
     options = [
         ("grpc.max_receive_message_length", server_config.max_body_bytes),
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
-        ("grpc.so_reuseport", 0),
+        # Off for one process, so a second server on the port fails to bind as it should; on when
+        # `--workers N` processes share the port (the kernel spreads connections over them).
+        ("grpc.so_reuseport", 1 if server_config.workers > 1 else 0),
     ]
     server = grpc.aio.server(options=options, interceptors=[GrpcMetrics(_plugin_of(kernel.core))])
     protos = kernel_descriptors()
