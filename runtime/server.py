@@ -179,11 +179,20 @@ async def _serve_on(
             loop.add_signal_handler(sig, stop.set)
         # While serve() runs, uvicorn captures SIGINT/SIGTERM itself, stops, and
         # re-raises the signal on exit, which then reaches our handler above.
-        grpc_server = await _start_grpc(kernel, config)
+        # One process serves while it loads (/health answers, /ready says 503). One of several on a
+        # shared port starts both edges only once loaded: until then the kernel sends it no gRPC
+        # connection, and HTTP ones wait in its backlog rather than meet a 404 from a half-loaded
+        # process (a restarted worker beside serving ones).
+        shared = config.server.workers > 1
+        grpc_server = None if shared else await _start_grpc(kernel, config)
         watcher = None
         try:
-            serving = asyncio.create_task(_serve_http(server, http_socket))
+            serving = None if shared else asyncio.create_task(_serve_http(server, http_socket))
             await kernel.load_all()
+            if grpc_server is None:
+                grpc_server = await _start_grpc(kernel, config)
+            if serving is None:
+                serving = asyncio.create_task(_serve_http(server, http_socket))
             logger.info(
                 "arcana ready",
                 extra={
@@ -204,7 +213,8 @@ async def _serve_on(
                 await serving
         finally:
             stop.set()
-            await grpc_server.stop(config.server.shutdown_grace_s)
+            if grpc_server is not None:
+                await grpc_server.stop(config.server.shutdown_grace_s)
             await kernel.core.limiter.close()  # on the loop its Redis connections belong to
             if watcher is not None:
                 with contextlib.suppress(asyncio.CancelledError):

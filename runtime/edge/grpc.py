@@ -121,6 +121,8 @@ async def start_grpc_server(kernel: Kernel) -> grpc.aio.Server:
         await sync_health(health, snapshot, known)
 
     kernel.on_change(follow)
+    if kernel.ready:  # started after the first load (one of several processes): catch up with it
+        await follow(kernel.registry.snapshot)
     address = f"{server_config.host}:{server_config.grpc_port}"
     if server_config.grpc_tls.enabled:
         server.add_secure_port(address, _credentials(server_config.grpc_tls))
