@@ -251,10 +251,10 @@ class Supervisor:
         for worker in running:
             with contextlib.suppress(ProcessLookupError):
                 worker.proc.send_signal(signal.SIGTERM)
-        deadline = self.clock() + self.stop_timeout_s
+        deadline = time.monotonic() + self.stop_timeout_s
         for worker in running:
             try:
-                worker.proc.wait(max(0.0, deadline - self.clock()))
+                worker.proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 logger.error("arcana process did not stop; killing it", extra={"worker": worker.index})
                 worker.proc.kill()

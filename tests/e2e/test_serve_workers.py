@@ -100,6 +100,13 @@ def _answers_by_pid(
     return seen
 
 
+def _arcana_serve(cwd: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+    """`arcana serve ARGS` run to its end (these runs fail at start-up)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCANA_")}
+    command = [sys.executable, "-m", "arcana.cli", "serve", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=60, check=False)
+
+
 def _two_pids(seen: dict[str, str]) -> bool:
     return len(seen) >= 2
 
@@ -158,17 +165,9 @@ def test_each_worker_serves_its_own_metrics_on_metrics_port_plus_its_index(
 def test_a_second_server_on_the_ports_of_running_workers_is_refused(served: ArcanaServer, tmp_path: Path) -> None:
     other = tmp_path / "plugins"
     other.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCANA_")}
     for workers in ("1", "2"):
-        out = subprocess.run(
-            [sys.executable, "-m", "arcana.cli", "serve", "--plugins", str(other)]
-            + ["--http-port", str(served.port), "--grpc-port", str(free_port()), "--workers", workers],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=60,
-        )
+        ports = ["--http-port", str(served.port), "--grpc-port", str(free_port())]
+        out = _arcana_serve(tmp_path, ["--plugins", str(other), *ports, "--workers", workers])
         assert out.returncode == 3, out.stderr
         assert f"cannot listen for HTTP on 127.0.0.1:{served.port}: the port is already in use" in out.stderr
 
@@ -208,14 +207,6 @@ def test_a_worker_count_out_of_bounds_is_a_configuration_error(
 ) -> None:
     (tmp_path / "plugins").mkdir()
     (tmp_path / "arcana.yaml").write_text(config or "{}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCANA_")}
-    out = subprocess.run(
-        [sys.executable, "-m", "arcana.cli", "serve", "--plugins", str(tmp_path / "plugins"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    out = _arcana_serve(tmp_path, ["--plugins", str(tmp_path / "plugins"), *args])
     assert out.returncode == 2, out.stderr
     assert message in out.stderr
