@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Row, Skip, table, wrk_path
 
-BENCHES = ("calls", "rest", "reload", "asgi")
+BENCHES = ("calls", "rest", "reload", "asgi", "workers")
 
 
 def _versions() -> str:
@@ -68,6 +68,10 @@ def _run_one(name: str, quick: bool, what_if: bool, logdir: Path) -> list[Row]:
         import bench_reload
 
         return bench_reload.run(quick, logdir=logdir)
+    if name == "workers":
+        import workers_bench
+
+        return workers_bench.run(quick, logdir=logdir)
     import asgi_servers
 
     return asgi_servers.run(quick, logdir=logdir)
