@@ -384,7 +384,10 @@ def _supervise(config: ArcanaConfig, args: argparse.Namespace) -> int:
     def worker_command(index: int, ready_fd: int) -> list[str]:
         return [*command, "--worker-index", str(index), "--ready-fd", str(ready_fd)]
 
-    return supervise(config, args.role, worker_command)
+    try:
+        return supervise(config, args.role, worker_command)
+    except KeyboardInterrupt:  # Ctrl-C during the checks, before the workers (and their handler) exist
+        return ExitCode.OK
 
 
 def _serve(config: ArcanaConfig, role: Role, worker_index: int | None = None, ready_fd: int | None = None) -> int:

@@ -210,3 +210,16 @@ def test_a_worker_count_out_of_bounds_is_a_configuration_error(
     out = _arcana_serve(tmp_path, ["--plugins", str(tmp_path / "plugins"), *args])
     assert out.returncode == 2, out.stderr
     assert message in out.stderr
+
+
+def test_one_process_serves_as_before_without_the_worker_header(tmp_path: Path) -> None:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    shutil.copyfile(ROOT / "plugins" / "hello" / "hello.wasm", folder / "hello.wasm")
+    server = ArcanaServer(folder, tmp_path).start()
+    try:
+        answer = httpx.get(server.url + "/api/v1/hello/Ada")
+        assert answer.status_code == 200 and HEADER not in answer.headers
+        assert "arcana process started" not in server.logs(), "no supervisor in between"
+    finally:
+        assert server.stop() == 0
