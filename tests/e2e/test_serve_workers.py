@@ -200,9 +200,10 @@ def test_a_worker_that_dies_is_replaced_and_sigterm_stops_them_all(tmp_path: Pat
         (["--workers", "65"], "", "argument --workers: must be 1-64"),
         (["--workers", "many"], "", "argument --workers: must be a whole number 1-64 or 'auto'"),
         ([], "server:\n  workers: 100\n", "config key 'server.workers' must be 1-64, got 100"),
+        (["--workers", "2", "--http-port", "0"], "", "--workers 2 needs a fixed HTTP port, not 0"),
     ],
 )
-def test_a_worker_count_out_of_bounds_is_a_configuration_error(
+def test_a_worker_count_out_of_bounds_or_an_unshared_port_is_a_configuration_error(
     tmp_path: Path, args: list[str], config: str, message: str
 ) -> None:
     (tmp_path / "plugins").mkdir()
