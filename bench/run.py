@@ -6,9 +6,9 @@
 
 Benchmarks: calls (in-process call + instance start), rest (plugin route vs
 native Quart route), reload (hot reload latency and failures), asgi (uvicorn
-vs hypercorn), scale (1/10/100 plugins, the idle trim, routing with 1,000
-routes; bench/plugin_scale.py). Every figure is compared with a baseline measured in the same
-run, interleaved; medians over rounds. Nothing here asserts on time: the
+vs hypercorn), workers (--workers 2 vs 1), scale (1/10/100 plugins, the
+idle trim, routing with 1,000 routes; bench/plugin_scale.py). Every figure is
+compared with a baseline measured in the same run, interleaved; medians over rounds. Nothing here asserts on time: the
 "met" column says whether this run met the target (the table in
 bench/README.md).
 """
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Row, Skip, table, wrk_path
 
-BENCHES = ("calls", "rest", "reload", "asgi", "scale")
+BENCHES = ("calls", "rest", "reload", "asgi", "workers", "scale")
 
 
 def _versions() -> str:
@@ -69,6 +69,10 @@ def _run_one(name: str, quick: bool, what_if: bool, logdir: Path) -> list[Row]:
         import bench_reload
 
         return bench_reload.run(quick, logdir=logdir)
+    if name == "workers":
+        import workers_bench
+
+        return workers_bench.run(quick, logdir=logdir)
     if name == "scale":
         import plugin_scale
 

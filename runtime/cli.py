@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from arcana.config import ArcanaConfig, load_config
+from arcana.config import MAX_WORKERS, ArcanaConfig, load_config
 from arcana.errors import ConfigError
 from arcana.exit_codes import EXIT_CODES_HELP, ExitCode, StartupFailure
 from arcana.queue_cli import add_queue_commands
@@ -85,6 +85,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="jobs a worker runs at once (default: queue.worker_concurrency, 8)",
     )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help=(
+            "processes serving the same ports (SO_REUSEPORT), each with its own kernel; "
+            f"1-{MAX_WORKERS} or 'auto' (one per core) (default: server.workers, 1)"
+        ),
+    )
+    # Set by the supervisor (arcana.supervisor) on the processes it starts; not for operators.
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
 
     init = _command(
         commands,
@@ -164,6 +176,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _workers(text: str) -> int:
+    from arcana.supervisor import parse_workers
+
+    try:
+        return parse_workers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _config_file(given: Path | None) -> Path | None:
     """--config, else ./arcana.yaml when there is one, else None (the built-in defaults)."""
     if given is not None:
@@ -181,7 +202,12 @@ def _serve_config(args: argparse.Namespace) -> ArcanaConfig:
         config.server,
         **{
             k: v
-            for k, v in (("host", args.host), ("http_port", args.http_port), ("grpc_port", args.grpc_port))
+            for k, v in (
+                ("host", args.host),
+                ("http_port", args.http_port),
+                ("grpc_port", args.grpc_port),
+                ("workers", args.workers),
+            )
             if v is not None
         },
     )
@@ -223,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
-        return _serve(_serve_config(args), args.role)
+        config = _serve_config(args)
+        if config.server.workers > 1 and args.worker_index is None:
+            return _supervise(config, args)
+        return _serve(config, args.role, args.worker_index, args.ready_fd)
     if args.command == "init":
         return _init(args.dir, args.force)
     if args.command == "migrate":
@@ -332,10 +361,42 @@ def _migrate(config: ArcanaConfig) -> int:
     return ExitCode.OK
 
 
-def _serve(config: ArcanaConfig, role: Role) -> int:
+def _supervise(config: ArcanaConfig, args: argparse.Namespace) -> int:
+    """`--workers N` (N > 1): this process starts N `arcana serve` processes and watches them."""
+    from arcana.logs import setup_logging
+    from arcana.supervisor import supervise
+
+    setup_logging(config.logging)
+    command = [sys.executable, "-m", "arcana.cli", *(["--traceback"] if args.traceback else []), "serve"]
+    config_file = _config_file(args.config)
+    if config_file is not None:
+        command += ["--config", str(config_file.resolve())]
+    command += ["--plugins", str(config.plugins_dir()), "--role", args.role, "--workers", str(config.server.workers)]
+    for flag, value in (
+        ("--host", args.host),
+        ("--http-port", args.http_port),
+        ("--grpc-port", args.grpc_port),
+        ("--worker-concurrency", args.worker_concurrency),
+    ):
+        if value is not None:
+            command += [flag, str(value)]
+
+    def worker_command(index: int, ready_fd: int) -> list[str]:
+        return [*command, "--worker-index", str(index), "--ready-fd", str(ready_fd)]
+
+    try:
+        return supervise(config, args.role, worker_command)
+    except KeyboardInterrupt:  # Ctrl-C during the checks, before the workers (and their handler) exist
+        return ExitCode.OK
+
+
+def _serve(config: ArcanaConfig, role: Role, worker_index: int | None = None, ready_fd: int | None = None) -> int:
     from arcana.logs import setup_logging
     from arcana.server import serve
+    from arcana.supervisor import die_with_parent, report_ready
 
+    if worker_index is not None:
+        die_with_parent()
     setup_logging(config.logging)
     try:
         import uvloop
@@ -344,7 +405,7 @@ def _serve(config: ArcanaConfig, role: Role) -> int:
     except ImportError:
         pass
     try:
-        asyncio.run(serve(config, role))
+        asyncio.run(serve(config, role, worker_index or 0, lambda: report_ready(ready_fd)))
     except KeyboardInterrupt:
         pass
     return ExitCode.OK

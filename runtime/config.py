@@ -57,6 +57,9 @@ T = TypeVar("T")
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 ENV_PREFIX = "ARCANA_"
+# server.workers and `arcana serve --workers`: each worker is a whole kernel (its pools, its watcher,
+# its database connections), so a typo such as 1000 must not fork a thousand of them.
+MAX_WORKERS = 64
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,10 @@ class ServerConfig:
     # Plugin calls (REST and gRPC together) running at once in this process; one more is refused at
     # once with 503 / UNAVAILABLE and Retry-After, never queued. The kernel's own routes do not count.
     max_in_flight: NonNegativeInt = 1024
+    # Processes serving the same ports (SO_REUSEPORT), each with its own kernel, pools and watcher;
+    # `arcana serve --workers N|auto` wins. At most MAX_WORKERS. With more than one and metrics_port set,
+    # worker i also serves /metrics alone on metrics_port + i.
+    workers: NonNegativeInt = 1
 
     def __post_init__(self) -> None:
         # Checked here rather than in the type so that the command line's
@@ -145,6 +152,8 @@ class ServerConfig:
             )
         if self.rate_limit_max_keys < 1:
             raise ConfigError("config key 'server.rate_limit_max_keys' must be at least 1")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"config key 'server.workers' must be 1-{MAX_WORKERS}, got {self.workers}")
         for entry in self.trusted_proxies:
             try:
                 ipaddress.ip_network(entry, strict=False)

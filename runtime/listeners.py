@@ -18,8 +18,13 @@ from arcana.exit_codes import ExitCode, StartupFailure
 BACKLOG = 2048
 
 
-def bind_listener(host: str, port: int, what: str, option: str) -> socket.socket:
+def bind_listener(host: str, port: int, what: str, option: str, reuse_port: bool = False) -> socket.socket:
     """A TCP socket bound to host:port and listening, like uvicorn's own (SO_REUSEADDR, no SO_REUSEPORT).
+
+    ``reuse_port``: SO_REUSEPORT as well, for `arcana serve --workers N`, whose
+    processes each bind the same port and share its connections. A socket
+    bound without it (another `arcana serve`, or the supervisor's check that
+    the port is free) still fails on a port they hold.
 
     Listening at once holds the port: on Linux another socket with
     SO_REUSEADDR could still bind a port that is bound but not listening.
@@ -38,6 +43,8 @@ def bind_listener(host: str, port: int, what: str, option: str) -> socket.socket
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(BACKLOG)
     except OSError as exc:

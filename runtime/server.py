@@ -16,7 +16,7 @@ import resource
 import signal
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 import grpc
@@ -28,6 +28,7 @@ from arcana.edge.http_protocol import HttpLimits, bounded_protocol
 from arcana.edge.metrics import check_metrics_token
 from arcana.edge.metrics_app import MetricsOnlyApp
 from arcana.edge.rest import create_rest_app
+from arcana.edge.worker_header import WorkerHeader
 from arcana.exit_codes import ExitCode, StartupFailure
 from arcana.kernel import Kernel
 from arcana.listeners import bind_listener, check_port_free
@@ -93,7 +94,13 @@ def _tls_options(tls: TlsConfig) -> dict[str, Any]:
     return options
 
 
-async def serve(config: ArcanaConfig, role: Role = "all") -> None:
+def _nothing() -> None:
+    pass
+
+
+async def serve(
+    config: ArcanaConfig, role: Role = "all", worker_index: int = 0, on_ready: Callable[[], None] = _nothing
+) -> None:
     """Serve until SIGINT/SIGTERM. Raises StartupFailure (one line and an exit code) when it cannot start.
 
     Order matters for the operator: what can be checked without side effects
@@ -101,13 +108,20 @@ async def serve(config: ArcanaConfig, role: Role = "all") -> None:
     then both ports, then one database connection, and only then the kernel
     and its plugins, so a busy port or a typo costs nothing and is reported
     as itself.
+
+    With ``server.workers`` > 1 this is one of several processes (started by
+    ``arcana.supervisor``, which checked the ports are free): the ports are
+    bound with SO_REUSEPORT, shared with the others, and /metrics is also on
+    ``metrics_port + worker_index`` when metrics_port is set. ``on_ready``
+    runs once the plugin folder is loaded.
     """
     check_before_binding(config)
+    shared = config.server.workers > 1
     if role == "worker":
-        metrics_socket = _bind_worker_metrics(config.server)
+        metrics_socket = _bind_worker_metrics(config.server, worker_index)
         try:
             check_database(config.database)
-            await _work(config, metrics_socket)
+            await _work(config, metrics_socket, on_ready)
         finally:
             if metrics_socket is not None:
                 metrics_socket.close()
@@ -115,20 +129,36 @@ async def serve(config: ArcanaConfig, role: Role = "all") -> None:
     check_open_files(config.server)
     check_metrics_token(config.server)
     server_config = config.server
-    http_socket = bind_listener(server_config.host, server_config.http_port, "HTTP", "--http-port or server.http_port")
+    http_socket = bind_listener(
+        server_config.host, server_config.http_port, "HTTP", "--http-port or server.http_port", reuse_port=shared
+    )
+    metrics_socket = None
     try:
-        check_port_free(server_config.host, server_config.grpc_port, "gRPC", "--grpc-port or server.grpc_port")
+        if shared:
+            metrics_socket = _bind_worker_metrics(server_config, worker_index)
+        else:  # the other workers hold the gRPC port already: the supervisor checked it before starting them
+            check_port_free(server_config.host, server_config.grpc_port, "gRPC", "--grpc-port or server.grpc_port")
         check_database(config.database)
-        await _serve_on(config, http_socket, with_worker=role == "all")
+        await _serve_on(config, http_socket, role == "all", metrics_socket, on_ready)
     finally:
         http_socket.close()
+        if metrics_socket is not None:
+            metrics_socket.close()
 
 
-async def _serve_on(config: ArcanaConfig, http_socket: socket.socket, with_worker: bool) -> None:
+async def _serve_on(
+    config: ArcanaConfig,
+    http_socket: socket.socket,
+    with_worker: bool,
+    metrics_socket: socket.socket | None = None,
+    on_ready: Callable[[], None] = _nothing,
+) -> None:
     kernel = Kernel(config)
     try:
         kernel.start()
-        app = create_rest_app(kernel)
+        app: Any = create_rest_app(kernel)
+        if config.server.workers > 1:
+            app = WorkerHeader(app)
         server = uvicorn.Server(
             uvicorn.Config(
                 app,
@@ -149,11 +179,20 @@ async def _serve_on(config: ArcanaConfig, http_socket: socket.socket, with_worke
             loop.add_signal_handler(sig, stop.set)
         # While serve() runs, uvicorn captures SIGINT/SIGTERM itself, stops, and
         # re-raises the signal on exit, which then reaches our handler above.
-        grpc_server = await _start_grpc(kernel, config)
+        # One process serves while it loads (/health answers, /ready says 503). One of several on a
+        # shared port starts both edges only once loaded: until then the kernel sends it no gRPC
+        # connection, and HTTP ones wait in its backlog rather than meet a 404 from a half-loaded
+        # process (a restarted worker beside serving ones).
+        shared = config.server.workers > 1
+        grpc_server = None if shared else await _start_grpc(kernel, config)
         watcher = None
         try:
-            serving = asyncio.create_task(_serve_http(server, http_socket))
+            serving = None if shared else asyncio.create_task(_serve_http(server, http_socket))
             await kernel.load_all()
+            if grpc_server is None:
+                grpc_server = await _start_grpc(kernel, config)
+            if serving is None:
+                serving = asyncio.create_task(_serve_http(server, http_socket))
             logger.info(
                 "arcana ready",
                 extra={
@@ -164,16 +203,18 @@ async def _serve_on(config: ArcanaConfig, http_socket: socket.socket, with_worke
                     "config": config.source,
                 },
             )
+            on_ready()
             if config.plugins.watch:
                 watcher = asyncio.create_task(watch_plugins(kernel, stop))
-            async with _running_worker(kernel, with_worker):
+            async with _serving_metrics(kernel, metrics_socket), _running_worker(kernel, with_worker):
                 stopped = asyncio.create_task(stop.wait())
                 await asyncio.wait([serving, stopped], return_when=asyncio.FIRST_COMPLETED)
                 server.should_exit = True
                 await serving
         finally:
             stop.set()
-            await grpc_server.stop(config.server.shutdown_grace_s)
+            if grpc_server is not None:
+                await grpc_server.stop(config.server.shutdown_grace_s)
             await kernel.core.limiter.close()  # on the loop its Redis connections belong to
             if watcher is not None:
                 with contextlib.suppress(asyncio.CancelledError):
@@ -182,12 +223,17 @@ async def _serve_on(config: ArcanaConfig, http_socket: socket.socket, with_worke
         kernel.close()
 
 
-def _bind_worker_metrics(server: ServerConfig) -> socket.socket | None:
-    """The worker role's /metrics port (server.metrics_port), bound before anything starts; None when 0."""
+def _bind_worker_metrics(server: ServerConfig, worker_index: int = 0) -> socket.socket | None:
+    """/metrics alone on server.metrics_port (+ worker_index), bound before anything starts; None when 0.
+
+    The worker role's only port; with ``--workers N`` each process's own, so
+    each can be scraped although the REST port lands on any one of them.
+    """
     if not server.metrics_port:
         return None
     check_metrics_token(server)
-    return bind_listener(server.host, server.metrics_port, "metrics", "server.metrics_port")
+    port = server.metrics_port + worker_index
+    return bind_listener(server.host, port, "metrics", "server.metrics_port")
 
 
 @contextlib.asynccontextmanager
@@ -208,7 +254,9 @@ async def _serving_metrics(kernel: Kernel, sock: socket.socket | None) -> AsyncI
         await serving
 
 
-async def _work(config: ArcanaConfig, metrics_socket: socket.socket | None = None) -> None:
+async def _work(
+    config: ArcanaConfig, metrics_socket: socket.socket | None = None, on_ready: Callable[[], None] = _nothing
+) -> None:
     """The worker role: plugins loaded and watched, queued jobs run; no port but server.metrics_port."""
     kernel = Kernel(config)
     try:
@@ -225,6 +273,7 @@ async def _work(config: ArcanaConfig, metrics_socket: socket.socket | None = Non
                     "arcana worker ready",
                     extra={"plugins": sorted(p.name for p in kernel.plugins_view().plugins), "config": config.source},
                 )
+                on_ready()
                 stopped: asyncio.Future[Any] = asyncio.create_task(stop.wait())
                 # A worker that ended by itself (a bug) ends the process, for the supervisor to restart.
                 await asyncio.wait([stopped, worker_done], return_when=asyncio.FIRST_COMPLETED)

@@ -103,7 +103,9 @@ async def start_grpc_server(kernel: Kernel) -> grpc.aio.Server:
     options = [
         ("grpc.max_receive_message_length", server_config.max_body_bytes),
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
-        ("grpc.so_reuseport", 0),
+        # Off for one process, so a second server on the port fails to bind as it should; on when
+        # `--workers N` processes share the port (the kernel spreads connections over them).
+        ("grpc.so_reuseport", 1 if server_config.workers > 1 else 0),
     ]
     server = grpc.aio.server(options=options, interceptors=[GrpcMetrics(_plugin_of(kernel.core))])
     protos = kernel_descriptors()
@@ -119,6 +121,8 @@ async def start_grpc_server(kernel: Kernel) -> grpc.aio.Server:
         await sync_health(health, snapshot, known)
 
     kernel.on_change(follow)
+    if kernel.ready:  # started after the first load (one of several processes): catch up with it
+        await follow(kernel.registry.snapshot)
     address = f"{server_config.host}:{server_config.grpc_port}"
     if server_config.grpc_tls.enabled:
         server.add_secure_port(address, _credentials(server_config.grpc_tls))

@@ -56,8 +56,17 @@ def free_port() -> int:
 
 
 class ArcanaServer:
-    def __init__(self, plugins: Path, workdir: Path, config: dict | None = None, role: str = "all") -> None:
+    def __init__(
+        self,
+        plugins: Path,
+        workdir: Path,
+        config: dict | None = None,
+        role: str = "all",
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.plugins = plugins
+        # More `arcana serve` flags, e.g. ["--workers", "2"].
+        self.extra_args = list(extra_args or [])
         # "worker" opens no port: it is ready when it logs so.
         self.role = role
         self.port = free_port()
@@ -92,6 +101,7 @@ class ArcanaServer:
                 str(self.grpc_port),
                 "--role",
                 self.role,
+                *self.extra_args,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
