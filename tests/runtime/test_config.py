@@ -103,6 +103,8 @@ def test_top_level_bookkeeping_fields_are_not_config_keys(tmp_path: Path) -> Non
         ("capabilities:\n  store: 3\n", "'capabilities.store' must be a mapping, got 3"),
         ("- a\n- b\n", "top level must be a mapping"),
         ("server: [1\n", "not valid YAML"),
+        ("executor:\n  idle_instance_ttl_s: -1\n", "'executor.idle_instance_ttl_s' must be float >= 0.0, got -1"),
+        ("executor:\n  min_idle_instances: -1\n", "'executor.min_idle_instances' must be int >= 0, got -1"),
     ],
 )
 def test_bad_values_stop_start_up_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
