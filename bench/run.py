@@ -7,7 +7,9 @@
 Benchmarks: calls (in-process call + instance start), rest (plugin route vs
 native Quart route), reload (hot reload latency and failures), asgi (uvicorn
 vs hypercorn), workers (--workers 2 vs 1), scale (1/10/100 plugins, the
-idle trim, routing with 1,000 routes; bench/plugin_scale.py). Every figure is
+idle trim, routing with 1,000 routes; bench/plugin_scale.py), grpc (plugin
+method vs a plain grpc.aio handler under h2load, and the per-call breakdown
+of the kernel's gRPC path; bench/grpc_bench.py, bench/grpc_breakdown.py). Every figure is
 compared with a baseline measured in the same run, interleaved; medians over rounds. Nothing here asserts on time: the
 "met" column says whether this run met the target (the table in
 bench/README.md).
@@ -33,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Row, Skip, table, wrk_path
 
-BENCHES = ("calls", "rest", "reload", "asgi", "workers", "scale")
+BENCHES = ("calls", "rest", "reload", "asgi", "workers", "scale", "grpc")
 
 
 def _versions() -> str:
@@ -53,6 +55,12 @@ def _versions() -> str:
         parts.append(" ".join(words[:2]) if words else "wrk")
     else:
         parts.append("no wrk: bench/pyload.py")
+    h2load = shutil.which("h2load")
+    if h2load:
+        out = subprocess.run([h2load, "--version"], capture_output=True, text=True, check=False)
+        parts.append(out.stdout.strip().splitlines()[0] if out.stdout.strip() else "h2load")
+    else:
+        parts.append("no h2load: gRPC load from grpc.aio")
     return ", ".join(parts)
 
 
@@ -77,6 +85,11 @@ def _run_one(name: str, quick: bool, what_if: bool, logdir: Path) -> list[Row]:
         import plugin_scale
 
         return plugin_scale.run(quick, logdir=logdir)
+    if name == "grpc":
+        import grpc_bench
+        import grpc_breakdown
+
+        return grpc_bench.run(quick, logdir=logdir, what_if=what_if) + grpc_breakdown.run(quick)
     import asgi_servers
 
     return asgi_servers.run(quick, logdir=logdir)
@@ -87,7 +100,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and shorter loads (~40 s)")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHES)}")
     parser.add_argument(
-        "--what-if", action="store_true", help="also measure the REST what-if variants of bench/whatif.py (adds ~2 min)"
+        "--what-if",
+        action="store_true",
+        help="also measure the what-if variants: REST (bench/whatif.py, ~2 min) and gRPC inline (~1 min)",
     )
     parser.add_argument("--markdown", action="store_true", help="print the final table as Markdown too")
     parser.add_argument("--json", type=Path, help="write every row (with per-round values) to this file")
