@@ -49,7 +49,7 @@ import struct
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import PYTHON, ROOT, Row, free_port, median, percentile, print_rows
@@ -131,6 +131,14 @@ async def serve(port: int, plugins: Path) -> None:
             for sample in family.samples
             if sample.name == "arcana_grpc_requests_total"
         }
+        # Time inside the handler (the interceptor's histogram) and inside InstancePool.call, as sums and counts.
+        for family in REGISTRY.collect():
+            if family.name in ("arcana_grpc_request_duration_seconds", "arcana_plugin_call_seconds"):
+                for sample in family.samples:
+                    kind = sample.name.rsplit("_", 1)[-1]
+                    if kind in ("sum", "count"):
+                        where = sample.labels.get("method") or "pool:" + sample.labels.get("plugin", "")
+                        counts[f"{kind} {where}"] = sample.value
         return json.dumps(counts).encode()
 
     def unary(fn, **kw):  # type: ignore[no-untyped-def]
@@ -192,6 +200,14 @@ class Load:
     mean_ms: float
     p50_ms: float
     tool: str
+    handler_us: float = float("nan")  # mean time inside the handler, server side (the metrics interceptor's)
+    pool_us: float = float("nan")  # mean time inside InstancePool.call (plugin subjects)
+
+
+def _mean_us(after: dict[str, float], before: dict[str, float], where: str) -> float:
+    count = after.get(f"count {where}", 0) - before.get(f"count {where}", 0)
+    total = after.get(f"sum {where}", 0) - before.get(f"sum {where}", 0)
+    return total / count * 1e6 if count else float("nan")
 
 
 def unary_call(address: str, method: str, request: bytes) -> bytes:
@@ -247,11 +263,13 @@ def run_h2load(
 def h2load_load(address: str, port: int, method: str, body: Path, connections: int, seconds: float) -> Load:
     before = server_codes(address)
     rps, succeeded, failed, latencies = run_h2load(port, method, body, connections=connections, seconds=seconds)
-    ok, cancelled, bad = _delta(server_codes(address), before, method)
+    after = server_codes(address)
+    ok, cancelled, bad = _delta(after, before, method)
     if cancelled > connections:
         bad += cancelled - connections  # more than the calls in flight at the stop: real cancellations
     mean = statistics.fmean(latencies) if latencies else float("nan")
-    return Load(rps, succeeded, ok, bad + failed, mean, percentile(latencies, 50), "h2load")
+    handler, pool = _mean_us(after, before, method), _mean_us(after, before, "pool:hello")
+    return Load(rps, succeeded, ok, bad + failed, mean, percentile(latencies, 50), "h2load", handler, pool)
 
 
 async def _drive(address: str, method: str, seconds: float, concurrency: int) -> tuple[float, list[float]]:
@@ -315,6 +333,7 @@ class Results:
     errors: int
     tool: str
     check: str
+    handler_us: dict[tuple[str, int], list[float]] = field(default_factory=dict)
 
 
 def measure(
@@ -350,6 +369,7 @@ def measure(
                 name = subject.name
                 got = one(subject, connections, seconds if connections > 1 else min(seconds, 3.0))
                 res.errors += got.errors
+                res.handler_us.setdefault((name, connections), []).append(got.handler_us)
                 if connections == 1:
                     res.mean_ms.setdefault(name, []).append(got.mean_ms)
                     res.p50_ms.setdefault(name, []).append(got.p50_ms)
@@ -357,7 +377,8 @@ def measure(
                     res.rate.setdefault((name, connections), []).append(got.rps)
                 print(
                     f"round {n + 1}: {name:24} -c{connections:<2} {got.rps:>8,.0f} calls/s  mean {got.mean_ms:.3f} ms"
-                    f"  p50 {got.p50_ms:.3f} ms  ({got.calls} counted, {got.ok} OK, {got.errors} errors)",
+                    f"  p50 {got.p50_ms:.3f} ms  handler {got.handler_us:.0f} us, pool.call {got.pool_us:.0f} us"
+                    f"  ({got.calls} counted, {got.ok} OK, {got.errors} errors)",
                     flush=True,
                 )
     return res
@@ -382,7 +403,8 @@ def rows(res: Results, subjects: tuple[Subject, ...], seconds: float, rounds: in
                     ratio=median(ratios) if ratios else None,
                     target=f">= {TARGET}x" if is_plugin and connections == 32 else "",
                     ok=median(ratios) >= TARGET if is_plugin and connections == 32 else None,
-                    note="per-round ratios " + ", ".join(f"{r:.2f}" for r in ratios) if ratios else how,
+                    note=f"in handler {median(res.handler_us[(name, connections)]):.0f} us; "
+                    + ("per-round ratios " + ", ".join(f"{r:.2f}" for r in ratios) if ratios else how),
                     rounds=ratios,
                 )
             )
@@ -398,6 +420,7 @@ def rows(res: Results, subjects: tuple[Subject, ...], seconds: float, rounds: in
                 baseline=f"{base} -c1 p50" if base else "",
                 ratio=p50 / median(res.p50_ms[base]) if base else None,
                 ratio_label="x latency" if base else "",
+                note=f"in handler {median(res.handler_us[(name, 1)]):.0f} us (server side)",
                 target="< 1 ms" if name == "plugin" else "",
                 ok=p50 < 1.0 if name == "plugin" else None,
             )
@@ -445,7 +468,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--what-if", action="store_true", help="also measure the plugin with its guest run inline")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--plugins", type=Path, help=argparse.SUPPRESS)
