@@ -57,11 +57,11 @@ from arcana.errors import (
     ValidationFailed,
 )
 from arcana.resilience import BreakerBoard, CircuitBreaker, retry_call
+from arcana.resilience.service import Resilience
 from arcana.types import CallContext, CapabilityRefused, HostFunction, JsonObject, PluginSpec
 from arcana_host.http import client, hosts
 from arcana_host.http import requests as parse
 from arcana_host.http.addresses import Resolver, blocked, resolve
-from arcana_host.http.breakers import http_breaker_board
 from arcana_host.http.config import HttpConfig
 from arcana_host.http.requests import IDEMPOTENT, FetchRequest, Url
 
@@ -118,7 +118,7 @@ class HttpCapability:
         self.config = config.section("http", HttpConfig)
         self.retry = config.resilience.retry.policy()
         # The per-host breakers: the kernel's board (shared with its metrics), or one of its own.
-        self.breakers = breakers if breakers is not None else http_breaker_board(config.resilience)
+        self.breakers = breakers if breakers is not None else Resilience.from_config(config.resilience).http
         self._resolver = resolver
         self._tls = tls
         self._limits = client.Limits(self.config.max_response_bytes, self.config.max_header_bytes)

@@ -236,7 +236,7 @@ class CircuitBreaker:
         if self._listener is not None:
             try:
                 self._listener(self.name, old, new)
-            except Exception:
+            except Exception:  # a listener's bug is logged, never raised into the call whose outcome changed the state
                 logger.exception("breaker listener failed for %s", self.name)
 
 

@@ -57,13 +57,14 @@ class Resilience:
         )
 
     @classmethod
-    def from_config(cls, config: ResilienceConfig) -> Resilience:
+    def from_config(cls, config: ResilienceConfig, clock: Callable[[], float] = time.monotonic) -> Resilience:
         return cls(
             config.plugin_breaker.policy(),
             config.backend_breaker.policy(),
             config.http_breaker.policy(),
             config.retry.policy(),
             max_http_breakers=config.max_http_breakers,
+            clock=clock,
         )
 
     def on_change(self, listener: ChangeListener) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from arcana.resilience import BreakerState
 from arcana.resilience.retry import RETRIES
-from arcana_host.http import http_breaker_board
+from arcana.resilience.service import Resilience, event_payload
 from arcana_host.http.capability import BREAKER_MIN_WAIT_S
 from http_harness import FakeResolver, Fetcher, code, config, message
 from http_upstream import Upstream
@@ -29,7 +29,10 @@ def up() -> Iterator[Upstream]:
 
 def _fetcher(threshold: int = 3, attempts: int = 1, bus: RecordingBus | None = None) -> tuple[Fetcher, FakeClock]:
     clock, cfg = FakeClock(1000.0), config(attempts=attempts, threshold=threshold)
-    board = http_breaker_board(cfg.resilience, bus, clock=clock)
+    resilience = Resilience.from_config(cfg.resilience, clock=clock)
+    if bus is not None:  # what the kernel does with a state change
+        resilience.on_change(lambda *change: bus.emit(*event_payload(*change)))
+    board = resilience.http
     resolver = FakeResolver({"a.test": ["127.0.0.1"], "b.test": ["127.0.0.1"]})
     return Fetcher("127.0.0.1", "a.test", "b.test", cfg=cfg, resolver=resolver, breakers=board), clock
 
