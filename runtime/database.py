@@ -146,13 +146,7 @@ def map_db_errors(what: str) -> Iterator[None]:
     try:
         yield
     except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
-        cause = describe(exc)
-        logger.warning("%s: database unavailable: %s", what, cause)
-        raise ServiceUnavailable(
-            f"{what}: the database is unavailable; try again later",
-            retry_after=UNAVAILABLE_RETRY_AFTER_S,
-            detail=cause,
-        ) from exc
+        raise _unavailable(ServiceUnavailable, what, "unavailable", exc) from exc
     except sa_exc.ProgrammingError as exc:
         cause = describe(exc)
         logger.error("%s: database schema not ready: %s", what, cause)
@@ -235,13 +229,18 @@ def _connect(engine: Engine, what: str) -> Connection:
     try:
         return engine.connect()
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-        cause = describe(exc)
-        logger.warning("%s: database unreachable: %s", what, cause)
-        raise BackendUnreachable(
-            f"{what}: the database is unavailable; try again later",
-            retry_after=UNAVAILABLE_RETRY_AFTER_S,
-            detail=cause,
-        ) from exc
+        raise _unavailable(BackendUnreachable, what, "unreachable", exc) from exc
+
+
+def _unavailable(
+    kind: type[ServiceUnavailable], what: str, state: str, exc: sa_exc.SQLAlchemyError
+) -> ServiceUnavailable:
+    """The database failed at the connection level: logged once (without data), answered 503 with Retry-After."""
+    cause = describe(exc)
+    logger.warning("%s: database %s: %s", what, state, cause)
+    return kind(
+        f"{what}: the database is unavailable; try again later", retry_after=UNAVAILABLE_RETRY_AFTER_S, detail=cause
+    )
 
 
 def _commit_point(call: CallBudget, what: str) -> None:
