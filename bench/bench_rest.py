@@ -16,6 +16,7 @@ the ratio.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -26,6 +27,8 @@ from whatif import VARIANTS
 
 PLUGIN_PATH = "/api/v1/hello/x"
 NATIVE_PATH = "/bench/native/hello/x"
+RAW_PATH = "/bench/raw/hello/x"
+PATHS = {"plugin": PLUGIN_PATH, "native": NATIVE_PATH, "raw": RAW_PATH}
 EXPECTED = {"message": "Hello, x!"}
 CONNECTIONS, THREADS = 32, 2
 
@@ -34,19 +37,19 @@ def _check(port: int) -> None:
     from common import HttpClient
 
     with HttpClient(port) as c:
-        for path in (PLUGIN_PATH, NATIVE_PATH):
+        for path in PATHS.values():
             status, body = c.get(path)
             if status != 200 or json.loads(body) != EXPECTED:
                 raise RuntimeError(f"{path} answered {status} {body[:200]!r}, expected {EXPECTED}")
 
 
-def _alternate(port: int, rounds: int, seconds: float, connections: int) -> dict[str, list[Load]]:
-    got: dict[str, list[Load]] = {"plugin": [], "native": []}
+def _alternate(
+    port: int, rounds: int, seconds: float, connections: int, who: tuple[str, ...] = ("plugin", "native", "raw")
+) -> dict[str, list[Load]]:
+    got: dict[str, list[Load]] = {name: [] for name in who}
     for r in range(rounds):
-        order = ("plugin", "native") if r % 2 == 0 else ("native", "plugin")
-        for who in order:
-            path = PLUGIN_PATH if who == "plugin" else NATIVE_PATH
-            got[who].append(load(port, path, connections=connections, seconds=seconds, threads=THREADS))
+        for name in who[r % len(who) :] + who[: r % len(who)]:  # each round starts with the next one
+            got[name].append(load(port, PATHS[name], connections=connections, seconds=seconds, threads=THREADS))
     return got
 
 
@@ -86,6 +89,21 @@ def _rows(bench: str, got: dict[str, list[Load]], one: dict[str, list[Load]] | N
             rounds=rps["plugin"],
         )
     )
+    if "raw" in got:
+        raw_ratio = median(a / b for a, b in zip(rps["plugin"], rps["raw"], strict=True))
+        rows.append(
+            Row(
+                bench,
+                f"raw ASGI route (the limit), {CONNECTIONS} conns",
+                median(rps["raw"]),
+                "req/s",
+                "plugin",
+                raw_ratio,
+                "plugin/raw",
+                note=f"{tool}; p50 {median(x.p50_ms for x in got['raw']):.2f} ms",
+                rounds=rps["raw"],
+            )
+        )
     if one is not None:
         p50 = {k: [x.p50_ms for x in v] for k, v in one.items()}
         p99 = {k: median(x.p99_ms for x in v) for k, v in one.items()}
@@ -134,6 +152,16 @@ def run(quick: bool, what_if: bool = False, logdir: Path | None = None) -> list[
             got = _alternate(port, rounds, seconds, CONNECTIONS)
             one = _alternate(port, rounds, one_seconds, 1)
         rows += _rows("REST hello", got, one, targets=True)
+        port = free_port()
+        with bench_server(port, logdir / "rest-no-inline.log", plugins=plugins, sets=["executor.inline_max_ms=0"]):
+            _check(port)
+            _alternate(port, 1, 1, CONNECTIONS, ("plugin", "native"))
+            got = _alternate(port, rounds, seconds, CONNECTIONS, ("plugin", "native"))
+        for row in _rows("REST inline off", got, None, targets=False):
+            if row.subject.startswith("plugin"):
+                rows.append(
+                    dataclasses.replace(row, subject=f"plugin route, every call on its threads, {CONNECTIONS} conns")
+                )
         if what_if:
             for variant in VARIANTS:
                 port = free_port()

@@ -27,6 +27,29 @@ from pathlib import Path
 
 from quart import Quart
 
+RAW_PREFIX = "/bench/raw/hello/"
+
+
+class RawAsgiHello:
+    """The physical limit: ``GET /bench/raw/hello/<name>`` answered by a bare ASGI callable, in front of everything.
+
+    Same body as the other two routes, built the cheapest way an ASGI app can;
+    every other request goes on to ``app``.
+    """
+
+    def __init__(self, app: object) -> None:
+        self._app = app
+
+    async def __call__(self, scope: dict, receive: object, send: object) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(RAW_PREFIX):
+            name = scope["path"][len(RAW_PREFIX) :]
+            body = b'{"message":"Hello, ' + name.encode() + b'!"}'
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})  # type: ignore[operator]
+            await send({"type": "http.response.body", "body": body})  # type: ignore[operator]
+            return
+        await self._app(scope, receive, send)  # type: ignore[operator]
+
 
 def add_native_route(app: Quart) -> None:
     async def native_hello(name: str) -> dict[str, str]:
@@ -68,7 +91,7 @@ async def main(args: argparse.Namespace) -> None:
     patch_pool(args.variant)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="arcana-bench-app-"))
     quart_app, kernel = await build_app(args.app, args.plugins, workdir, args.set)
-    app = wrap_app(args.variant, quart_app, kernel)
+    app = RawAsgiHello(wrap_app(args.variant, quart_app, kernel))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -77,7 +77,7 @@ def link(capability: Capability, state: Any, fn: HostFunction) -> LinkedFunction
             HOST_CALLS.labels(context.plugin, key, fn.name, outcome).inc()
             seconds.observe(time.perf_counter() - started)
 
-    return LinkedFunction(fn.name, call)
+    return LinkedFunction(fn.name, call, fn.quick)
 
 
 def _parse(name: str, request: bytes) -> JsonObject:

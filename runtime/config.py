@@ -224,6 +224,12 @@ class ExecutorConfig:
     idle_instance_ttl_s: NonNegativeFloat = 60.0
     # Idle instances each plugin version keeps however long they wait: its next call starts warm.
     min_idle_instances: NonNegativeInt = 1
+    # The longest a plugin call may run inline on the event loop, in ms (0: every call runs on its
+    # plugin's threads). Only handlers of plugins whose host functions are all quick (log), proven
+    # short by ``inline_after_calls`` calls in a row each within half of it, run inline; one that
+    # overruns is stopped and runs again on its threads (README, "Performance"; arcana.inline).
+    inline_max_ms: Annotated[int, msgspec.Meta(ge=0, le=50)] = 2
+    inline_after_calls: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 100
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,11 @@ freed), down to ``min_idle``. Reuse takes the most recent instance, so the
 longest idle sit at the other end and trimming looks only there: a return
 that finds the oldest expired trims at once, and the kernel's sweep
 (``InstancePool.trim``) covers pools nobody calls. No timer per call.
+
+A handler that has proven short, of a plugin whose host functions are all
+quick, runs inline on the event loop instead, under a tight guest time
+limit, and is demoted back to the threads when it overruns it, to earn inline
+again by a streak twice as long (``arcana.inline`` says why and how).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from prometheus_client import Counter, Histogram
 
 from arcana.engine import CompiledModule, Instance
 from arcana.errors import CircuitOpen, GuestFault, ModuleRejected, PluginFailed, PluginTimeout, ServiceUnavailable
+from arcana.inline import HandlerLane, InlineRule, Watchdog
 from arcana.resilience.breaker import CircuitBreaker, Permit
 from arcana.types import CallContext
 
@@ -75,6 +81,12 @@ POOL_WAIT_SECONDS = Histogram(
 )
 # reason: concurrency (the version's max_concurrency) | threads (the plugin's share of threads)
 REJECTED = Counter("arcana_plugin_rejected_total", "Plugin calls refused by a bulkhead (503)", ["plugin", "reason"])
+INLINE_CALLS = Counter("arcana_plugin_inline_calls_total", "Plugin calls that ran inline on the event loop", ["plugin"])
+INLINE_CHANGES = Counter(
+    "arcana_plugin_inline_changes_total",
+    "Handlers promoted to run inline, or demoted back to the plugin's threads",
+    ["plugin", "change"],
+)
 # Extra wall-clock time, beyond the guest limit, before the guard gives up.
 # Host functions bound their waits by the call's deadline, which is at least
 # this much earlier than the guard, so a change a host function commits is
@@ -200,6 +212,13 @@ class ThreadShares:
         self.threads_per_plugin = threads_per_plugin
         self._executor = executor
         self._shares: dict[str, ThreadShare] = {}
+        self._watchdog: Watchdog | None = None
+
+    def watchdog(self, rule: InlineRule) -> Watchdog:
+        """The one inline watchdog of every pool on these threads (one loop: one inline call at a time)."""
+        if self._watchdog is None:
+            self._watchdog = Watchdog(rule.backstop_s)
+        return self._watchdog
 
     def get(self, plugin: str) -> ThreadShare:
         share = self._shares.get(plugin)
@@ -217,6 +236,8 @@ class ThreadShares:
         shares, self._shares = list(self._shares.values()), {}
         for share in shares:
             share.close()
+        if self._watchdog is not None:
+            self._watchdog.close()
 
 
 class InstancePool:
@@ -235,8 +256,15 @@ class InstancePool:
         idle_ttl_s: float = 60.0,
         min_idle: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        inline: InlineRule | None = None,
+        watchdog: Watchdog | None = None,
     ) -> None:
-        """``idle_ttl_s``: an instance idle longer is dropped, down to ``min_idle`` (0: idle instances stay)."""
+        """``idle_ttl_s``: an instance idle longer is dropped, down to ``min_idle`` (0: idle instances stay).
+
+        ``inline``: the rule for running proven-short handlers on the event loop; None when this
+        plugin may not (a host function of its that is not quick, or the operator turned it off).
+        ``watchdog``: the process's inline watchdog (``ThreadShares.watchdog``); the pool's own when not given.
+        """
         self.plugin = plugin
         # The plugin's circuit breaker (arcana.resilience): traps, timeouts and OOM count; open refuses at once.
         self.breaker = breaker
@@ -258,6 +286,19 @@ class InstancePool:
         self._reserve_s = min(answer_reserve_ms, limits.timeout_ms / 10) / 1000
         self._retired = False
         self.in_flight = 0
+        self._calls_ok = CALLS.labels(plugin, "ok")
+        self._call_seconds = CALL_SECONDS.labels(plugin)
+        # The inline path (arcana.inline): each handler's lane, the module's twin compiled with the
+        # inline time limit (made on first promotion), and its idle instances (the loop uses one at a time).
+        self._inline = inline
+        self._own_watchdog = inline is not None and watchdog is None
+        self._watchdog = Watchdog(inline.backstop_s) if inline is not None and watchdog is None else watchdog
+        self._lanes: dict[str, HandlerLane] = {}
+        self._inline_compiled: CompiledModule | None = None
+        self._inline_lock = threading.Lock()
+        self._inline_idle: list[Instance] = []
+        self._inline_used = clock()
+        self._inline_calls = INLINE_CALLS.labels(plugin)
 
     @property
     def idle(self) -> int:
@@ -269,10 +310,21 @@ class InstancePool:
         """The plugin's threads this pool runs on (read by the pool gauges on /metrics)."""
         return self._share
 
+    def inline_handlers(self) -> list[str]:
+        """The handlers that run inline on the event loop now."""
+        return sorted(name for name, lane in self._lanes.items() if lane.inline)
+
     async def call(self, handler: str, data: bytes, context: CallContext) -> bytes:
         timeout_s = self.limits.timeout_ms / 1000
         # The breaker first: an open one refuses before a slot, a thread or an instance is taken.
         permit = None if self.breaker is None else self._permit()
+        if self._inline_idle:  # only ever filled for a plugin that may run inline
+            lane = self._lanes.get(handler)
+            if lane is not None and lane.inline and not self._retired:
+                output = self._call_inline(lane, handler, data, context, permit)
+                if output is not None:
+                    return output
+                # It overran the inline bound and was demoted: it runs again, on the threads.
         try:
             if self._slots.locked() or not self._share.try_take():
                 await self._admit(context)
@@ -331,8 +383,68 @@ class InstancePool:
                     permit.failure()
                 else:
                     permit.release()  # cancelled by its caller, or unloaded under it
-            CALLS.labels(self.plugin, outcome).inc()
-            CALL_SECONDS.labels(self.plugin).observe(time.perf_counter() - started)
+            (self._calls_ok if outcome == "ok" else CALLS.labels(self.plugin, outcome)).inc()
+            self._call_seconds.observe(time.perf_counter() - started)
+
+    def _call_inline(
+        self, lane: HandlerLane, handler: str, data: bytes, context: CallContext, permit: Permit | None
+    ) -> bytes | None:
+        """Run the call on the loop's thread under the inline time limit; None when it overran (now demoted).
+
+        No slot or thread is taken: nothing else runs on the loop meanwhile, and the call never waits.
+        """
+        try:
+            instance = self._inline_idle.pop()
+        except IndexError:  # taken meanwhile (a trim from the kernel's sweep)
+            return None
+        watchdog = self._watchdog
+        assert watchdog is not None
+        started = time.perf_counter()
+        watchdog.arm(instance)
+        try:
+            output = instance.call(handler, data, context)  # the guest, right here, within the twin's budget
+        except GuestFault as fault:
+            if fault.kind in ("timeout", "cancelled"):  # the budget, or the watchdog: an overrun
+                self._demote(lane, handler, context)  # the instance goes with the fault; the permit stays
+                return None
+            if permit is not None and fault.kind in BREAKER_FAULTS:
+                permit.failure()
+            elif permit is not None:
+                permit.release()
+            CALLS.labels(self.plugin, fault.kind).inc()
+            self._call_seconds.observe(time.perf_counter() - started)
+            raise self._fault(fault, handler, context) from None
+        except BaseException:
+            if permit is not None:
+                permit.release()
+            raise
+        finally:
+            watchdog.disarm()
+        self._call_seconds.observe(time.perf_counter() - started)
+        self._calls_ok.inc()
+        self._inline_calls.inc()
+        if permit is not None:
+            permit.success()
+        self._inline_used = self._clock()
+        if not self._retired:
+            self._inline_idle.append(instance)
+        return output
+
+    def _demote(self, lane: HandlerLane, handler: str, context: CallContext) -> None:
+        lane.demote()
+        INLINE_CHANGES.labels(self.plugin, "demoted").inc()
+        assert self._inline is not None
+        logger.warning(
+            "plugin handler overran the inline time limit (%d ms): it runs on the plugin's threads until it "
+            "proves short again",
+            self._inline.max_ms,
+            extra={
+                "plugin": self.plugin,
+                "plugin_version": self.version,
+                "handler": handler,
+                "request_id": context.request_id,
+            },
+        )
 
     def _permit(self) -> Permit:
         assert self.breaker is not None
@@ -389,13 +501,71 @@ class InstancePool:
         except IndexError:
             instance = self._compiled.instantiate()
         borrow.instance = instance
-        output = instance.call(handler, data, context)  # a GuestFault drops the instance
+        began = time.perf_counter()
+        try:
+            output = instance.call(handler, data, context)  # a GuestFault drops the instance
+        except GuestFault:
+            lane = self._lanes.get(handler)
+            if lane is not None:
+                lane.failed()
+            raise
+        if self._inline is not None and not borrow.abandoned:
+            self._observe(handler, time.perf_counter() - began)
         if not borrow.abandoned and not self._retired and len(self._idle) < self.limits.max_concurrency:
             now = self._clock()
             self._idle.append((instance, now))
             if self._idle_ttl_s and self._oldest_idle_since(now) < now - self._idle_ttl_s:
                 self.trim(now)
         return output
+
+    def _observe(self, handler: str, guest_s: float) -> None:
+        """On the plugin's thread, after a good call: count it towards inline, promote, keep an inline instance."""
+        assert self._inline is not None
+        lane = self._lanes.get(handler)
+        if lane is None:
+            lane = self._lanes.setdefault(handler, HandlerLane())
+        if lane.observe(guest_s, self._inline):
+            self._promote(lane, handler)
+        elif lane.inline and not self._inline_idle:
+            with self._inline_lock:  # the inline instance went with a fault or a trim: make the next
+                self._make_inline_instance(handler)
+
+    def _promote(self, lane: HandlerLane, handler: str) -> None:
+        with self._inline_lock:  # several threads can end a streak at once: one promotes
+            if lane.inline or lane.barred:
+                return
+            if not self._make_inline_instance(handler):
+                lane.barred = True  # the twin cannot be made: this version stays on its threads
+                return
+            lane.inline = True
+        INLINE_CHANGES.labels(self.plugin, "promoted").inc()
+        logger.info(
+            "plugin handler runs inline from now on",
+            extra={"plugin": self.plugin, "plugin_version": self.version, "handler": handler},
+        )
+
+    def _make_inline_instance(self, handler: str) -> bool:
+        """Make sure an inline instance is waiting (the twin compiled on first use), off the loop; False if not.
+
+        The caller holds ``_inline_lock``.
+        """
+        assert self._inline is not None
+        if self._inline_idle or self._retired:
+            return not self._retired
+        try:
+            if self._inline_compiled is None:
+                self._inline_compiled = self._compiled.inline_twin(self._inline.max_ms)
+            instance = self._inline_compiled.instantiate()
+        except ModuleRejected as exc:
+            logger.warning(
+                "plugin handler cannot run inline: %s",
+                exc,
+                extra={"plugin": self.plugin, "plugin_version": self.version, "handler": handler},
+            )
+            return False
+        self._inline_used = self._clock()
+        self._inline_idle.append(instance)
+        return True
 
     def _oldest_idle_since(self, default: float) -> float:
         try:
@@ -413,6 +583,10 @@ class InstancePool:
             return 0
         cutoff = (self._clock() if now is None else now) - self._idle_ttl_s
         dropped = 0
+        if self._inline_idle and self._inline_used <= cutoff:
+            with self._inline_lock:  # unused for a while: the next inline call goes by a thread, which makes another
+                dropped += len(self._inline_idle)
+                self._inline_idle.clear()
         with self._trim_lock:
             while len(self._idle) > self._min_idle:
                 try:
@@ -451,3 +625,6 @@ class InstancePool:
         """Stop reusing instances; in-flight calls finish on the ones they hold."""
         self._retired = True
         self._idle.clear()
+        self._inline_idle.clear()
+        if self._own_watchdog and self._watchdog is not None:
+            self._watchdog.close()

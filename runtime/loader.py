@@ -28,6 +28,7 @@ from arcana.errors import (
     WasmFormatError,
 )
 from arcana.executor import EffectiveLimits, InstancePool, ThreadShares
+from arcana.inline import InlineRule
 from arcana.manifest import Manifest, parse_manifest
 from arcana.registry import LoadedPlugin
 from arcana.resilience.breaker import BreakerBoard, BreakerPolicy
@@ -200,6 +201,7 @@ class PluginLoader:
         except ModuleRejected as exc:
             raise PluginLoadError(str(path), [Problem("module", str(exc), "rebuild the plugin")], m.name) from exc
         ex = self._config.executor
+        inline = self._inline_rule(checked)
         share = self._threads.get(m.name)  # every version of a plugin runs on the same threads
         breaker = None if self._breakers is None else self._breakers.make(m.name, checked.breaker, f"plugin '{m.name}'")
         pool = InstancePool(
@@ -214,8 +216,17 @@ class PluginLoader:
             breaker,
             idle_ttl_s=ex.idle_instance_ttl_s,
             min_idle=ex.min_idle_instances,
+            inline=inline,
+            watchdog=None if inline is None else self._threads.watchdog(inline),
         )
         return LoadedPlugin(m, path, checked.sha256, pool, descriptors=checked.descriptors, rpc=checked.rpc)
+
+    def _inline_rule(self, checked: Checked) -> InlineRule | None:
+        """The inline rule when this plugin may run on the event loop: every host function it links is quick."""
+        ex = self._config.executor
+        if not ex.inline_max_ms or not all(fn.quick for fn in checked.host.functions):
+            return None
+        return InlineRule(ex.inline_max_ms, ex.inline_after_calls)
 
     def _rpc(
         self, path: Path, sections: dict[str, bytes], manifest: Manifest, problems: list[Problem]

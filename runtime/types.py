@@ -92,6 +92,8 @@ class HostFunction:
     name: str
     grant: str
     handler: HostHandler
+    # Never waits on I/O, a lock or heavy work, so a call may run on the event loop (``arcana.inline``).
+    quick: bool = False
 
 
 # A host function after linking: raw request bytes in, reply bytes out; it never raises.
@@ -104,6 +106,7 @@ class LinkedFunction:
 
     name: str
     call: HostCallable
+    quick: bool = False
 
 
 @dataclass(frozen=True)

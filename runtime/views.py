@@ -32,6 +32,8 @@ class PluginView:
     state: str = "serving"
     # The plugin's circuit breaker: closed, open or half_open (arcana.resilience).
     breaker: str = "closed"
+    # Handlers that have proven short and run inline on the event loop now (arcana.inline).
+    inline: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ def plugin_view(plugin: LoadedPlugin, last_error: tuple[str, ...] | None) -> Plu
         in_flight=plugin.in_flight,
         last_error=last_error,
         breaker=plugin.pool.breaker.state.value if plugin.pool.breaker is not None else "closed",
+        inline=tuple(plugin.pool.inline_handlers()),
     )
 
 

@@ -244,6 +244,11 @@ class FakeCompiled:
     memory_mb: int
     timeout_ms: int
 
+    def inline_twin(self, max_ms: int) -> FakeCompiled:
+        """The twin's budget is a plain time limit here (``spin`` and friends wait on it)."""
+        self.plugin.count("compiles")
+        return FakeCompiled(self.plugin, self.functions, self.memory_mb, max_ms)
+
     def instantiate(self) -> FakeInstance:
         if self.plugin.reject_instantiate is not None:
             raise ModuleRejected(f"cannot instantiate: {self.plugin.reject_instantiate}")

@@ -39,4 +39,5 @@ class LogCapability(CallScoped):
         logger.log(level, message, extra={**extra, "fields": fields})
         return {}
 
-    functions = (HostFunction("log", "log", log),)
+    # quick: a log line is formatted and handed to the log handler, nothing waits.
+    functions = (HostFunction("log", "log", log, quick=True),)

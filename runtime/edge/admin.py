@@ -28,6 +28,7 @@ def _plugin_json(p: PluginView) -> dict[str, Any]:
         "in_flight": p.in_flight,
         "last_error": list(p.last_error) if p.last_error is not None else None,
         "breaker": p.breaker,
+        "inline": list(p.inline),
     }
 
 

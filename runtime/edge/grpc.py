@@ -46,10 +46,21 @@ _SERVER_FAULTS = frozenset(
 class PluginMethods(grpc.GenericRpcHandler):
     def __init__(self, core: RequestCore) -> None:
         self._core = core
+        # The handler made for each method's current target, reused while the route table keeps
+        # that target (a reload makes a new one); one entry per method served, no more.
+        self._handlers: dict[str, tuple[RpcTarget, grpc.RpcMethodHandler[bytes, bytes]]] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[bytes, bytes] | None:
-        target = self._core.rpc_target(handler_call_details.method)
-        return None if target is None else grpc.unary_unary_rpc_method_handler(self._behavior(target))
+        method = handler_call_details.method
+        target = self._core.rpc_target(method)
+        if target is None:
+            return None
+        cached = self._handlers.get(method)
+        if cached is not None and cached[0] is target:
+            return cached[1]
+        handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(self._behavior(target))
+        self._handlers[method] = (target, handler)
+        return handler
 
     def _behavior(self, target: RpcTarget) -> Behavior:
         core = self._core

@@ -32,6 +32,13 @@ class Instance(Protocol):
 class CompiledModule(Protocol):
     def instantiate(self) -> Instance: ...
 
+    def inline_twin(self, max_ms: int) -> CompiledModule:
+        """A twin of this module for inline calls: the engine stops each after about ``max_ms`` of guest work.
+
+        A stopped call is ``GuestFault("timeout")``, as at the plugin's own limit.
+        """
+        ...
+
 
 class Engine(Protocol):
     def inspect(self, wasm: bytes) -> ModuleInfo: ...

@@ -7,12 +7,14 @@ through a process-global registry that hands every plugin every function.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 import extism
-from extism.extism import CompiledPlugin
+from extism.extism import CompiledPlugin, _ExtismFunctionMetadata
 from extism_sys import ffi as _ffi
 from extism_sys import lib as _lib
 
@@ -23,6 +25,14 @@ from arcana.types import HOST_NAMESPACE, CallContext, LinkedFunction
 
 logger = logging.getLogger("arcana.engine")
 WASM_PAGE = 65536
+# An inline call's budget is counted in wasm instructions (wasmtime fuel), not wall-clock time.
+# A 2 ms Extism time limit also stopped calls of 30 us, a few in ten thousand on a busy two-core
+# machine: its timer thread raises the engine's epoch when a deadline passes, and one it handles
+# late (the thread was not scheduled) lands on the next call. Fuel counts only what the guest does.
+# A tight loop runs about 4 million instructions a millisecond here, typical code fewer, so
+# ``max_ms * FUEL_PER_MS`` is about ``max_ms`` of work, or less. What fuel cannot count (one bulk
+# memory instruction, a host function) is the executor's watchdog's business (``arcana.inline``).
+FUEL_PER_MS = 2_000_000
 
 
 @_ffi.callback("void(ExtismCurrentPlugin*, const ExtismVal*, ExtismSize, ExtismVal*, ExtismSize, void*)")
@@ -60,6 +70,8 @@ def _fault(exc: extism.Error) -> GuestFault:
         return GuestFault("timeout", "the call ran past its time limit")
     if text == "oom":
         return GuestFault("oom", "the plugin ran out of its memory limit")
+    if "out of fuel" in text:
+        return GuestFault("timeout", "the call ran past its instruction budget")
     if "cancel" in text.lower():
         return GuestFault("cancelled", "the call was cancelled")
     return GuestFault("trap", text.splitlines()[0] if text else "the plugin trapped")
@@ -81,8 +93,16 @@ class ExtismInstance:
 
 
 class ExtismCompiled:
-    def __init__(self, compiled: CompiledPlugin) -> None:
+    def __init__(self, compiled: CompiledPlugin, manifest: dict[str, Any], functions: list[extism.Function]) -> None:
         self._compiled = compiled
+        self._manifest = manifest
+        self._functions = functions
+
+    def inline_twin(self, max_ms: int) -> ExtismCompiled:
+        # Extism fixes limits per compiled module, not per call: the twin is compiled again, with no
+        # time limit of its own (the watchdog cancels it instead) and a budget of fuel per call.
+        manifest = {key: value for key, value in self._manifest.items() if key != "timeout_ms"}
+        return _compile(manifest, self._functions, fuel=max_ms * FUEL_PER_MS)
 
     def instantiate(self) -> ExtismInstance:
         try:
@@ -106,8 +126,35 @@ class ExtismEngine:
             "memory": {"max_pages": max(1, memory_mb * 1024 * 1024 // WASM_PAGE)},
             "timeout_ms": timeout_ms,
         }
-        try:
-            compiled = CompiledPlugin(manifest, wasi=False, functions=[_link(f) for f in functions])
-        except extism.Error as exc:
-            raise ModuleRejected(f"cannot compile: {str(exc).splitlines()[0]}") from exc
-        return ExtismCompiled(compiled)
+        return _compile(manifest, [_link(f) for f in functions])
+
+
+def _compile(manifest: dict[str, Any], functions: list[extism.Function], fuel: int | None = None) -> ExtismCompiled:
+    try:
+        if fuel is None:
+            compiled = CompiledPlugin(manifest, wasi=False, functions=functions)
+        else:
+            compiled = _compile_with_fuel(manifest, functions, fuel)
+    except extism.Error as exc:
+        raise ModuleRejected(f"cannot compile: {str(exc).splitlines()[0]}") from exc
+    return ExtismCompiled(compiled, manifest, functions)
+
+
+def _compile_with_fuel(manifest: dict[str, Any], functions: list[extism.Function], fuel: int) -> CompiledPlugin:
+    """``CompiledPlugin`` whose every call gets ``fuel`` instructions: the Python SDK has no argument for it."""
+    data = json.dumps({**manifest, "wasm": [{"data": base64.b64encode(w["data"]).decode()} for w in manifest["wasm"]]})
+    raw = data.encode()
+    metadata = [_ExtismFunctionMetadata(f) for f in functions]  # Extism copies them; freed after the call
+    pointers = _ffi.new("ExtismFunction*[]", [m.pointer for m in metadata]) if metadata else _ffi.NULL
+    errmsg = _ffi.new("char**")
+    pointer = _lib.extism_compiled_plugin_new_with_fuel_limit(
+        raw, len(raw), pointers, len(metadata), False, fuel, errmsg
+    )
+    if pointer == _ffi.NULL:
+        message = _ffi.string(errmsg[0]).decode(errors="replace")
+        _lib.extism_plugin_new_error_free(errmsg[0])
+        raise extism.Error(message)
+    compiled = CompiledPlugin.__new__(CompiledPlugin)  # adopt the pointer: its __del__ frees it
+    compiled.functions = functions
+    compiled.pointer = pointer
+    return compiled
