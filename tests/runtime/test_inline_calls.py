@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,8 +14,9 @@ from prometheus_client import REGISTRY
 from arcana.errors import GuestFault, PluginFailed, PluginTimeout
 from arcana.executor import EffectiveLimits, InstancePool, ThreadShare, ThreadShares
 from arcana.inline import InlineRule, Watchdog
+from arcana.kernel import Kernel
 from arcana.types import CallContext
-from fakes import FakeEngine, FakePlugin, current, wasm_bytes
+from fakes import FakeEngine, FakePlugin, Kernels, current, manifest_toml, reply, route, wasm_bytes, write_plugin
 
 RULE = InlineRule(max_ms=2, after_calls=5)
 
@@ -54,11 +56,16 @@ class Where:
 
 
 def busy_for(seconds: float) -> None:
-    """A guest that runs ``seconds``, stopped (as the engine would) if its module's limit comes first."""
+    """A guest that computes for ``seconds`` (CPU time, as a guest does), stopped as the engine would.
+
+    Stopped by its module's limit (the twin's budget, or the plugin's own limit) if that comes first, or by a cancel.
+    """
     instance = current().instance
     limit = instance.compiled.timeout_ms / 1000
-    if instance.cancelled.wait(min(seconds, limit)):
-        raise GuestFault("cancelled", "the call was cancelled")
+    end = time.thread_time() + min(seconds, limit)
+    while time.thread_time() < end:
+        if instance.cancelled.is_set():
+            raise GuestFault("cancelled", "the call was cancelled")
     if limit < seconds:
         raise GuestFault("timeout", "the call ran past its time limit")
 
@@ -183,7 +190,7 @@ def test_a_handler_that_spins_after_behaving_is_stopped_at_its_timeout_while_oth
             busy_for(3600)  # spins until a limit stops it
         return {}
 
-    hostile = make_pool(FakePlugin({"h": turncoat}), threads, timeout_ms=1000)
+    hostile = make_pool(FakePlugin({"h": turncoat}), threads, timeout_ms=300)
     others = ThreadShares(4).get("q")
     bystander = Where()
     engine = FakeEngine({"q": FakePlugin({"h": bystander})})
@@ -289,3 +296,29 @@ def test_the_watchdog_cancels_an_inline_call_its_budget_cannot_stop(threads: Thr
     assert watchdog.fired == 1
     assert plugin.cancels == 1
     assert pool.inline_handlers() == []
+
+
+def _served_inline(kernel: Kernel, name: str, calls_made: int) -> list[str]:
+    plugin = kernel.registry.snapshot.plugins[name]
+    for _ in range(calls_made):
+        asyncio.run(plugin.pool.call("h", b"{}", CallContext(name, "1.0.0", "rid")))
+    return plugin.pool.inline_handlers()
+
+
+def test_the_kernel_lets_a_plugin_run_inline_only_when_its_host_functions_are_all_quick(kernels: Kernels) -> None:
+    kernels.engine.define("quiet", FakePlugin({"h": reply({})}, imports=("log",)))
+    kernels.engine.define("keeper", FakePlugin({"h": reply({})}, imports=("log", "kv_get")))
+    for name, grants in (("quiet", {"log": True}), ("keeper", {"log": True, "store": True})):
+        write_plugin(kernels.plugins, manifest_toml(name, routes=[route("GET", f"/{name}", "h")], capabilities=grants))
+    kernel = kernels(EXECUTOR__INLINE_AFTER_CALLS="20", GRANTS__QUIET="[log]", GRANTS__KEEPER="[log, store]")
+    asyncio.run(kernel.load_all())
+    assert _served_inline(kernel, "quiet", 20) == ["h"]
+    assert _served_inline(kernel, "keeper", 60) == []  # kv_get waits on the database: never on the loop
+
+
+def test_inline_max_ms_zero_keeps_every_call_on_the_threads(kernels: Kernels) -> None:
+    kernels.engine.define("quiet", FakePlugin({"h": reply({})}, imports=("log",)))
+    write_plugin(kernels.plugins, manifest_toml("quiet", routes=[route("GET", "/q", "h")], capabilities={"log": True}))
+    kernel = kernels(EXECUTOR__INLINE_AFTER_CALLS="20", EXECUTOR__INLINE_MAX_MS="0", GRANTS__QUIET="[log]")
+    asyncio.run(kernel.load_all())
+    assert _served_inline(kernel, "quiet", 60) == []
