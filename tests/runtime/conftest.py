@@ -9,6 +9,7 @@ import pytest
 
 from arcana.config import DatabaseConfig
 from arcana.database import Database
+from arcana.executor import ThreadShare, ThreadShares
 from fakes import TEST_SECRET, FakeEngine, Kernels
 
 
@@ -22,6 +23,14 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         database.close()
     return path
+
+
+@pytest.fixture
+def threads() -> Iterator[ThreadShare]:
+    """One plugin's threads (plugin "p"), for pools built by hand."""
+    share = ThreadShares(4).get("p")
+    yield share
+    share.close()
 
 
 @pytest.fixture

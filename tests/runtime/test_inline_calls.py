@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,13 +18,6 @@ from arcana.types import CallContext
 from fakes import FakeEngine, FakePlugin, Kernels, current, manifest_toml, reply, route, wasm_bytes, write_plugin
 
 RULE = InlineRule(max_ms=2, after_calls=5)
-
-
-@pytest.fixture
-def threads() -> Iterator[ThreadShare]:
-    share = ThreadShares(4).get("p")
-    yield share
-    share.close()
 
 
 def make_pool(

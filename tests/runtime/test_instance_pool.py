@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,16 +10,9 @@ from prometheus_client import REGISTRY
 
 from arcana import executor
 from arcana.errors import PluginFailed, PluginTimeout, ServiceUnavailable
-from arcana.executor import EffectiveLimits, InstancePool, ThreadShare, ThreadShares
+from arcana.executor import EffectiveLimits, InstancePool, ThreadShare
 from arcana.types import CallContext
 from fakes import FakeEngine, FakePlugin, Gate, async_wait_for, entered, oom, reply, spin, trap, wait_for, wasm_bytes
-
-
-@pytest.fixture
-def threads() -> Iterator[ThreadShare]:
-    share = ThreadShares(4).get("p")
-    yield share
-    share.close()
 
 
 def make_pool(

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
 from arcana.errors import CircuitOpen, PluginFailed, PluginTimeout, ServiceUnavailable
-from arcana.executor import EffectiveLimits, InstancePool, ThreadShare, ThreadShares
+from arcana.executor import EffectiveLimits, InstancePool, ThreadShare
 from arcana.resilience import BreakerPolicy, BreakerState, CircuitBreaker
 from arcana.types import CallContext
 from fakes import FakeEngine, FakePlugin, Gate, entered, oom, reply, spin, trap, wasm_bytes
 from queue_fakes import FakeClock
-
-
-@pytest.fixture
-def threads() -> Iterator[ThreadShare]:
-    share = ThreadShares(4).get("p")
-    yield share
-    share.close()
 
 
 def make_pool(
