@@ -35,6 +35,7 @@ Each step is timed in 3 rounds over all the steps, best of 5 batches per
 round, the best round kept. An inline call that overruns the inline limit
 (a preempted process can) demotes the handler; the script then warms it up
 again before the next step and says how often that happened.
+
 Every whole ASGI call is given a fresh copy of the scope and a fresh
 ``receive`` (as a server does per request); that harness's own cost, timed
 around an empty app, is taken off the whole-call figures. The HTTP layer
