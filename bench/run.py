@@ -5,8 +5,9 @@
     .venv/bin/python bench/run.py --only rest,asgi --what-if --markdown --json out.json
 
 Benchmarks: calls (in-process call + instance start), rest (plugin route vs
-native Quart route), reload (hot reload latency and failures), asgi (uvicorn
-vs hypercorn), workers (--workers 2 vs 1), scale (1/10/100 plugins, the
+native Quart route, and the per-call breakdown of the kernel's REST path;
+bench/bench_rest.py, bench/rest_breakdown.py), reload (hot reload latency
+and failures), asgi (uvicorn vs hypercorn), workers (--workers 2 vs 1), scale (1/10/100 plugins, the
 idle trim, routing with 1,000 routes; bench/plugin_scale.py), grpc (plugin
 method vs a plain grpc.aio handler under h2load, and the per-call breakdown
 of the kernel's gRPC path; bench/grpc_bench.py, bench/grpc_breakdown.py). Every figure is
@@ -71,8 +72,9 @@ def _run_one(name: str, quick: bool, what_if: bool, logdir: Path) -> list[Row]:
         return bench_calls.run(quick)
     if name == "rest":
         import bench_rest
+        import rest_breakdown
 
-        return bench_rest.run(quick, what_if=what_if, logdir=logdir)
+        return bench_rest.run(quick, what_if=what_if, logdir=logdir) + rest_breakdown.run(quick)
     if name == "reload":
         import bench_reload
 
