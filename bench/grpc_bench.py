@@ -6,8 +6,14 @@
 
 One server process runs Arcana's real gRPC edge (``start_grpc_server``: the
 metrics interceptor, the kernel's services, the plugin methods) with the
-`hello` plugin serving ``/greeter.v1.Greeter/SayHello``, and adds, on the same
-``grpc.aio`` server (so behind the same interceptor and generic handlers):
+`hello` plugin serving ``/greeter.v1.Greeter/SayHello`` (subject **plugin**: the
+kernel transcodes protobuf <-> proto3 JSON, the AssemblyScript guest parses JSON)
+and the `rawgreeter` bench plugin (bench/plugins/rawgreeter, Zig, built with
+``arcana_sdk.build.build_plugin`` and cached in bench/.cache/ by source hash)
+serving ``/rawgreeter.v1.Greeter/SayHello`` with ``abi = "raw"`` (subject
+**plugin raw**: the guest reads the HelloRequest's wire bytes and writes the
+HelloReply's, no transcoding), and adds, on the same ``grpc.aio`` server (so
+behind the same interceptor and generic handlers):
 
 - **native**: ``/native.greeter.v1.Greeter/SayHello``, the handler a user
   writes with grpcio: ``request_deserializer=HelloRequest.FromString``,
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -52,9 +59,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import PYTHON, ROOT, Row, free_port, median, percentile, print_rows
+from common import BENCH, CACHE, PYTHON, ROOT, Row, free_port, median, percentile, print_rows
 
 PLUGIN_METHOD = "/greeter.v1.Greeter/SayHello"
+RAW_METHOD = "/rawgreeter.v1.Greeter/SayHello"
+RAW_SRC = BENCH / "plugins" / "rawgreeter"
 NATIVE_METHOD = "/native.greeter.v1.Greeter/SayHello"
 JSON_METHOD = "/bench.v1.Native/SayHello"
 STATS_METHOD = "/bench.v1.Stats/Codes"
@@ -66,10 +75,12 @@ class Subject:
     server: str  # "main", or the what-if variant whose server process serves it
     method: str
     baseline: str = "native"  # the subject its calls/s are divided by (same server process)
+    plugin: str = "hello"  # whose InstancePool.call time is read (plugin subjects)
 
 
 SUBJECTS = (
     Subject("plugin", "main", PLUGIN_METHOD),
+    Subject("plugin raw", "main", RAW_METHOD, plugin="rawgreeter"),
     Subject("native", "main", NATIVE_METHOD, ""),
     Subject("native+json", "main", JSON_METHOD),
 )
@@ -86,6 +97,28 @@ TARGET = 0.95
 def frame(message: bytes) -> bytes:
     """One gRPC length-prefixed message: not compressed, 4-byte big-endian length."""
     return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+def _source_hash(*dirs: Path) -> str:
+    digest = hashlib.sha256()
+    for d in dirs:
+        for path in sorted(d.rglob("*")):
+            if path.is_file() and path.suffix in {".zig", ".toml", ".proto"} and ".zig-cache" not in path.parts:
+                digest.update(str(path.relative_to(d)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def rawgreeter_wasm() -> Path:
+    """bench/plugins/rawgreeter built (guest and descriptors), cached in bench/.cache by a hash of its sources."""
+    from arcana_sdk.build import build_plugin
+
+    target = CACHE / f"rawgreeter-{_source_hash(RAW_SRC, ROOT / 'sdk' / 'zig')}.wasm"
+    if not target.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = build_plugin(RAW_SRC, target.with_suffix(".tmp"))
+        tmp.replace(target)
+    return target
 
 
 # --------------------------------------------------------------------------- the server process
@@ -260,7 +293,8 @@ def run_h2load(
     return rps, succeeded, failed, latencies
 
 
-def h2load_load(address: str, port: int, method: str, body: Path, connections: int, seconds: float) -> Load:
+def h2load_load(address: str, port: int, subject: Subject, body: Path, connections: int, seconds: float) -> Load:
+    method = subject.method
     before = server_codes(address)
     rps, succeeded, failed, latencies = run_h2load(port, method, body, connections=connections, seconds=seconds)
     after = server_codes(address)
@@ -268,7 +302,7 @@ def h2load_load(address: str, port: int, method: str, body: Path, connections: i
     if cancelled > connections:
         bad += cancelled - connections  # more than the calls in flight at the stop: real cancellations
     mean = statistics.fmean(latencies) if latencies else float("nan")
-    handler, pool = _mean_us(after, before, method), _mean_us(after, before, "pool:hello")
+    handler, pool = _mean_us(after, before, method), _mean_us(after, before, f"pool:{subject.plugin}")
     return Load(rps, succeeded, ok, bad + failed, mean, percentile(latencies, 50), "h2load", handler, pool)
 
 
@@ -305,7 +339,11 @@ def python_load(address: str, method: str, connections: int, seconds: float) -> 
 
 
 def check_failures_are_seen(address: str, port: int, body: Path, bad_body: Path) -> str:
-    """What h2load makes of failed gRPC calls, against what the server answered; printed and returned."""
+    """What h2load makes of failed gRPC calls, against what the server answered; printed and returned.
+
+    Not on the raw-ABI method: there a malformed request fails in the guest, a plugin failure, and 50 of
+    them open the plugin's circuit breaker, which would refuse the subject's load that follows.
+    """
     lines = []
     for what, method, payload in (
         ("unknown method", "/greeter.v1.Greeter/NoSuchMethod", body),
@@ -356,7 +394,7 @@ def measure(
     def one(subject: Subject, connections: int, secs: float) -> Load:
         at = ports[subject.server]
         if h2load:
-            return h2load_load(f"127.0.0.1:{at}", at, subject.method, body, connections, secs)
+            return h2load_load(f"127.0.0.1:{at}", at, subject, body, connections, secs)
         return python_load(f"127.0.0.1:{at}", subject.method, connections, secs)
 
     for subject in subjects:  # warm-up: pools filled, code paths hot
@@ -428,11 +466,12 @@ def rows(res: Results, subjects: tuple[Subject, ...], seconds: float, rounds: in
     return out
 
 
-def _server(variant: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def _server(variant: str, workdir: Path, rawgreeter: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     plugins = workdir / f"plugins-{variant}"
     plugins.mkdir()
     shutil.copyfile(ROOT / "plugins" / "hello" / "hello.wasm", plugins / "hello.wasm")
+    shutil.copyfile(rawgreeter, plugins / "rawgreeter.wasm")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCANA_")}
     argv = [PYTHON, __file__, "--serve", str(port), "--plugins", str(plugins), "--variant", variant]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, env={**env, "PYTHONUNBUFFERED": "1"}, cwd=ROOT)
@@ -447,11 +486,12 @@ def run(
         rounds, seconds = 1, 2.0
     workdir = Path(tempfile.mkdtemp(prefix="arcana-bench-grpc-", dir=logdir))
     subjects = SUBJECTS + (WHAT_IF if what_if else ())
+    rawgreeter = rawgreeter_wasm()
     procs: list[subprocess.Popen[bytes]] = []
     ports: dict[str, int] = {}
     try:
         for variant in dict.fromkeys(s.server for s in subjects):
-            proc, ports[variant] = _server(variant, workdir)
+            proc, ports[variant] = _server(variant, workdir, rawgreeter)
             procs.append(proc)
         res = measure(ports, subjects, seconds, rounds, workdir)
     finally:
@@ -460,7 +500,9 @@ def run(
             proc.wait(10)
     got = rows(res, subjects, seconds, rounds)
     if res.check:
-        got[1].note += "; h2load counts HTTP 200s, errors come from the server's grpc-status counter"
+        next(
+            row for row in got if row.subject.startswith("native ")
+        ).note += "; h2load counts HTTP 200s, errors come from the server's grpc-status counter"
     return got
 
 
