@@ -172,6 +172,11 @@ async def serve(port: int, plugins: Path) -> None:
                     if kind in ("sum", "count"):
                         where = sample.labels.get("method") or "pool:" + sample.labels.get("plugin", "")
                         counts[f"{kind} {where}"] = sample.value
+            # Which plugin calls ran inline on the event loop (runtime/inline.py) rather than on the pool's threads.
+            if family.name == "arcana_plugin_inline_calls":
+                for sample in family.samples:
+                    if sample.name == "arcana_plugin_inline_calls_total":
+                        counts[f"inline pool:{sample.labels['plugin']}"] = sample.value
         return json.dumps(counts).encode()
 
     def unary(fn, **kw):  # type: ignore[no-untyped-def]
@@ -235,6 +240,7 @@ class Load:
     tool: str
     handler_us: float = float("nan")  # mean time inside the handler, server side (the metrics interceptor's)
     pool_us: float = float("nan")  # mean time inside InstancePool.call (plugin subjects)
+    inline: float = float("nan")  # the share of those calls that ran inline on the event loop
 
 
 def _mean_us(after: dict[str, float], before: dict[str, float], where: str) -> float:
@@ -302,8 +308,11 @@ def h2load_load(address: str, port: int, subject: Subject, body: Path, connectio
     if cancelled > connections:
         bad += cancelled - connections  # more than the calls in flight at the stop: real cancellations
     mean = statistics.fmean(latencies) if latencies else float("nan")
-    handler, pool = _mean_us(after, before, method), _mean_us(after, before, f"pool:{subject.plugin}")
-    return Load(rps, succeeded, ok, bad + failed, mean, percentile(latencies, 50), "h2load", handler, pool)
+    where = f"pool:{subject.plugin}"
+    handler, pool = _mean_us(after, before, method), _mean_us(after, before, where)
+    calls = after.get(f"count {where}", 0) - before.get(f"count {where}", 0)
+    inline = (after.get(f"inline {where}", 0) - before.get(f"inline {where}", 0)) / calls if calls else float("nan")
+    return Load(rps, succeeded, ok, bad + failed, mean, percentile(latencies, 50), "h2load", handler, pool, inline)
 
 
 async def _drive(address: str, method: str, seconds: float, concurrency: int) -> tuple[float, list[float]]:
@@ -372,6 +381,7 @@ class Results:
     tool: str
     check: str
     handler_us: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    pool_us: dict[tuple[str, int], list[float]] = field(default_factory=dict)
 
 
 def measure(
@@ -408,18 +418,28 @@ def measure(
                 got = one(subject, connections, seconds if connections > 1 else min(seconds, 3.0))
                 res.errors += got.errors
                 res.handler_us.setdefault((name, connections), []).append(got.handler_us)
+                res.pool_us.setdefault((name, connections), []).append(got.pool_us)
                 if connections == 1:
                     res.mean_ms.setdefault(name, []).append(got.mean_ms)
                     res.p50_ms.setdefault(name, []).append(got.p50_ms)
                 else:
                     res.rate.setdefault((name, connections), []).append(got.rps)
+                pool = (
+                    f", pool.call {got.pool_us:.0f} us ({got.inline:.0%} inline)" if got.pool_us == got.pool_us else ""
+                )
                 print(
                     f"round {n + 1}: {name:24} -c{connections:<2} {got.rps:>8,.0f} calls/s  mean {got.mean_ms:.3f} ms"
-                    f"  p50 {got.p50_ms:.3f} ms  handler {got.handler_us:.0f} us, pool.call {got.pool_us:.0f} us"
+                    f"  p50 {got.p50_ms:.3f} ms  handler {got.handler_us:.0f} us{pool}"
                     f"  ({got.calls} counted, {got.ok} OK, {got.errors} errors)",
                     flush=True,
                 )
     return res
+
+
+def _pool_note(res: Results, name: str, connections: int) -> str:
+    """ ", pool.call N us" for a plugin subject (the median over rounds), "" for the others."""
+    pool = [us for us in res.pool_us.get((name, connections), []) if us == us]  # NaN: not a plugin subject
+    return f", pool.call {median(pool):.0f} us" if pool else ""
 
 
 def rows(res: Results, subjects: tuple[Subject, ...], seconds: float, rounds: int) -> list[Row]:
@@ -441,7 +461,9 @@ def rows(res: Results, subjects: tuple[Subject, ...], seconds: float, rounds: in
                     ratio=median(ratios) if ratios else None,
                     target=f">= {TARGET}x" if is_plugin and connections == 32 else "",
                     ok=median(ratios) >= TARGET if is_plugin and connections == 32 else None,
-                    note=f"in handler {median(res.handler_us[(name, connections)]):.0f} us; "
+                    note=f"in handler {median(res.handler_us[(name, connections)]):.0f} us"
+                    + _pool_note(res, name, connections)
+                    + "; "
                     + ("per-round ratios " + ", ".join(f"{r:.2f}" for r in ratios) if ratios else how),
                     rounds=ratios,
                 )
@@ -458,7 +480,9 @@ def rows(res: Results, subjects: tuple[Subject, ...], seconds: float, rounds: in
                 baseline=f"{base} -c1 p50" if base else "",
                 ratio=p50 / median(res.p50_ms[base]) if base else None,
                 ratio_label="x latency" if base else "",
-                note=f"in handler {median(res.handler_us[(name, 1)]):.0f} us (server side)",
+                note=f"in handler {median(res.handler_us[(name, 1)]):.0f} us"
+                + _pool_note(res, name, 1)
+                + " (server side)",
                 target="< 1 ms" if name == "plugin" else "",
                 ok=p50 < 1.0 if name == "plugin" else None,
             )
