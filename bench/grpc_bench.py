@@ -6,8 +6,14 @@
 
 One server process runs Arcana's real gRPC edge (``start_grpc_server``: the
 metrics interceptor, the kernel's services, the plugin methods) with the
-`hello` plugin serving ``/greeter.v1.Greeter/SayHello``, and adds, on the same
-``grpc.aio`` server (so behind the same interceptor and generic handlers):
+`hello` plugin serving ``/greeter.v1.Greeter/SayHello`` (subject **plugin**: the
+kernel transcodes protobuf <-> proto3 JSON, the AssemblyScript guest parses JSON)
+and the `rawgreeter` bench plugin (bench/plugins/rawgreeter, Zig, built with
+``arcana_sdk.build.build_plugin`` and cached in bench/.cache/ by source hash)
+serving ``/rawgreeter.v1.Greeter/SayHello`` with ``abi = "raw"`` (subject
+**plugin raw**: the guest reads the HelloRequest's wire bytes and writes the
+HelloReply's, no transcoding), and adds, on the same ``grpc.aio`` server (so
+behind the same interceptor and generic handlers):
 
 - **native**: ``/native.greeter.v1.Greeter/SayHello``, the handler a user
   writes with grpcio: ``request_deserializer=HelloRequest.FromString``,
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -52,9 +59,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import PYTHON, ROOT, Row, free_port, median, percentile, print_rows
+from common import BENCH, CACHE, PYTHON, ROOT, Row, free_port, median, percentile, print_rows
 
 PLUGIN_METHOD = "/greeter.v1.Greeter/SayHello"
+RAW_METHOD = "/rawgreeter.v1.Greeter/SayHello"
+RAW_SRC = BENCH / "plugins" / "rawgreeter"
 NATIVE_METHOD = "/native.greeter.v1.Greeter/SayHello"
 JSON_METHOD = "/bench.v1.Native/SayHello"
 STATS_METHOD = "/bench.v1.Stats/Codes"
@@ -66,10 +75,12 @@ class Subject:
     server: str  # "main", or the what-if variant whose server process serves it
     method: str
     baseline: str = "native"  # the subject its calls/s are divided by (same server process)
+    plugin: str = "hello"  # whose InstancePool.call time is read (plugin subjects)
 
 
 SUBJECTS = (
     Subject("plugin", "main", PLUGIN_METHOD),
+    Subject("plugin raw", "main", RAW_METHOD, plugin="rawgreeter"),
     Subject("native", "main", NATIVE_METHOD, ""),
     Subject("native+json", "main", JSON_METHOD),
 )
@@ -86,6 +97,28 @@ TARGET = 0.95
 def frame(message: bytes) -> bytes:
     """One gRPC length-prefixed message: not compressed, 4-byte big-endian length."""
     return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+def _source_hash(*dirs: Path) -> str:
+    digest = hashlib.sha256()
+    for d in dirs:
+        for path in sorted(d.rglob("*")):
+            if path.is_file() and path.suffix in {".zig", ".toml", ".proto"} and ".zig-cache" not in path.parts:
+                digest.update(str(path.relative_to(d)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def rawgreeter_wasm() -> Path:
+    """bench/plugins/rawgreeter built (guest and descriptors), cached in bench/.cache by a hash of its sources."""
+    from arcana_sdk.build import build_plugin
+
+    target = CACHE / f"rawgreeter-{_source_hash(RAW_SRC, ROOT / 'sdk' / 'zig')}.wasm"
+    if not target.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = build_plugin(RAW_SRC, target.with_suffix(".tmp"))
+        tmp.replace(target)
+    return target
 
 
 # --------------------------------------------------------------------------- the server process
@@ -139,6 +172,11 @@ async def serve(port: int, plugins: Path) -> None:
                     if kind in ("sum", "count"):
                         where = sample.labels.get("method") or "pool:" + sample.labels.get("plugin", "")
                         counts[f"{kind} {where}"] = sample.value
+            # Which plugin calls ran inline on the event loop (runtime/inline.py) rather than on the pool's threads.
+            if family.name == "arcana_plugin_inline_calls":
+                for sample in family.samples:
+                    if sample.name == "arcana_plugin_inline_calls_total":
+                        counts[f"inline pool:{sample.labels['plugin']}"] = sample.value
         return json.dumps(counts).encode()
 
     def unary(fn, **kw):  # type: ignore[no-untyped-def]
@@ -202,6 +240,7 @@ class Load:
     tool: str
     handler_us: float = float("nan")  # mean time inside the handler, server side (the metrics interceptor's)
     pool_us: float = float("nan")  # mean time inside InstancePool.call (plugin subjects)
+    inline: float = float("nan")  # the share of those calls that ran inline on the event loop
 
 
 def _mean_us(after: dict[str, float], before: dict[str, float], where: str) -> float:
@@ -260,7 +299,8 @@ def run_h2load(
     return rps, succeeded, failed, latencies
 
 
-def h2load_load(address: str, port: int, method: str, body: Path, connections: int, seconds: float) -> Load:
+def h2load_load(address: str, port: int, subject: Subject, body: Path, connections: int, seconds: float) -> Load:
+    method = subject.method
     before = server_codes(address)
     rps, succeeded, failed, latencies = run_h2load(port, method, body, connections=connections, seconds=seconds)
     after = server_codes(address)
@@ -268,8 +308,11 @@ def h2load_load(address: str, port: int, method: str, body: Path, connections: i
     if cancelled > connections:
         bad += cancelled - connections  # more than the calls in flight at the stop: real cancellations
     mean = statistics.fmean(latencies) if latencies else float("nan")
-    handler, pool = _mean_us(after, before, method), _mean_us(after, before, "pool:hello")
-    return Load(rps, succeeded, ok, bad + failed, mean, percentile(latencies, 50), "h2load", handler, pool)
+    where = f"pool:{subject.plugin}"
+    handler, pool = _mean_us(after, before, method), _mean_us(after, before, where)
+    calls = after.get(f"count {where}", 0) - before.get(f"count {where}", 0)
+    inline = (after.get(f"inline {where}", 0) - before.get(f"inline {where}", 0)) / calls if calls else float("nan")
+    return Load(rps, succeeded, ok, bad + failed, mean, percentile(latencies, 50), "h2load", handler, pool, inline)
 
 
 async def _drive(address: str, method: str, seconds: float, concurrency: int) -> tuple[float, list[float]]:
@@ -305,7 +348,11 @@ def python_load(address: str, method: str, connections: int, seconds: float) -> 
 
 
 def check_failures_are_seen(address: str, port: int, body: Path, bad_body: Path) -> str:
-    """What h2load makes of failed gRPC calls, against what the server answered; printed and returned."""
+    """What h2load makes of failed gRPC calls, against what the server answered; printed and returned.
+
+    Not on the raw-ABI method: there a malformed request fails in the guest, a plugin failure, and 50 of
+    them open the plugin's circuit breaker, which would refuse the subject's load that follows.
+    """
     lines = []
     for what, method, payload in (
         ("unknown method", "/greeter.v1.Greeter/NoSuchMethod", body),
@@ -334,6 +381,7 @@ class Results:
     tool: str
     check: str
     handler_us: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    pool_us: dict[tuple[str, int], list[float]] = field(default_factory=dict)
 
 
 def measure(
@@ -356,7 +404,7 @@ def measure(
     def one(subject: Subject, connections: int, secs: float) -> Load:
         at = ports[subject.server]
         if h2load:
-            return h2load_load(f"127.0.0.1:{at}", at, subject.method, body, connections, secs)
+            return h2load_load(f"127.0.0.1:{at}", at, subject, body, connections, secs)
         return python_load(f"127.0.0.1:{at}", subject.method, connections, secs)
 
     for subject in subjects:  # warm-up: pools filled, code paths hot
@@ -370,18 +418,28 @@ def measure(
                 got = one(subject, connections, seconds if connections > 1 else min(seconds, 3.0))
                 res.errors += got.errors
                 res.handler_us.setdefault((name, connections), []).append(got.handler_us)
+                res.pool_us.setdefault((name, connections), []).append(got.pool_us)
                 if connections == 1:
                     res.mean_ms.setdefault(name, []).append(got.mean_ms)
                     res.p50_ms.setdefault(name, []).append(got.p50_ms)
                 else:
                     res.rate.setdefault((name, connections), []).append(got.rps)
+                pool = (
+                    f", pool.call {got.pool_us:.0f} us ({got.inline:.0%} inline)" if got.pool_us == got.pool_us else ""
+                )
                 print(
                     f"round {n + 1}: {name:24} -c{connections:<2} {got.rps:>8,.0f} calls/s  mean {got.mean_ms:.3f} ms"
-                    f"  p50 {got.p50_ms:.3f} ms  handler {got.handler_us:.0f} us, pool.call {got.pool_us:.0f} us"
+                    f"  p50 {got.p50_ms:.3f} ms  handler {got.handler_us:.0f} us{pool}"
                     f"  ({got.calls} counted, {got.ok} OK, {got.errors} errors)",
                     flush=True,
                 )
     return res
+
+
+def _pool_note(res: Results, name: str, connections: int) -> str:
+    """ ", pool.call N us" for a plugin subject (the median over rounds), "" for the others."""
+    pool = [us for us in res.pool_us.get((name, connections), []) if us == us]  # NaN: not a plugin subject
+    return f", pool.call {median(pool):.0f} us" if pool else ""
 
 
 def rows(res: Results, subjects: tuple[Subject, ...], seconds: float, rounds: int) -> list[Row]:
@@ -403,7 +461,9 @@ def rows(res: Results, subjects: tuple[Subject, ...], seconds: float, rounds: in
                     ratio=median(ratios) if ratios else None,
                     target=f">= {TARGET}x" if is_plugin and connections == 32 else "",
                     ok=median(ratios) >= TARGET if is_plugin and connections == 32 else None,
-                    note=f"in handler {median(res.handler_us[(name, connections)]):.0f} us; "
+                    note=f"in handler {median(res.handler_us[(name, connections)]):.0f} us"
+                    + _pool_note(res, name, connections)
+                    + "; "
                     + ("per-round ratios " + ", ".join(f"{r:.2f}" for r in ratios) if ratios else how),
                     rounds=ratios,
                 )
@@ -420,7 +480,9 @@ def rows(res: Results, subjects: tuple[Subject, ...], seconds: float, rounds: in
                 baseline=f"{base} -c1 p50" if base else "",
                 ratio=p50 / median(res.p50_ms[base]) if base else None,
                 ratio_label="x latency" if base else "",
-                note=f"in handler {median(res.handler_us[(name, 1)]):.0f} us (server side)",
+                note=f"in handler {median(res.handler_us[(name, 1)]):.0f} us"
+                + _pool_note(res, name, 1)
+                + " (server side)",
                 target="< 1 ms" if name == "plugin" else "",
                 ok=p50 < 1.0 if name == "plugin" else None,
             )
@@ -428,11 +490,12 @@ def rows(res: Results, subjects: tuple[Subject, ...], seconds: float, rounds: in
     return out
 
 
-def _server(variant: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def _server(variant: str, workdir: Path, rawgreeter: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     plugins = workdir / f"plugins-{variant}"
     plugins.mkdir()
     shutil.copyfile(ROOT / "plugins" / "hello" / "hello.wasm", plugins / "hello.wasm")
+    shutil.copyfile(rawgreeter, plugins / "rawgreeter.wasm")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCANA_")}
     argv = [PYTHON, __file__, "--serve", str(port), "--plugins", str(plugins), "--variant", variant]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, env={**env, "PYTHONUNBUFFERED": "1"}, cwd=ROOT)
@@ -447,11 +510,12 @@ def run(
         rounds, seconds = 1, 2.0
     workdir = Path(tempfile.mkdtemp(prefix="arcana-bench-grpc-", dir=logdir))
     subjects = SUBJECTS + (WHAT_IF if what_if else ())
+    rawgreeter = rawgreeter_wasm()
     procs: list[subprocess.Popen[bytes]] = []
     ports: dict[str, int] = {}
     try:
         for variant in dict.fromkeys(s.server for s in subjects):
-            proc, ports[variant] = _server(variant, workdir)
+            proc, ports[variant] = _server(variant, workdir, rawgreeter)
             procs.append(proc)
         res = measure(ports, subjects, seconds, rounds, workdir)
     finally:
@@ -460,7 +524,9 @@ def run(
             proc.wait(10)
     got = rows(res, subjects, seconds, rounds)
     if res.check:
-        got[1].note += "; h2load counts HTTP 200s, errors come from the server's grpc-status counter"
+        next(
+            row for row in got if row.subject.startswith("native ")
+        ).note += "; h2load counts HTTP 200s, errors come from the server's grpc-status counter"
     return got
 
 
