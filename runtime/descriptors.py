@@ -31,6 +31,10 @@ class RpcMethod:
         message.ParseFromString(data)
         return json_format.MessageToDict(message)
 
+    def check(self, data: bytes) -> None:
+        """Parse and drop: raises when ``data`` is not a valid request message (wire format, UTF-8 strings)."""
+        self.input_type.FromString(data)
+
     def encode(self, value: Any) -> bytes:
         """proto3 JSON -> wire bytes; raises DescriptorError when it does not fit the type."""
         try:

@@ -340,6 +340,21 @@ def test_a_raw_grpc_method_passes_wire_bytes_through(kernels: Kernels) -> None:
     assert grpc_call(kernel, "/fake.v1.Greeter/Count", b"\x0a\x01x") == b"\x08\x07"
 
 
+def test_a_raw_grpc_method_refuses_malformed_bytes_before_the_plugin_runs(kernels: Kernels) -> None:
+    plugin = greeter(
+        kernels,
+        {"raw": lambda data, _c: b"\x08\x07"},
+        [{"method": "fake.v1.Greeter/Count", "handler": "raw", "abi": "raw", "public": True}],
+    )
+    kernel = started(kernels)
+    for garbage in (b"\xff\xff\xff", b"\x0a\x05ab", b"\x0a\x02\xc3\x28"):  # bad tag, truncated, bad UTF-8
+        with pytest.raises(ValidationFailed, match=r"not a valid fake\.v1\.Named"):
+            grpc_call(kernel, "/fake.v1.Greeter/Count", garbage)
+    assert plugin.calls == []
+    breaker = kernel.registry.snapshot.plugins["greeter"].pool.breaker
+    assert breaker is not None and breaker.state.value == "closed"  # a client's garbage is not the plugin's failure
+
+
 def test_a_protected_grpc_method_refuses_before_the_plugin_runs(kernels: Kernels) -> None:
     plugin = greeter(
         kernels, {"say": count_letters}, [{"method": "fake.v1.Greeter/Say", "handler": "say", "roles": ["admin"]}]
