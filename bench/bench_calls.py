@@ -11,7 +11,11 @@
                      kernel's real ``log`` capability linked (echo calls it
                      once per request; hello no longer does);
      - ``pool``:     ``await InstancePool.call(...)`` on a uvloop loop, one call
-                     at a time (semaphore, thread offload, wall-clock guard);
+                     at a time, on the plugin's threads (semaphore, thread
+                     offload, wall-clock guard): a pool with no inline rule;
+     - ``inline``:   the same with the kernel's inline rule, after the calls that
+                     promote the handler: the guest runs on the loop's thread
+                     within its fuel budget, watched by the watchdog (arcana.inline);
      - ``pool x8``:  eight concurrent ``InstancePool.call`` (wall time / call),
                      as under load: thread hops and GIL hand-offs included;
      - ``hop``:      ``loop.run_in_executor(threads, no-op)``: the bare thread
@@ -38,6 +42,7 @@ from extism.extism import CompiledPlugin
 
 from arcana.engine.extism_engine import WASM_PAGE, ExtismCompiled, ExtismEngine
 from arcana.executor import EffectiveLimits, InstancePool, ThreadShares
+from arcana.inline import InlineRule
 from arcana.manifest import Manifest
 from arcana.types import CallContext, LinkedFunction, PluginSpec
 from arcana_host.binding import link_capability
@@ -189,12 +194,29 @@ def _call_rows(
         ThreadShares(CONCURRENCY, threads).get(name),  # the kernel's shape: a share per plugin
         compiled.instantiate(),
     )
+    shares = ThreadShares(CONCURRENCY, threads)
+    rule = InlineRule(max_ms=2, after_calls=100)  # the kernel's defaults
+    inline = InstancePool(
+        name,
+        "bench",
+        compiled,
+        EffectiveLimits(MEMORY_MB, TIMEOUT_MS, CONCURRENCY),
+        shares.get(f"{name}-inline"),
+        compiled.instantiate(),
+        inline=rule,
+        watchdog=shares.watchdog(rule),
+    )
+    for _ in range(rule.after_calls + 20):  # earn inline, as the kernel's handlers do
+        runner.run(inline.call(handler, data, ctx))
+    if inline.inline_handlers() != [handler]:
+        raise RuntimeError(f"{name}: the handler did not earn inline after {rule.after_calls} short calls")
     py = _python_handler(name)
     subjects = {
         "python": _per_call(lambda: py(data)),
         "raw": _per_call(lambda: raw.call(handler, data)),
         "engine": _per_call(lambda: instance.call(handler, data, ctx)),
         "pool": _pool_sequential(runner, pool, handler, data, ctx),
+        "inline": _pool_sequential(runner, inline, handler, data, ctx),
         "pool x8": _pool_concurrent(runner, pool, handler, data, ctx),
     }
     if name == "hello":
@@ -203,6 +225,8 @@ def _call_rows(
         got_rounds = _interleave(subjects, batch_s, rounds)
     finally:
         pool.retire()
+        inline.retire()
+        shares.close()
     us = {k: [v * 1e6 for v in vs] for k, vs in got_rounds.items()}
     label = f"call {name}"
 
@@ -235,8 +259,9 @@ def _call_rows(
         )
     for key, subject in (
         ("engine", "ExtismEngine instance.call"),
-        ("pool", "InstancePool.call (uvloop)"),
-        ("pool x8", "InstancePool.call, 8 concurrent"),
+        ("pool", "InstancePool.call on the plugin's threads (uvloop)"),
+        ("inline", "InstancePool.call inline on the loop (uvloop)"),
+        ("pool x8", "InstancePool.call on threads, 8 concurrent"),
     ):
         overhead = median(a - b for a, b in zip(us[key], us["raw"], strict=True))
         note = f"overhead {overhead:+.1f} us"
