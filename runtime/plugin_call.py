@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote, unquote
 
 from google.protobuf import json_format
 
@@ -66,6 +66,8 @@ TOKEN_TTL_S = 60
 REQUEST_LINE = re.compile(r"^([A-Za-z]+)\s+(/\S*)$")
 # "pkg.v1.Service/Method" (a leading slash allowed): a gRPC method.
 GRPC_METHOD = re.compile(r"^/?([A-Za-z_][\w.]*\.[A-Za-z_]\w*)/([A-Za-z_]\w*)$")
+# What a path keeps as written: RFC 3986's unreserved and sub-delims, ":", "@", "/" and existing "%XX" escapes.
+URL_SAFE = "/%:@!$&'()*+,;=-._~"
 USAGE_FIX = "give 'METHOD /path' (e.g. 'GET /api/v1/hello/Ada') or a gRPC method 'pkg.Service/Method'"
 
 
@@ -131,7 +133,8 @@ def parse_target(text: str) -> Target:
         method, target = found.groups()
         raw_path, _, query = target.partition("?")
         parsed = parse_qs(query, keep_blank_values=True) if query else {}
-        return HttpTarget(method.upper(), raw_path, parsed)
+        # As a client sends it: characters a URL may not hold percent-encoded, escapes already there kept.
+        return HttpTarget(method.upper(), quote(raw_path, safe=URL_SAFE), parsed)
     rpc = GRPC_METHOD.match(line)
     if rpc is not None:
         return GrpcTarget(f"/{rpc.group(1)}/{rpc.group(2)}")

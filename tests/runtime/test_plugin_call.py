@@ -47,6 +47,12 @@ def test_a_request_line_gives_method_raw_path_and_query() -> None:
     assert isinstance(target, HttpTarget) and target.path == "/api/v1/x/a b"
 
 
+def test_a_path_is_percent_encoded_as_a_client_sends_it() -> None:
+    target = parse_target("GET /api/v1/hello/Zoë%2F1")
+    assert isinstance(target, HttpTarget) and target.raw_path == "/api/v1/hello/Zo%C3%AB%2F1"
+    assert target.path == "/api/v1/hello/Zoë/1"
+
+
 def test_a_grpc_method_is_a_target_with_or_without_its_leading_slash() -> None:
     assert parse_target("greeter.v1.Greeter/SayHello") == GrpcTarget("/greeter.v1.Greeter/SayHello")
     assert parse_target("/greeter.v1.Greeter/SayHello") == GrpcTarget("/greeter.v1.Greeter/SayHello")
@@ -138,6 +144,12 @@ def test_hello_answers_its_grpc_method_in_proto3_json() -> None:
     assert wrong.grpc_status == "INVALID_ARGUMENT" and json.loads(wrong.body)["code"] == "VALIDATION_FAILED"
     missing = _call(HELLO, "greeter.v1.Greeter/Nope")
     assert missing.grpc_status == "UNIMPLEMENTED" and missing.exit_code == 1
+
+
+def test_hello_gets_a_non_ascii_name_decoded() -> None:
+    answer = _call(HELLO, "GET /api/v1/hello/Zo%C3%AB")
+    assert json.loads(answer.body) == {"message": "Hello, Zoë!"}
+    assert json.loads(_call(HELLO, "GET /api/v1/hello/Zoë").body) == {"message": "Hello, Zoë!"}
 
 
 def test_a_path_no_route_serves_is_404_in_the_error_model() -> None:
