@@ -180,6 +180,16 @@ def test_each_call_has_a_fresh_store_unless_db_keeps_it(tmp_path: Path) -> None:
     assert other.status == 404  # the plugin keeps each principal's notes apart: the principal is the real one
 
 
+def test_a_job_enqueued_by_a_call_waits_in_the_kept_database(fixture_wasm: dict[str, Path], tmp_path: Path) -> None:
+    """The queue is the kernel's own (SQL, on the call's database); no worker runs in a call."""
+    probe, db = fixture_wasm["queueprobe"], tmp_path / "q.db"
+    made = _call(probe, "POST /probe/queue", body='{"call": "enqueue", "type": "probe.work", "payload": {}}', db=db)
+    job = json.loads(made.body)["result"]
+    assert made.status == 200 and job["created"] is True
+    status = _call(probe, "POST /probe/queue", body=json.dumps({"call": "status", "id": job["id"]}), db=db)
+    assert json.loads(status.body)["result"]["state"] == "queued"
+
+
 def test_a_trapping_plugin_is_500_plugin_failed(fixture_wasm: dict[str, Path]) -> None:
     answer = _call(fixture_wasm["trap"], "GET /api/v1/test/trap")
     assert answer.status == 500 and json.loads(answer.body)["code"] == "PLUGIN_FAILED" and answer.exit_code == 1
