@@ -47,7 +47,6 @@ from arcana.errors import (
     PluginLoadError,
     Problem,
     ValidationFailed,
-    VersionConflict,
     WasmFormatError,
 )
 from arcana.exit_codes import ExitCode, StartupFailure
@@ -335,25 +334,6 @@ async def _call_http(kernel: Kernel, target: HttpTarget, request: CallRequest, a
     return Answer(status, out_headers, body)
 
 
-# The gRPC edge's status for each error code (arcana.edge.grpc_errors), by name: this module serves no gRPC.
-GRPC_STATUS_NAMES: dict[ErrorCode, str] = {
-    ErrorCode.VALIDATION_FAILED: "INVALID_ARGUMENT",
-    ErrorCode.UNAUTHORIZED: "UNAUTHENTICATED",
-    ErrorCode.TOKEN_EXPIRED: "UNAUTHENTICATED",
-    ErrorCode.INVALID_CREDENTIALS: "UNAUTHENTICATED",
-    ErrorCode.FORBIDDEN: "PERMISSION_DENIED",
-    ErrorCode.NOT_FOUND: "NOT_FOUND",
-    ErrorCode.METHOD_NOT_ALLOWED: "UNIMPLEMENTED",
-    ErrorCode.CONFLICT: "ALREADY_EXISTS",
-    ErrorCode.PAYLOAD_TOO_LARGE: "RESOURCE_EXHAUSTED",
-    ErrorCode.RATE_LIMITED: "RESOURCE_EXHAUSTED",
-    ErrorCode.PLUGIN_TIMEOUT: "DEADLINE_EXCEEDED",
-    ErrorCode.SERVICE_UNAVAILABLE: "UNAVAILABLE",
-    ErrorCode.PLUGIN_FAILED: "INTERNAL",
-    ErrorCode.INTERNAL: "INTERNAL",
-}
-
-
 async def _call_grpc(kernel: Kernel, target: GrpcTarget, request: CallRequest, authorization: str) -> Answer:
     """As the gRPC edge: proto3 JSON in -> wire bytes -> ``core.call_grpc`` -> wire bytes -> proto3 JSON out."""
     core = kernel.core
@@ -372,7 +352,9 @@ async def _call_grpc(kernel: Kernel, target: GrpcTarget, request: CallRequest, a
         error = exc
     except Exception as exc:  # noqa: BLE001  as the edge: a kernel bug, answered INTERNAL
         error = unexpected(exc, rid)
-    name = "ABORTED" if isinstance(error, VersionConflict) else GRPC_STATUS_NAMES[error.code]
+    from arcana.edge.grpc_errors import grpc_status  # the gRPC edge's one table (grpc loads only for gRPC calls)
+
+    name = grpc_status(error).name
     body = error_body(error.code, error.message, rid)
     return Answer(HTTP_STATUS[error.code], {"x-request-id": rid}, body, grpc_status=name)
 
