@@ -18,6 +18,8 @@ from arcana.errors import ArcanaError, ErrorCode, PluginFailed, ServiceUnavailab
 PLUGIN_CODES = frozenset(c.value for c in ErrorCode)
 # Seconds a client should wait after a plugin answered SERVICE_UNAVAILABLE without saying (every 503 carries one).
 PLUGIN_RETRY_AFTER_S = 1
+# Statuses that never carry a body (RFC 9110 15.3.5, 15.4.5): whatever a plugin wrote, none is sent.
+BODILESS_STATUSES = frozenset({204, 304})
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,11 @@ def parse_http_output(plugin: str, output: bytes) -> HttpResponse:
         headers.setdefault("content-type", "application/json")
     else:
         body = b""
+    if status in BODILESS_STATUSES:
+        # A body here would be read by the client as the start of the next response on the connection.
+        body = b""
+        headers.pop("content-type", None)
+        headers.pop("content-length", None)
     return HttpResponse(status, body, headers)
 
 
