@@ -405,3 +405,26 @@ def test_a_plugin_importing_a_host_function_it_did_not_request_is_refused_at_loa
     (failure,) = kernel.plugins_view().failures
     assert "import extism:host/user::log" in failure.errors[0] and "does not request" in failure.errors[0]
     assert kernel.core.route_http("GET", "/s") is None
+
+
+def test_a_plugin_named_with_underscores_loads_serves_and_keeps_its_own_kv(kernels: Kernels) -> None:
+    """Extism's own examples use '_' (count_vowels); the name is a kv namespace, a grant key and a label."""
+
+    def counter(_envelope: Any, context: CallContext) -> Any:
+        before = host("kv_get", {"key": "n"})
+        host("kv_set", {"key": "n", "value": context.plugin})
+        return {"body": {"plugin": context.plugin, "before": before}}
+
+    for name, path in (("count_vowels", "/under"), ("count-vowels", "/dash")):
+        kernels.engine.define(name, FakePlugin({"h": counter}, imports=("kv_get", "kv_set")))
+        routes = [route("GET", path, "h", public=True)]
+        write_plugin(kernels.plugins, manifest_toml(name, routes=routes, capabilities={"store": True}))
+    kernel = kernels(**{"GRANTS__COUNT_VOWELS": '["store"]', "GRANTS__COUNT-VOWELS": '["store"]'})
+    asyncio.run(kernel.load_all())
+    assert kernel.plugins_view().failures == (), kernel.plugins_view().failures
+    assert [p.name for p in kernel.plugins_view().plugins] == ["count-vowels", "count_vowels"]
+    first = json.loads(http(kernel, "GET", "/under").body)
+    assert first == {"plugin": "count_vowels", "before": {"found": False, "value": None}}
+    # The other name's namespace is its own: it does not see what count_vowels wrote.
+    assert json.loads(http(kernel, "GET", "/dash").body)["before"] == {"found": False, "value": None}
+    assert json.loads(http(kernel, "GET", "/under").body)["before"] == {"found": True, "value": "count_vowels"}
