@@ -428,3 +428,29 @@ def test_a_plugin_named_with_underscores_loads_serves_and_keeps_its_own_kv(kerne
     # The other name's namespace is its own: it does not see what count_vowels wrote.
     assert json.loads(http(kernel, "GET", "/dash").body)["before"] == {"found": False, "value": None}
     assert json.loads(http(kernel, "GET", "/under").body)["before"] == {"found": True, "value": "count_vowels"}
+
+
+@pytest.mark.parametrize(
+    "output",
+    [b'{"count": 3, "total": 3, "vowels": "aeiouAEIOU"}', b"Hello, world!", b"[3]"],
+    ids=["count_vowels's answer", "plain text", "a JSON array"],
+)
+def test_a_raw_looking_answer_on_an_envelope_route_hints_abi_raw_in_the_log_only(
+    kernels: Kernels, caplog: pytest.LogCaptureFixture, output: bytes
+) -> None:
+    app(kernels, {"h": reply(output)}, [route("GET", "/h", "h", public=True)])
+    kernel = started(kernels)
+    with caplog.at_level(logging.WARNING, "arcana.core"), pytest.raises(PluginFailed) as caught:
+        http(kernel, "GET", "/h", rid="rid-raw")
+    assert caught.value.message == "plugin 'app' returned a malformed response"  # the client's: no hint
+    (record,) = [r for r in caplog.records if r.name == "arcana.core"]
+    assert 'set abi = "raw"' in record.getMessage() and "Drop a plugin in" in record.getMessage()
+
+
+def test_an_envelope_with_a_bad_field_gets_no_abi_hint(kernels: Kernels, caplog: pytest.LogCaptureFixture) -> None:
+    app(kernels, {"h": reply({"status": 99})}, [route("GET", "/h", "h", public=True)])
+    kernel = started(kernels)
+    with caplog.at_level(logging.WARNING, "arcana.core"), pytest.raises(PluginFailed):
+        http(kernel, "GET", "/h")
+    (record,) = [r for r in caplog.records if r.name == "arcana.core"]
+    assert "status must be an integer" in record.getMessage() and "abi" not in record.getMessage()

@@ -151,3 +151,11 @@ def test_other_plugin_names_are_refused_saying_what_a_name_may_hold(name: str) -
     (problem,) = info.value.problems
     assert (problem.field, problem.message) == ("plugin.name", f"'{name}' is not a valid name")
     assert problem.fix == NAME_FIX
+
+
+def test_the_readmes_plain_extism_manifest_is_valid_and_raw() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Drop a plugin in", 1)[1]
+    snippet = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    m = parse_manifest(snippet)
+    assert m.name == "count_vowels" and [r.abi for r in m.routes] == ["raw"]
