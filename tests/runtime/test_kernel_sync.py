@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -354,3 +355,17 @@ def test_a_changed_descriptor_sidecar_reloads_the_plugin(kernels: Kernels) -> No
     sync(kernel, path)
     after = kernel.core.rpc_target("/fake.v1.Greeter/Say")
     assert after is not None and "greeting" in after.method.output_type.DESCRIPTOR.fields_by_name
+
+
+def test_each_reload_logs_the_build_it_put_live(
+    kernels: Kernels, hello_plugin: FakePlugin, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_plugin(kernels.plugins, hello())
+    with caplog.at_level(logging.INFO, "arcana.kernel"):
+        kernel = load(kernels())
+        write_plugin(kernels.plugins, hello("1.0.1"), build="rebuilt")
+        sync(kernel, path)
+    live = kernel.registry.snapshot.plugins["hello"].sha256
+    loaded = [r for r in caplog.records if r.getMessage() == "plugin loaded"]
+    assert [(r.plugin_version, len(r.build)) for r in loaded] == [("1.0.0", 12), ("1.0.1", 12)]  # type: ignore[attr-defined]
+    assert loaded[1].build == live[:12] and loaded[0].build != loaded[1].build  # type: ignore[attr-defined]
