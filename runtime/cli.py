@@ -264,7 +264,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.plugin_command == "check":
         from arcana.check import check_plugin
 
-        return check_plugin(args.file, _load(args.config))
+        given = _config_file(args.config)  # none: the plugin is judged against its own requests
+        return check_plugin(args.file, load_config(given), own_grants=given is None)
     if args.plugin_command == "sdk":
         from arcana_sdk.sources import guest_sdk_dir
 
