@@ -391,7 +391,14 @@ class Kernel:
         # The module's bytes, and what its sidecars may change: the manifest and the descriptors.
         if unchanged and current is not None and current.manifest == plugin.manifest and _same_rpc(current, plugin):
             plugin.pool.retire()
-            self.registry.clear_failure(path)  # the same good build is back: the failure is over
+            if path in self.registry.failures:
+                # The same good build is back: the failure is over (the admin listing drops it), and the
+                # log says so, naming the build that serves, as no "plugin loaded" line follows.
+                self.registry.clear_failure(path)
+                extra = {"plugin": plugin.name, "plugin_version": plugin.manifest.version, "source": str(path)}
+                logger.info(
+                    "plugin file is back to the serving build", extra={**extra, "build": build_id(current.sha256)}
+                )
             return
         problems = self.registry.install(plugin)
         if problems:
