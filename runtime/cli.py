@@ -145,7 +145,12 @@ def _parser() -> argparse.ArgumentParser:
         "or every problem with its fix (exit code 1).",
     )
     check.add_argument("file", type=Path)
-    check.add_argument("--config", type=Path, help="config whose grants and limits apply (default as for serve)")
+    check.add_argument(
+        "--config",
+        type=Path,
+        help="config whose grants and limits apply (default ./arcana.yaml if present; with none, the plugin "
+        "is granted what its manifest requests)",
+    )
     build = _command(
         plugin,
         "build",
@@ -288,7 +293,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.plugin_command == "check":
         from arcana.check import check_plugin
 
-        return check_plugin(args.file, _load(args.config))
+        given = _config_file(args.config)  # none: the plugin is judged against its own requests
+        return check_plugin(args.file, load_config(given), own_grants=given is None)
     if args.plugin_command == "call":
         return _call_plugin(args)
     if args.plugin_command == "sdk":

@@ -18,6 +18,11 @@ from arcana.errors import ArcanaError, ErrorCode, PluginFailed, ServiceUnavailab
 PLUGIN_CODES = frozenset(c.value for c in ErrorCode)
 # Seconds a client should wait after a plugin answered SERVICE_UNAVAILABLE without saying (every 503 carries one).
 PLUGIN_RETRY_AFTER_S = 1
+# Said to the operator (never the client) when an output is not an envelope at all: the usual cause is a
+# plain Extism module routed with the default ABI, which answers its own bytes.
+RAW_HINT = 'if this is a plain Extism module, set abi = "raw" on its [[route]] or [[grpc]] (README, "Drop a plugin in")'
+# Statuses that never carry a body (RFC 9110 15.3.5, 15.4.5): whatever a plugin wrote, none is sent.
+BODILESS_STATUSES = frozenset({204, 304})
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,7 @@ def parse_http_output(plugin: str, output: bytes) -> HttpResponse:
         raise plugin_error(plugin, data["error"])
     unknown = set(data) - {"status", "headers", "body", "body_base64"}
     if unknown:
-        raise _bad(plugin, f"unknown response fields {sorted(unknown)}")
+        raise _not_envelope(plugin, f"unknown response fields {sorted(unknown)}")
     status = data.get("status", 200)
     if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
         raise _bad(plugin, f"status must be an integer 200-599, got {status!r}")
@@ -107,6 +112,11 @@ def parse_http_output(plugin: str, output: bytes) -> HttpResponse:
         headers.setdefault("content-type", "application/json")
     else:
         body = b""
+    if status in BODILESS_STATUSES:
+        # A body here would be read by the client as the start of the next response on the connection.
+        body = b""
+        headers.pop("content-type", None)
+        headers.pop("content-length", None)
     return HttpResponse(status, body, headers)
 
 
@@ -136,7 +146,7 @@ def parse_grpc_output(plugin: str, output: bytes) -> Any:
     if "error" in data:
         raise plugin_error(plugin, data["error"])
     if set(data) != {"message"} or not isinstance(data["message"], dict):
-        raise _bad(plugin, 'a gRPC reply must be {"message": {...}}')
+        raise _not_envelope(plugin, 'a gRPC reply must be {"message": {...}}')
     return data["message"]
 
 
@@ -157,11 +167,16 @@ def _json_object(plugin: str, output: bytes) -> dict[str, Any]:
     try:
         data = jsonio.decode(output)
     except jsonio.JsonRejected as exc:
-        raise _bad(plugin, f"output is not JSON: {exc}") from None
+        raise _not_envelope(plugin, f"output is not JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise _bad(plugin, "output must be a JSON object")
+        raise _not_envelope(plugin, "output must be a JSON object")
     return data
 
 
 def _bad(plugin: str, why: str) -> PluginFailed:
     return PluginFailed(f"plugin '{plugin}' returned a malformed response", detail=why)
+
+
+def _not_envelope(plugin: str, why: str) -> PluginFailed:
+    """Not the envelope's shape at all: the detail (the operator's log line) says what to try."""
+    return _bad(plugin, f"{why}; {RAW_HINT}")

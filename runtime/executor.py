@@ -258,14 +258,17 @@ class InstancePool:
         clock: Callable[[], float] = time.monotonic,
         inline: InlineRule | None = None,
         watchdog: Watchdog | None = None,
+        build: str = "",
     ) -> None:
         """``idle_ttl_s``: an instance idle longer is dropped, down to ``min_idle`` (0: idle instances stay).
 
         ``inline``: the rule for running proven-short handlers on the event loop; None when this
         plugin may not (a host function of its that is not quick, or the operator turned it off).
         ``watchdog``: the process's inline watchdog (``ThreadShares.watchdog``); the pool's own when not given.
+        ``build``: the module's content hash (its sha256's first hex digits), so a fault's log line says which build.
         """
         self.plugin = plugin
+        self.build = build
         # The plugin's circuit breaker (arcana.resilience): traps, timeouts and OOM count; open refuses at once.
         self.breaker = breaker
         self.version = version
@@ -610,6 +613,7 @@ class InstancePool:
             extra={
                 "plugin": self.plugin,
                 "plugin_version": self.version,
+                "build": self.build,
                 "handler": handler,
                 "fault": fault.kind,
                 "request_id": context.request_id,

@@ -34,7 +34,7 @@ from arcana.engine import Engine
 from arcana.errors import CircuitOpen, ConfigError, FileChanging, PluginLoadError, Problem
 from arcana.events import PLUGIN_FAILED, PLUGIN_LOADED, PLUGIN_UNLOADED, EventBus, JobsSource
 from arcana.executor import ThreadShares
-from arcana.loader import PluginLoader, is_plugin_file, plugin_files
+from arcana.loader import PluginLoader, build_id, is_plugin_file, plugin_files
 from arcana.queue.backends import open_backend
 from arcana.queue.jobs import JobQueue
 from arcana.ratelimit import Rate, build_limiter
@@ -368,7 +368,7 @@ class Kernel:
                 self._shares.drop(gone.name)
                 self.resilience.plugins.forget(gone.name)
                 extra = {"plugin": gone.name, "plugin_version": gone.manifest.version, "source": str(path)}
-                logger.info("plugin unloaded", extra=extra)
+                logger.info("plugin unloaded", extra={**extra, "build": build_id(gone.sha256)})
                 LOADS.labels(gone.name, "unloaded").inc()
                 self._plugin_event(PLUGIN_UNLOADED, {"plugin": gone.name})
             return
@@ -391,7 +391,14 @@ class Kernel:
         # The module's bytes, and what its sidecars may change: the manifest and the descriptors.
         if unchanged and current is not None and current.manifest == plugin.manifest and _same_rpc(current, plugin):
             plugin.pool.retire()
-            self.registry.clear_failure(path)  # the same good build is back: the failure is over
+            if path in self.registry.failures:
+                # The same good build is back: the failure is over (the admin listing drops it), and the
+                # log says so, naming the build that serves, as no "plugin loaded" line follows.
+                self.registry.clear_failure(path)
+                extra = {"plugin": plugin.name, "plugin_version": plugin.manifest.version, "source": str(path)}
+                logger.info(
+                    "plugin file is back to the serving build", extra={**extra, "build": build_id(current.sha256)}
+                )
             return
         problems = self.registry.install(plugin)
         if problems:
@@ -402,7 +409,8 @@ class Kernel:
             # A new version starts with a closed breaker of its own: a fixed plugin serves at once.
             self.resilience.plugins.adopt(plugin.pool.breaker)
         extra = {"plugin": plugin.name, "plugin_version": plugin.manifest.version, "source": str(path)}
-        logger.info("plugin loaded", extra={**extra, "sha256": plugin.sha256, "ms": _ms_since(started)})
+        build = {"build": build_id(plugin.sha256), "sha256": plugin.sha256}  # which build is live now
+        logger.info("plugin loaded", extra={**extra, **build, "ms": _ms_since(started)})
         LOADS.labels(plugin.name, "loaded").inc()
         self._plugin_event(PLUGIN_LOADED, {"plugin": plugin.name, "version": plugin.manifest.version})
 

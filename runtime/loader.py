@@ -36,6 +36,8 @@ from arcana.wasm_binary import DESCRIPTORS_SECTION, MANIFEST_SECTION, custom_sec
 from arcana_host.registry import Capabilities, ConfiguredPlugin
 
 HANDLER_SIGNATURE = ((), ("i32",))
+# Hex digits of a module's sha256 that name its build in log lines.
+BUILD_ID_CHARS = 12
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,7 @@ class PluginLoader:
             min_idle=ex.min_idle_instances,
             inline=inline,
             watchdog=None if inline is None else self._threads.watchdog(inline),
+            build=build_id(checked.sha256),
         )
         return LoadedPlugin(m, path, checked.sha256, pool, descriptors=checked.descriptors, rpc=checked.rpc)
 
@@ -361,6 +364,11 @@ class PluginLoader:
                     )
                 )
         return problems
+
+
+def build_id(sha256: str) -> str:
+    """A build's short name in log lines: its sha256's first 12 hex digits (as `arcana plugin check` prints)."""
+    return sha256[:BUILD_ID_CHARS]
 
 
 def is_plugin_file(path: Path, root: Path) -> bool:

@@ -19,7 +19,12 @@ from arcana.errors import ManifestInvalid, PathTemplateError, Problem
 from arcana.paths import PathTemplate
 from arcana.queue.cron import CronError, Timing, parse_cron, parse_every
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+# Plugin names: also metric labels, store and kv keys, job targets ("name/handler") and config keys, where
+# '-' and '_' are both safe. Never "__": the environment's config keys (ARCANA_GRANTS__<NAME>) split on it.
+NAME_RE = re.compile(r"^(?!.*__)[a-z][a-z0-9_-]{0,62}$")
+NAME_FIX = (
+    "use lowercase letters, digits, '-' and '_' (never two '_' in a row), starting with a letter, at most 63 characters"
+)
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 GRPC_METHOD_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*\.[A-Za-z_]\w*/[A-Za-z_]\w*$")
@@ -176,7 +181,7 @@ class _Validator:
                 self.add(
                     "plugin.name",
                     f"'{name}' is not a valid name",
-                    "use lowercase letters, digits and '-', starting with a letter",
+                    NAME_FIX,
                 )
         version = self.typed(plugin, "plugin", "version", str, "")
         if "version" in plugin and isinstance(version, str) and not SEMVER_RE.match(version):

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 from arcana.core import request_id, unexpected
 from arcana.edge.errors import error_response
 from arcana.edge.http_metrics import ROUTE_KEY, HttpMetrics
-from arcana.envelopes import HttpRequest
+from arcana.envelopes import BODILESS_STATUSES, HttpRequest
 from arcana.errors import ArcanaError, PayloadTooLarge, ValidationFailed
 from arcana.kernel import Kernel
 from arcana.manifest import RESERVED_PREFIXES
@@ -106,7 +106,8 @@ class PluginHttpEdge:
         if span is not None:
             end_server_span(span, "http.response.status_code", status, status >= 500)
         out_headers["x-request-id"] = rid
-        out_headers["content-length"] = str(len(body))
+        if status not in BODILESS_STATUSES:  # a 204 must not carry one, a 304 only the 200's (RFC 9110 8.6)
+            out_headers["content-length"] = str(len(body))
         encoded = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out_headers.items()]
         await send({"type": "http.response.start", "status": status, "headers": encoded})
         await send({"type": "http.response.body", "body": body})

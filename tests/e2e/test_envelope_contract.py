@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import grpc
 import httpx
 import pytest
 
-from conftest import install
+from conftest import build_variant, install
 from e2e.server import ArcanaServer
 
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -68,3 +69,26 @@ def test_grpc_envelope_carries_proto3_json_and_metadata(server: ArcanaServer) ->
     assert env["message"] == {"text": "hé", "big": str(2**53 + 1), "tags": ["a", "b"]}
     assert env["metadata"]["x-team"] == "blue" and env["metadata"]["traceparent"] == TRACE
     assert (env["request_id"], env["traceparent"]) == ("g-1", TRACE)
+
+
+def test_a_204_from_a_real_plugin_goes_out_without_a_body_and_the_connection_stays_usable(
+    tmp_path: Path, start_server: Callable[..., ArcanaServer]
+) -> None:
+    # inspect, answering its envelope as the body of a 204: the kernel must drop it.
+    wasm = build_variant("inspect", tmp_path, {"respondJson(200, req.raw)": "respondJson(204, req.raw)"})
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    install(wasm, folder, "inspect")
+    server = start_server(folder)
+    with socket.create_connection(("127.0.0.1", httpx.URL(server.url).port), timeout=10) as conn:
+        ask = b"POST /api/v1/test/inspect/1 HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"
+        conn.sendall(ask + ask)  # two requests on one connection: a leaked body would garble the second answer
+        seen = b""
+        while seen.count(b"HTTP/1.1 ") < 2 or not seen.endswith(b"\r\n\r\n"):
+            chunk = conn.recv(65536)
+            assert chunk, seen
+            seen += chunk
+    first, second = seen.split(b"\r\n\r\n")[:2]
+    for head in (first, second):
+        assert head.startswith(b"HTTP/1.1 204 ") and b"content-length" not in head.lower(), seen
+    assert b"content-type" not in first.lower() and seen.count(b"\r\n\r\n") == 2 and seen.endswith(b"\r\n\r\n")

@@ -208,3 +208,25 @@ def calibrate_spin(url: str, seconds: float) -> int:
     assert httpx.post(url, json={"spin": spin}, timeout=30).status_code == 200
     rate = spin / max(time.monotonic() - start, 1e-3)
     return int(rate * seconds)
+
+
+def test_the_same_good_build_after_a_broken_one_clears_the_admin_listing(
+    folder: Path, versions: dict[str, Path], start_server: Callable[..., ArcanaServer]
+) -> None:
+    target = install(versions["v1"], folder, "versioned")
+    server = start_server(folder)
+    wait_for(server, "v1")
+    tmp = folder / ".broken.part"
+    tmp.write_bytes(versions["v1"].read_bytes()[:-40])
+    tmp.replace(target)
+    listing_url = f"{server.url}/api/v1/admin/plugins"
+    deadline = time.monotonic() + 15
+    while not httpx.get(listing_url, headers=admin_headers()).json()["failures"]:
+        assert time.monotonic() < deadline, server.logs()[-3000:]
+        time.sleep(0.02)
+    install(versions["v1"], folder, "versioned")  # the very build that serves: nothing to reload
+    while httpx.get(listing_url, headers=admin_headers()).json()["failures"]:
+        assert time.monotonic() < deadline, server.logs()[-3000:]
+        time.sleep(0.02)
+    assert httpx.get(listing_url, headers=admin_headers()).json()["plugins"][0]["last_error"] is None
+    assert "plugin file is back to the serving build" in server.logs()

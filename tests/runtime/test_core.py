@@ -405,3 +405,52 @@ def test_a_plugin_importing_a_host_function_it_did_not_request_is_refused_at_loa
     (failure,) = kernel.plugins_view().failures
     assert "import extism:host/user::log" in failure.errors[0] and "does not request" in failure.errors[0]
     assert kernel.core.route_http("GET", "/s") is None
+
+
+def test_a_plugin_named_with_underscores_loads_serves_and_keeps_its_own_kv(kernels: Kernels) -> None:
+    """Extism's own examples use '_' (count_vowels); the name is a kv namespace, a grant key and a label."""
+
+    def counter(_envelope: Any, context: CallContext) -> Any:
+        before = host("kv_get", {"key": "n"})
+        host("kv_set", {"key": "n", "value": context.plugin})
+        return {"body": {"plugin": context.plugin, "before": before}}
+
+    for name, path in (("count_vowels", "/under"), ("count-vowels", "/dash")):
+        kernels.engine.define(name, FakePlugin({"h": counter}, imports=("kv_get", "kv_set")))
+        routes = [route("GET", path, "h", public=True)]
+        write_plugin(kernels.plugins, manifest_toml(name, routes=routes, capabilities={"store": True}))
+    kernel = kernels(**{"GRANTS__COUNT_VOWELS": '["store"]', "GRANTS__COUNT-VOWELS": '["store"]'})
+    asyncio.run(kernel.load_all())
+    assert kernel.plugins_view().failures == (), kernel.plugins_view().failures
+    assert [p.name for p in kernel.plugins_view().plugins] == ["count-vowels", "count_vowels"]
+    first = json.loads(http(kernel, "GET", "/under").body)
+    assert first == {"plugin": "count_vowels", "before": {"found": False, "value": None}}
+    # The other name's namespace is its own: it does not see what count_vowels wrote.
+    assert json.loads(http(kernel, "GET", "/dash").body)["before"] == {"found": False, "value": None}
+    assert json.loads(http(kernel, "GET", "/under").body)["before"] == {"found": True, "value": "count_vowels"}
+
+
+@pytest.mark.parametrize(
+    "output",
+    [b'{"count": 3, "total": 3, "vowels": "aeiouAEIOU"}', b"Hello, world!", b"[3]"],
+    ids=["count_vowels's answer", "plain text", "a JSON array"],
+)
+def test_a_raw_looking_answer_on_an_envelope_route_hints_abi_raw_in_the_log_only(
+    kernels: Kernels, caplog: pytest.LogCaptureFixture, output: bytes
+) -> None:
+    app(kernels, {"h": reply(output)}, [route("GET", "/h", "h", public=True)])
+    kernel = started(kernels)
+    with caplog.at_level(logging.WARNING, "arcana.core"), pytest.raises(PluginFailed) as caught:
+        http(kernel, "GET", "/h", rid="rid-raw")
+    assert caught.value.message == "plugin 'app' returned a malformed response"  # the client's: no hint
+    (record,) = [r for r in caplog.records if r.name == "arcana.core"]
+    assert 'set abi = "raw"' in record.getMessage() and "Drop a plugin in" in record.getMessage()
+
+
+def test_an_envelope_with_a_bad_field_gets_no_abi_hint(kernels: Kernels, caplog: pytest.LogCaptureFixture) -> None:
+    app(kernels, {"h": reply({"status": 99})}, [route("GET", "/h", "h", public=True)])
+    kernel = started(kernels)
+    with caplog.at_level(logging.WARNING, "arcana.core"), pytest.raises(PluginFailed):
+        http(kernel, "GET", "/h")
+    (record,) = [r for r in caplog.records if r.name == "arcana.core"]
+    assert "status must be an integer" in record.getMessage() and "abi" not in record.getMessage()

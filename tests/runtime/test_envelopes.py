@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from arcana.envelopes import HttpRequest, http_envelope, parse_http_output
+from arcana.envelopes import HttpRequest, http_envelope, parse_grpc_output, parse_http_output
 from arcana.errors import ErrorCode, PluginFailed, ValidationFailed
 
 
@@ -83,3 +83,26 @@ def test_malformed_output_is_plugin_failed_without_leaking_details(output: bytes
         parse_http_output("p", output)
     assert why in info.value.detail
     assert info.value.message == "plugin 'p' returned a malformed response"
+
+
+@pytest.mark.parametrize("status", [204, 304])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        '"body": {"ok": true}',
+        '"body_base64": "AAE="',
+        '"body": "", "headers": {"Content-Type": "text/plain", "Content-Length": "5", "ETag": "\\"v1\\""}',
+    ],
+)
+def test_a_204_or_304_carries_no_body_nor_its_type_whatever_the_plugin_wrote(status: int, fields: str) -> None:
+    out = parse_http_output("p", f'{{"status": {status}, {fields}}}'.encode())
+    assert (out.status, out.body) == (status, b"")
+    assert "content-type" not in out.headers and "content-length" not in out.headers
+    if "ETag" in fields:  # the other headers stay: a 304's validators are its point
+        assert out.headers["etag"] == '"v1"'
+
+
+def test_a_grpc_reply_that_is_not_an_envelope_hints_abi_raw_in_its_detail() -> None:
+    with pytest.raises(PluginFailed) as info:
+        parse_grpc_output("p", b'{"count": 3}')
+    assert 'set abi = "raw"' in info.value.detail and "abi" not in info.value.message

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -354,3 +355,49 @@ def test_a_changed_descriptor_sidecar_reloads_the_plugin(kernels: Kernels) -> No
     sync(kernel, path)
     after = kernel.core.rpc_target("/fake.v1.Greeter/Say")
     assert after is not None and "greeting" in after.method.output_type.DESCRIPTOR.fields_by_name
+
+
+def test_each_reload_logs_the_build_it_put_live(
+    kernels: Kernels, hello_plugin: FakePlugin, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_plugin(kernels.plugins, hello())
+    with caplog.at_level(logging.INFO, "arcana.kernel"):
+        kernel = load(kernels())
+        write_plugin(kernels.plugins, hello("1.0.1"), build="rebuilt")
+        sync(kernel, path)
+    live = kernel.registry.snapshot.plugins["hello"].sha256
+    loaded = [r for r in caplog.records if r.getMessage() == "plugin loaded"]
+    assert [(r.plugin_version, len(r.build)) for r in loaded] == [("1.0.0", 12), ("1.0.1", 12)]  # type: ignore[attr-defined]
+    assert loaded[1].build == live[:12] and loaded[0].build != loaded[1].build  # type: ignore[attr-defined]
+
+
+BROKEN = {
+    "garbage bytes": lambda path: path.write_bytes(b"not a module"),
+    "a truncated module": lambda path: path.write_bytes(path.read_bytes()[:-5]),
+    "an invalid manifest": lambda path: write_plugin(path.parent, hello("bad version")),
+    "a missing handler": lambda path: write_plugin(path.parent, hello("2.0.0", handler="missing")),
+}
+
+
+@pytest.mark.parametrize("broken", sorted(BROKEN))
+def test_the_same_good_build_after_a_broken_file_clears_the_listing_and_says_so(
+    kernels: Kernels, hello_plugin: FakePlugin, caplog: pytest.LogCaptureFixture, broken: str
+) -> None:
+    """Good build, a broken file at the same path, the same good build again: no failure is listed for it.
+
+    The identical build used to return early as "unchanged" and left the failure listed.
+    """
+    path = write_plugin(kernels.plugins, hello())
+    good = path.read_bytes()
+    kernel = load(kernels())
+    BROKEN[broken](path)
+    sync(kernel, path)
+    (failure,) = kernel.plugins_view().failures
+    assert failure.source == str(path) and failure.still_serving == "1.0.0"
+    path.write_bytes(good)
+    with caplog.at_level(logging.INFO, "arcana.kernel"):
+        sync(kernel, path)
+    view = kernel.plugins_view()
+    assert view.failures == () and [(p.name, p.last_error) for p in view.plugins] == [("hello", None)]
+    (back,) = [r for r in caplog.records if r.getMessage() == "plugin file is back to the serving build"]
+    assert back.build == kernel.registry.snapshot.plugins["hello"].sha256[:12]  # type: ignore[attr-defined]

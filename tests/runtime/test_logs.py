@@ -217,3 +217,16 @@ def test_a_jobs_lines_carry_its_request_id_plugin_and_the_trace_it_continues(ker
     assert (call["request_id"], call["plugin"], call["trace_id"]) == (f"{job_id}.1", "jobber", TRACE)
     [dead] = [line for line in lines() if line["message"].startswith("job dead")]
     assert (dead["job_id"], dead["trace_id"]) == (job_id, TRACE)
+
+
+def test_the_loaded_line_and_a_faults_line_name_the_build_that_is_live(kernels: Kernels, lines: Lines) -> None:
+    """Which build is serving, and which one trapped: the sha256's first 12 hex digits, as `plugin check` prints."""
+    serve_app(kernels, trap(), "2.1.0")
+    kernel = kernels()
+    headers = {**bearer("u-7", ["user"]), "x-request-id": "rid-build-1"}
+    assert rest(kernel, "POST", "/api/things/1", json={}, headers=headers).status_code >= 500
+    build = kernel.registry.snapshot.plugins["app"].sha256[:12]
+    [loaded] = [line for line in lines() if line["message"] == "plugin loaded"]
+    assert (loaded["plugin"], loaded["plugin_version"], loaded["build"]) == ("app", "2.1.0", build)
+    [fault] = [line for line in lines() if line["message"].startswith("plugin call failed")]
+    assert (fault["request_id"], fault["build"], fault["plugin_version"]) == ("rid-build-1", build, "2.1.0")

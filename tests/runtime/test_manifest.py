@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from arcana.manifest import ManifestInvalid, parse_manifest
+from arcana.manifest import NAME_FIX, ManifestInvalid, parse_manifest
 
 GOLDEN = Path(__file__).parent / "manifests"
 
@@ -133,3 +133,29 @@ def test_plugin_check_lists_schedules_with_their_next_tick_or_every_problem(
     (tmp_path / "hello.toml").write_text(base + '[[schedule]]\ncron = "0 3 * *"\njob = "hello.tidy"\n')
     assert check_plugin(tmp_path / "hello.wasm", config) == 1
     assert "schedule[0].cron: '0 3 * *' has 4 fields, not 5" in capsys.readouterr().err
+
+
+def _named(name: str) -> str:
+    return f'[plugin]\nname = "{name}"\nversion = "1.0.0"\n'
+
+
+@pytest.mark.parametrize("name", ["count_vowels", "a", "notes-v2", "my_app-2", "x_", "a" * 63])
+def test_plugin_names_take_lowercase_letters_digits_dashes_and_underscores(name: str) -> None:
+    assert parse_manifest(_named(name)).name == name
+
+
+@pytest.mark.parametrize("name", ["Count_vowels", "_vowels", "9lives", "count__vowels", "a.b", "a b", "a" * 64, ""])
+def test_other_plugin_names_are_refused_saying_what_a_name_may_hold(name: str) -> None:
+    with pytest.raises(ManifestInvalid) as info:
+        parse_manifest(_named(name))
+    (problem,) = info.value.problems
+    assert (problem.field, problem.message) == ("plugin.name", f"'{name}' is not a valid name")
+    assert problem.fix == NAME_FIX
+
+
+def test_the_readmes_plain_extism_manifest_is_valid_and_raw() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Drop a plugin in", 1)[1]
+    snippet = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    m = parse_manifest(snippet)
+    assert m.name == "count_vowels" and [r.abi for r in m.routes] == ["raw"]

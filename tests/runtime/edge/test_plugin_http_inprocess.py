@@ -312,3 +312,13 @@ def test_a_raw_route_answers_with_its_declared_content_type(kernels: Kernels) ->
     assert (response.status_code, response.content) == (200, b"<\x00hi>")
     assert response.headers["content-type"] == "text/html"
     assert json.loads(response.headers.get("content-length", "0")) == 5
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_a_204_or_304_is_sent_without_a_body_or_content_length(kernels: Kernels, status: int) -> None:
+    output = {"status": status, "body": {"ignored": True}, "headers": {"Content-Type": "text/plain", "X-Kept": "y"}}
+    serve(kernels, {"h": reply(output)}, [route("GET", "/nothing", "h", public=True)])
+    response = request(kernels(), "GET", "/nothing")
+    assert (response.status_code, response.content) == (status, b"")
+    assert "content-length" not in response.headers and "content-type" not in response.headers
+    assert response.headers["x-kept"] == "y"
