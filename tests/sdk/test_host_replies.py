@@ -87,3 +87,15 @@ def test_log_without_a_reply_leaves_the_handler_answering() -> None:
     envelope: dict[str, Any] = {"kind": "http", "method": "POST", "body": {"a": 1}}
     out = _stubbed(wasm, None).call("echo", json.dumps(envelope))
     assert json.loads(out) == {"status": 200, "headers": {}, "body": {"echo": {"a": 1}}}
+
+
+def test_the_assemblyscript_sdk_leaves_out_the_body_of_a_204(probes: dict[str, bytes]) -> None:
+    envelope = {**KV_GET, "body": {"call": "empty"}}
+    out = json.loads(bytes(_stubbed(probes["assemblyscript"], b"{}").call("probe", json.dumps(envelope))))
+    assert out == {"status": 204, "headers": {"x-probe": "empty"}}
+
+
+def test_the_assemblyscript_json_array_builder_writes_valid_json(probes: dict[str, bytes]) -> None:
+    envelope = {**KV_GET, "body": {"call": "list"}}
+    out = json.loads(bytes(_stubbed(probes["assemblyscript"], b"{}").call("probe", json.dumps(envelope))))
+    assert out["body"] == {"result": ['a"b', -2, True, {"n": 1}, None]}

@@ -23,7 +23,7 @@ import { host_log } from "./contract";
 import { Job } from "./queue";
 import { Event } from "./events";
 
-export { JsonKind, JsonValue, JsonObject, parseJson, jsonString, lastJsonError } from "./json";
+export { JsonKind, JsonValue, JsonObject, JsonArray, parseJson, jsonString, lastJsonError } from "./json";
 export { store, kv, Result, HostError, Document, Page, QueryOptions, BatchOp, failWith } from "./store";
 export { auth } from "./auth";
 export { queue, EnqueueOptions, Enqueued, JobStatus, Job } from "./queue";
@@ -195,14 +195,18 @@ export function request(): Request {
 
 // ------------------------------------------------------------------ output
 
-/** Output {"status", "headers", "body"}; `bodyJson` is JSON text. Returns 0. */
+/**
+ * Output {"status", "headers", "body"}; `bodyJson` is JSON text. Returns 0.
+ * A 204 or 304 answer has no body in HTTP: `bodyJson` is left out for them (pass "").
+ */
 export function respond(status: i32, bodyJson: string, headers: Map<string, string> | null = null): i32 {
   const h = new JsonObject();
   if (headers != null) {
     const keys = headers.keys();
     for (let i = 0; i < keys.length; i++) h.str(keys[i], headers.get(keys[i]));
   }
-  const out = new JsonObject().int("status", status).raw("headers", h.toString()).raw("body", bodyJson);
+  const out = new JsonObject().int("status", status).raw("headers", h.toString());
+  if (status != 204 && status != 304) out.raw("body", bodyJson);
   outputString(out.toString());
   return 0;
 }

@@ -254,3 +254,21 @@ export class JsonObject {
 
   toString(): string { return "{" + this.parts.join(",") + "}"; }
 }
+
+/** Builds a JSON array element by element; `toString()` gives the text. */
+export class JsonArray {
+  private parts: string[] = [];
+
+  /** Add an element that is already JSON text (e.g. a `JsonObject`'s `toString()`). */
+  raw(json: string): JsonArray {
+    this.parts.push(json);
+    return this;
+  }
+  str(value: string): JsonArray { return this.raw(jsonString(value)); }
+  int(value: i64): JsonArray { return this.raw(value.toString()); }
+  num(value: f64): JsonArray { return this.raw(value.toString()); }
+  bool(value: bool): JsonArray { return this.raw(value ? "true" : "false"); }
+  get length(): i32 { return this.parts.length; }
+
+  toString(): string { return "[" + this.parts.join(",") + "]"; }
+}
