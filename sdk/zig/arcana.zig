@@ -164,6 +164,18 @@ pub const Request = struct {
         if (self.root.get("body_base64") != null) return null;
         return self.root.get("body");
     }
+    /// The request message of a `grpc` envelope (proto3 JSON: int64 fields arrive as strings,
+    /// fields at their zero value are left out); null for any other kind.
+    pub fn message(self: *const Request) ?std.json.ObjectMap {
+        if (!std.mem.eql(u8, self.kind(), "grpc")) return null;
+        const v = self.root.get("message") orelse return null;
+        return if (v == .object) v.object else null;
+    }
+    /// A gRPC metadata value (names are lower-case); null when absent.
+    pub fn metadata(self: *const Request, name: []const u8) ?[]const u8 {
+        const v = self.mapGet("metadata", name) orelse return null;
+        return if (v == .string) v.string else null;
+    }
     /// Any top-level envelope field (principal, job, event, message, ...).
     pub fn field(self: *const Request, name: []const u8) ?std.json.Value {
         return self.root.get(name);

@@ -99,3 +99,12 @@ def test_the_assemblyscript_json_array_builder_writes_valid_json(probes: dict[st
     envelope = {**KV_GET, "body": {"call": "list"}}
     out = json.loads(bytes(_stubbed(probes["assemblyscript"], b"{}").call("probe", json.dumps(envelope))))
     assert out["body"] == {"result": ['a"b', -2, True, {"n": 1}, None]}
+
+
+def test_the_zig_sdk_reads_a_grpc_message_and_its_metadata(probes: dict[str, bytes]) -> None:
+    envelope = {"kind": "grpc", "method": "x.v1.S/M", "message": {"name": "Ada"}, "metadata": {"x-probe": "p"}}
+    out = json.loads(bytes(_stubbed(probes["zig"], b"{}").call("probe", json.dumps(envelope))))
+    assert out == {"message": {"name": "Ada", "probe": "p"}}
+    no_metadata = {**envelope, "metadata": {}}
+    out = json.loads(bytes(_stubbed(probes["zig"], b"{}").call("probe", json.dumps(no_metadata))))
+    assert out == {"message": {"name": "Ada", "probe": None}}
