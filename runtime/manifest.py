@@ -128,8 +128,6 @@ class Manifest:
     name: str
     version: str
     description: str = ""
-    # The host ABI the module was built for (arcana.types.HOST_ABI_VERSION; the loader refuses a newer one).
-    host_abi: int = 1
     capabilities: dict[str, bool | tuple[str, ...]] = field(default_factory=dict)
     limits: Limits = Limits()
     routes: tuple[Route, ...] = ()
@@ -138,6 +136,8 @@ class Manifest:
     subscriptions: tuple[Subscription, ...] = ()
     schedules: tuple[Schedule, ...] = ()
     breaker: BreakerSettings = BreakerSettings()
+    # The host ABI the module was built for (arcana.types.HOST_ABI_VERSION; the loader refuses a newer one).
+    host_abi: int = 1
 
     def requested_capabilities(self) -> frozenset[str]:
         return frozenset(k for k, v in self.capabilities.items() if v)
