@@ -32,6 +32,7 @@ from arcana.inline import InlineRule
 from arcana.manifest import Manifest, parse_manifest
 from arcana.registry import LoadedPlugin
 from arcana.resilience.breaker import BreakerBoard, BreakerPolicy
+from arcana.types import HOST_ABI_VERSION
 from arcana.wasm_binary import DESCRIPTORS_SECTION, MANIFEST_SECTION, custom_sections
 from arcana_host.registry import Capabilities, ConfiguredPlugin
 
@@ -171,6 +172,8 @@ class PluginLoader:
         except WasmFormatError as exc:
             raise PluginLoadError(str(path), [Problem("module", str(exc), "rebuild the plugin")]) from exc
         manifest = self._manifest(path, sections)
+        if manifest.host_abi > HOST_ABI_VERSION:  # alone: its imports and shapes would be judged by the wrong ABI
+            raise PluginLoadError(str(path), [host_abi_problem(manifest.host_abi)], manifest.name)
         problems: list[Problem] = []
         limits = self._limits(manifest, problems)
         breaker = self._breaker(manifest, problems)
@@ -369,6 +372,15 @@ class PluginLoader:
 def build_id(sha256: str) -> str:
     """A build's short name in log lines: its sha256's first 12 hex digits (as `arcana plugin check` prints)."""
     return sha256[:BUILD_ID_CHARS]
+
+
+def host_abi_problem(built_for: int) -> Problem:
+    """A plugin built for a host ABI newer than this kernel's."""
+    return Problem(
+        "plugin.host_abi",
+        f"built for host ABI {built_for}; this kernel speaks {HOST_ABI_VERSION}",
+        f"upgrade Arcana, or rebuild the plugin with an SDK for ABI {HOST_ABI_VERSION}",
+    )
 
 
 def is_plugin_file(path: Path, root: Path) -> bool:

@@ -36,6 +36,31 @@ ABIS = frozenset({"json", "raw"})
 PRIORITIES = ("critical", "high", "normal", "low")
 CRON_FIX = 'write minute hour day-of-month month day-of-week, e.g. "*/5 * * * *" or "0 3 * * mon-fri"'
 
+# The fields each table accepts; any other is refused. docs/manifest.md documents each one
+# (tests/runtime/test_manifest_docs.py compares the two). [capabilities] takes any grant name (the loader checks).
+TOP_LEVEL_KEYS = frozenset(
+    {"plugin", "capabilities", "limits", "route", "grpc", "job", "subscribe", "schedule", "breaker"}
+)
+PLUGIN_KEYS = frozenset({"name", "version", "description", "host_abi"})
+LIMITS_KEYS = frozenset({"memory_mb", "timeout_ms", "max_concurrency"})
+BREAKER_KEYS = frozenset({"failure_threshold", "cool_down_s", "half_open_probes"})
+ROUTE_KEYS = frozenset({"method", "path", "handler", "roles", "public", "rate_limit", "abi", "content_type"})
+GRPC_KEYS = frozenset({"method", "handler", "roles", "public", "abi", "rate_limit"})
+JOB_KEYS = frozenset({"type", "handler"})
+SUBSCRIBE_KEYS = frozenset({"topic", "handler"})
+SCHEDULE_KEYS = frozenset({"cron", "every", "job", "payload", "priority"})
+TABLE_KEYS: dict[str, frozenset[str]] = {
+    "manifest": TOP_LEVEL_KEYS,
+    "plugin": PLUGIN_KEYS,
+    "limits": LIMITS_KEYS,
+    "breaker": BREAKER_KEYS,
+    "route": ROUTE_KEYS,
+    "grpc": GRPC_KEYS,
+    "job": JOB_KEYS,
+    "subscribe": SUBSCRIBE_KEYS,
+    "schedule": SCHEDULE_KEYS,
+}
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -116,6 +141,8 @@ class Manifest:
     subscriptions: tuple[Subscription, ...] = ()
     schedules: tuple[Schedule, ...] = ()
     breaker: BreakerSettings = BreakerSettings()
+    # The host ABI the module was built for (arcana.types.HOST_ABI_VERSION; the loader refuses a newer one).
+    host_abi: int = 1
 
     def requested_capabilities(self) -> frozenset[str]:
         return frozenset(k for k, v in self.capabilities.items() if v)
@@ -147,7 +174,7 @@ class _Validator:
         self.problems.append(Problem(fld, message, fix))
 
     def table(
-        self, data: Any, where: str, allowed: set[str], required: frozenset[str] | set[str] = frozenset()
+        self, data: Any, where: str, allowed: frozenset[str], required: frozenset[str] | set[str] = frozenset()
     ) -> dict[str, Any]:
         if not isinstance(data, dict):
             self.add(where, "must be a table", f"write it as [{where}]")
@@ -166,13 +193,8 @@ class _Validator:
         return value
 
     def manifest(self, data: dict[str, Any]) -> Manifest | None:
-        self.table(
-            data,
-            "manifest",
-            {"plugin", "capabilities", "limits", "route", "grpc", "job", "subscribe", "schedule", "breaker"},
-            {"plugin"},
-        )
-        plugin = self.table(data.get("plugin", {}), "plugin", {"name", "version", "description"}, {"name", "version"})
+        self.table(data, "manifest", TOP_LEVEL_KEYS, {"plugin"})
+        plugin = self.table(data.get("plugin", {}), "plugin", PLUGIN_KEYS, {"name", "version"})
         name = self.typed(plugin, "plugin", "name", str, "")
         if "name" in plugin and isinstance(name, str):
             if NAME_RE.match(name):
@@ -190,6 +212,7 @@ class _Validator:
             name=name or "",
             version=version or "",
             description=self.typed(plugin, "plugin", "description", str, ""),
+            host_abi=self.host_abi(plugin),
             capabilities=self.capabilities(data.get("capabilities", {})),
             limits=self.limits(data.get("limits", {})),
             routes=tuple(self.entries(data, "route", self.route)),
@@ -202,6 +225,18 @@ class _Validator:
         self.duplicates(manifest)
         self.scheduled_jobs(data, manifest)
         return manifest
+
+    def host_abi(self, plugin: dict[str, Any]) -> int:
+        """``[plugin] host_abi``: an integer >= 1; whether this kernel speaks it is the loader's to check."""
+        value = self.typed(plugin, "plugin", "host_abi", int, 1)
+        if value < 1:
+            self.add(
+                "plugin.host_abi",
+                f"must be at least 1, got {value}",
+                "remove it (the default is 1), or write the ABI the plugin was built for",
+            )
+            return 1
+        return int(value)
 
     def capabilities(self, data: Any) -> dict[str, bool | tuple[str, ...]]:
         caps: dict[str, bool | tuple[str, ...]] = {}
@@ -218,7 +253,7 @@ class _Validator:
         return caps
 
     def limits(self, data: Any) -> Limits:
-        table = self.table(data, "limits", {"memory_mb", "timeout_ms", "max_concurrency"})
+        table = self.table(data, "limits", LIMITS_KEYS)
         values = {}
         for key in ("memory_mb", "timeout_ms", "max_concurrency"):
             value = self.typed(table, "limits", key, int)
@@ -230,7 +265,7 @@ class _Validator:
 
     def breaker(self, data: Any) -> BreakerSettings:
         """``[breaker]``: positive numbers only; the operator's ceilings are the loader's to check."""
-        table = self.table(data, "breaker", {"failure_threshold", "cool_down_s", "half_open_probes"})
+        table = self.table(data, "breaker", BREAKER_KEYS)
         values: dict[str, Any] = {}
         for key in ("failure_threshold", "half_open_probes"):
             value = self.typed(table, "breaker", key, int)
@@ -281,8 +316,7 @@ class _Validator:
         return str(abi)
 
     def route(self, item: Any, where: str) -> Route | None:
-        allowed = {"method", "path", "handler", "roles", "public", "rate_limit", "abi", "content_type"}
-        table = self.table(item, where, allowed, {"method", "path", "handler"})
+        table = self.table(item, where, ROUTE_KEYS, {"method", "path", "handler"})
         method = str(self.typed(table, where, "method", str, "")).upper()
         if "method" in table and method not in HTTP_METHODS:
             self.add(
@@ -322,8 +356,7 @@ class _Validator:
         return rate
 
     def grpc(self, item: Any, where: str) -> GrpcMethod | None:
-        allowed = {"method", "handler", "roles", "public", "abi", "rate_limit"}
-        table = self.table(item, where, allowed, {"method", "handler"})
+        table = self.table(item, where, GRPC_KEYS, {"method", "handler"})
         method = self.typed(table, where, "method", str, "")
         if method and not GRPC_METHOD_RE.match(method):
             self.add(f"{where}.method", f"'{method}' is not a full gRPC method name", "write package.Service/Method")
@@ -333,7 +366,7 @@ class _Validator:
         return GrpcMethod(method, handler, roles, public, abi, rate) if method and handler else None
 
     def job(self, item: Any, where: str) -> Job | None:
-        table = self.table(item, where, {"type", "handler"}, {"type", "handler"})
+        table = self.table(item, where, JOB_KEYS, {"type", "handler"})
         job_type = self.typed(table, where, "type", str, "")
         if job_type and not TOPIC_RE.match(job_type):
             self.add(
@@ -345,7 +378,7 @@ class _Validator:
         return Job(job_type, handler) if job_type and handler else None
 
     def subscription(self, item: Any, where: str) -> Subscription | None:
-        table = self.table(item, where, {"topic", "handler"}, {"topic", "handler"})
+        table = self.table(item, where, SUBSCRIBE_KEYS, {"topic", "handler"})
         topic = self.typed(table, where, "topic", str, "")
         if topic and not TOPIC_RE.match(topic):
             self.add(
@@ -357,7 +390,7 @@ class _Validator:
         return Subscription(topic, handler) if topic and handler else None
 
     def schedule(self, item: Any, where: str) -> Schedule | None:
-        table = self.table(item, where, {"cron", "every", "job", "payload", "priority"}, {"job"})
+        table = self.table(item, where, SCHEDULE_KEYS, {"job"})
         job = self.typed(table, where, "job", str, "")
         priority = self.typed(table, where, "priority", str, "normal")
         if priority not in PRIORITIES:

@@ -22,6 +22,9 @@ from arcana.manifest import Manifest
 JsonObject = dict[str, Any]
 # The import namespace of every host function (Extism's user namespace).
 HOST_NAMESPACE = "extism:host/user"
+# The host ABI this kernel speaks: the host functions' names, signatures and JSON shapes, and the envelopes.
+# Raised only by a change that breaks built plugins; a plugin built for a newer one is refused (docs/host-abi.md).
+HOST_ABI_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,13 @@ files                                       language
 ``src/main.c``                              C
 ==========================================  ==============
 
-The folder's ``plugin.toml`` is embedded byte-for-byte as the custom section
-``arcana.manifest``; only the kernel validates it, the build only needs it to
-be TOML. The same sources always give the same bytes, wherever the folder
-lives (CI rebuilds the committed examples and compares)::
+The folder's ``plugin.toml`` is embedded as the custom section
+``arcana.manifest``, byte-for-byte but for one line: when its ``[plugin]``
+table does not set ``host_abi``, ``host_abi = HOST_ABI`` is added under the
+table's header, so the kernel knows which host ABI the module was built for.
+Only the kernel validates the manifest; the build only needs it to be TOML.
+The same sources always give the same bytes, wherever the folder lives (CI
+rebuilds the committed examples and compares)::
 
     from arcana_sdk.build import build_plugin
     wasm_path = build_plugin(Path("plugins/hello"))   # plugins/hello/hello.wasm
@@ -45,6 +48,12 @@ from .wasm_sections import DESCRIPTORS_SECTION, MANIFEST_SECTION, append_custom_
 __all__ = ["BuildError", "Language", "ToolchainMissing", "build_plugin", "detect_language"]
 
 MANIFEST_FILE = "plugin.toml"
+# The host ABI the guest SDKs here speak, stamped into each manifest. It equals the kernel's
+# arcana.types.HOST_ABI_VERSION in one checkout (tests/sdk/test_build_abi.py); a copy, not an
+# import, because the tooling never imports the kernel (tests/test_dependency_rules.py).
+HOST_ABI = 1
+# A `[plugin]` header line, with its line ending (none at the end of the file).
+_PLUGIN_HEADER = re.compile(rb"^[ \t]*\[[ \t]*plugin[ \t]*\][ \t]*(?:#[^\r\n]*)?(\r?\n|\Z)", re.M)
 AS_ABORT = "~lib/@arcana/sdk/assembly/index/arcanaAbort"
 TOOL_TIMEOUT_S = 600
 _SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -99,7 +108,7 @@ def build_plugin(src_dir: Path, out_path: Path | None = None) -> Path:
     src_dir = Path(src_dir).resolve()
     if not src_dir.is_dir():
         raise BuildError(src_dir, "not a directory")
-    manifest = _read_manifest(src_dir)
+    manifest = stamp_host_abi(src_dir, _read_manifest(src_dir))
     language = detect_language(src_dir)
     # Before any compiler runs: a missing toolchain is reported at once, not after an npm install.
     if language in (Language.ZIG, Language.C):
@@ -133,6 +142,38 @@ def _read_manifest(src_dir: Path) -> bytes:
     except tomllib.TOMLDecodeError as exc:
         raise BuildError(src_dir, f"{MANIFEST_FILE} is not valid TOML: {exc}") from exc
     return raw
+
+
+def stamp_host_abi(src_dir: Path, raw: bytes) -> bytes:
+    """``raw`` with ``host_abi = HOST_ABI`` added to its ``[plugin]`` table, unless the table sets it already.
+
+    The line goes right under the ``[plugin]`` header (or, for a manifest that writes ``plugin.name = ...``
+    as dotted keys, first in the file), so the rest stays byte-for-byte; the result is parsed again to prove
+    it says the same plus the stamp. A manifest without a ``[plugin]`` table is left alone: the kernel
+    reports that, naming the field.
+    """
+    data = tomllib.loads(raw.decode("utf-8"))
+    plugin = data.get("plugin")
+    if not isinstance(plugin, dict) or "host_abi" in plugin:
+        return raw
+    line = f"host_abi = {HOST_ABI}".encode()
+    header = _PLUGIN_HEADER.search(raw)
+    if header is not None:
+        eol = header[1] or b"\n"
+        stamped = raw[: header.end()] + (b"" if header[1] else eol) + line + eol + raw[header.end() :]
+    else:
+        stamped = b"plugin." + line + b"\n" + raw
+    try:
+        again = tomllib.loads(stamped.decode("utf-8"))
+    except tomllib.TOMLDecodeError:
+        again = {}
+    if again != {**data, "plugin": {**plugin, "host_abi": HOST_ABI}}:
+        raise BuildError(
+            src_dir,
+            f"cannot add host_abi to the [plugin] of {MANIFEST_FILE}: "
+            f"write [plugin] as a table, or set host_abi = {HOST_ABI} in it",
+        )
+    return stamped
 
 
 def _plugin_file_name(src_dir: Path, manifest: bytes) -> str:

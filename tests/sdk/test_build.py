@@ -17,7 +17,7 @@ import extism
 import pytest
 import wasmtime
 
-from arcana_sdk.build import BuildError, Language, build_plugin, detect_language
+from arcana_sdk.build import BuildError, Language, build_plugin, detect_language, stamp_host_abi
 from arcana_sdk.protoc import ProtocError, compile_proto_dir
 from arcana_sdk.sources import guest_sdk_dir
 from arcana_sdk.toolchain import ToolchainMissing, require_zig
@@ -178,11 +178,12 @@ def test_committed_examples_match_fresh_builds(examples: dict[str, bytes], name:
 
 @pytest.mark.toolchain
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
-def test_embedded_manifest_is_plugin_toml_verbatim(examples: dict[str, bytes], name: str) -> None:
+def test_embedded_manifest_is_plugin_toml_verbatim_with_the_host_abi(examples: dict[str, bytes], name: str) -> None:
     sections = custom_sections(examples[name])
     assert sections[-1].name == MANIFEST_SECTION
     assert sections[-1].end == len(examples[name])
-    assert sections[-1].payload == (EXAMPLES / name / "plugin.toml").read_bytes()
+    source = EXAMPLES / name / "plugin.toml"
+    assert sections[-1].payload == stamp_host_abi(source.parent, source.read_bytes())
 
 
 @pytest.mark.toolchain
@@ -280,4 +281,5 @@ def test_forbidden_imports_store_get_and_broken_manifest_is_embedded(fixtures: d
     user_imports = {i.name for i in module.imports if i.module == "extism:host/user"}
     assert user_imports == {"store_get"}
     raw = read_custom_section(fixtures["broken_manifest"], MANIFEST_SECTION)
-    assert raw == (FIXTURES / "broken_manifest" / "plugin.toml").read_bytes()
+    source = FIXTURES / "broken_manifest" / "plugin.toml"
+    assert raw == stamp_host_abi(source.parent, source.read_bytes())

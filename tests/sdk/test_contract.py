@@ -132,21 +132,6 @@ def test_zig_host_call_of_a_name_outside_the_contract_does_not_compile(tmp_path:
         build_plugin(tmp_path)
 
 
-def _readme_rows(heading: str) -> list[list[str]]:
-    text = (SDK / "README.md").read_text()
-    section = text.split(f"### {heading}\n", 1)[1].split("\n#", 1)[0]
-    rows = re.findall(r"^\| `.*$", section, re.M)
-    return [re.findall(r"`([^`]+)`", row.split("|")[1] + row.split("|")[2]) for row in rows]
-
-
-def test_readme_lists_every_error_code_once() -> None:
-    assert sorted(row[0] for row in _readme_rows("Error codes")) == CODES
-
-
-def test_readme_lists_every_implemented_host_function_once_with_its_grant() -> None:
-    assert sorted(_readme_rows("Host functions")) == sorted([name, CATALOG[name]] for name in FUNCTIONS)
-
-
 def test_readme_links_only_files_of_the_repository() -> None:
     targets = re.findall(r"\]\(([^)#]+)[^)]*\)", (SDK / "README.md").read_text())
     local = [t for t in targets if not t.startswith(("http://", "https://"))]
