@@ -137,6 +137,23 @@ def isolated_env(workdir: Path) -> dict[str, str]:
     return env
 
 
+def hello_kernel_env(workdir: Path, **settings: str) -> dict[str, str]:
+    """Environment for an in-process bench kernel serving plugins/hello alone, its state inside ``workdir``.
+
+    ``settings``: more config overrides as env keys, e.g. ``SERVER__GRPC_PORT="9091"``.
+    """
+    plugins = workdir / "plugins"
+    plugins.mkdir()
+    shutil.copyfile(ROOT / "plugins" / "hello" / "hello.wasm", plugins / "hello.wasm")
+    return {
+        "ARCANA_PLUGINS__DIR": str(plugins),
+        "ARCANA_PLUGINS__WATCH": "false",
+        "ARCANA_LOGGING__LEVEL": "warning",
+        **{f"ARCANA_{key}": value for key, value in settings.items()},
+        **isolated_env(workdir),
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, Row, free_port, isolated_env
+from common import Row, free_port, hello_kernel_env
 
 PLUGIN_METHOD = "/greeter.v1.Greeter/SayHello"
 PROBE_METHOD = "/bench.v1.Probe/Context"
@@ -129,16 +129,7 @@ async def measure(seconds: float) -> tuple[list[Step], str]:
     from arcana.kernel_protos import kernel_descriptors
 
     workdir = Path(tempfile.mkdtemp(prefix="arcana-bench-grpc-cost-"))
-    plugins = workdir / "plugins"
-    plugins.mkdir()
-    shutil.copyfile(ROOT / "plugins" / "hello" / "hello.wasm", plugins / "hello.wasm")
-    env = {
-        "ARCANA_PLUGINS__DIR": str(plugins),
-        "ARCANA_PLUGINS__WATCH": "false",
-        "ARCANA_LOGGING__LEVEL": "warning",
-        "ARCANA_SERVER__GRPC_PORT": str(free_port()),
-        **isolated_env(workdir),
-    }
+    env = hello_kernel_env(workdir, SERVER__GRPC_PORT=str(free_port()))
     kernel = Kernel(load_config(None, environ=env))
     kernel.start()
     server = await start_grpc_server(kernel)

@@ -56,7 +56,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, Row, isolated_env
+from common import Row, hello_kernel_env
 from grpc_breakdown import Step, per_call_async, table
 from grpc_breakdown import _sync as per_call
 
@@ -146,15 +146,7 @@ async def measure(seconds: float) -> tuple[list[Step], str]:
     from serve_bench_app import RawAsgiHello, add_native_route
 
     workdir = Path(tempfile.mkdtemp(prefix="arcana-bench-rest-cost-"))
-    plugins = workdir / "plugins"
-    plugins.mkdir()
-    shutil.copyfile(ROOT / "plugins" / "hello" / "hello.wasm", plugins / "hello.wasm")
-    env = {
-        "ARCANA_PLUGINS__DIR": str(plugins),
-        "ARCANA_PLUGINS__WATCH": "false",
-        "ARCANA_LOGGING__LEVEL": "warning",
-        **isolated_env(workdir),
-    }
+    env = hello_kernel_env(workdir)
     kernel = Kernel(load_config(None, environ=env))
     kernel.start()
     native_app = Quart("bench")

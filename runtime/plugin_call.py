@@ -237,17 +237,6 @@ def kernel_config(operator: ArcanaConfig | None, file: Path, folder: Path, db: P
 
 
 @contextmanager
-def _silenced(name: str) -> Iterator[None]:
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-@contextmanager
 def staged(file: Path) -> Iterator[tuple[Path, Path]]:
     """A temporary folder with the plugin file (and its .toml/.pb sidecars) and room for a database."""
     with tempfile.TemporaryDirectory(prefix="arcana-call-") as tmp:
@@ -269,7 +258,8 @@ async def call_plugin(request: CallRequest, operator: ArcanaConfig | None = None
         try:
             with quieted("arcana.auth"):  # the dev-mode warning about an ephemeral secret is ours, and expected
                 kernel.start()
-            with _silenced("arcana.kernel"):  # a refusal is printed by the command, with every fix, once
+            # A refusal is printed by the command, with every fix, once.
+            with quieted("arcana.kernel", logging.CRITICAL):
                 await kernel.load_all()
             _require_loaded(kernel, copy, request.file)
             authorization = request.headers.get("authorization", "")

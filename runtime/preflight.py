@@ -21,11 +21,11 @@ from arcana.extras import require_database_driver, require_module
 
 
 @contextlib.contextmanager
-def quieted(logger_name: str) -> Iterator[None]:
-    """Drop one logger's warnings for a block (its level is restored after)."""
+def quieted(logger_name: str, below: int = logging.ERROR) -> Iterator[None]:
+    """Drop one logger's records under ``below`` (its warnings, by default) for a block; its level is restored after."""
     logger = logging.getLogger(logger_name)
     level = logger.level
-    logger.setLevel(logging.ERROR)
+    logger.setLevel(below)
     try:
         yield
     finally:
