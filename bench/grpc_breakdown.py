@@ -328,20 +328,19 @@ def run(quick: bool = False, seconds: float = 2.0) -> list[Row]:
     import uvloop
 
     steps, how = uvloop.run(measure(0.5 if quick else seconds))
+    return report("grpc-cost", steps, how, "the kernel's", "kernel total per call (sum)")
+
+
+def report(bench: str, steps: list[Step], how: str, whose: str, total_subject: str) -> list[Row]:
+    """Print the steps' table and ``how``; the runner's rows, each step's share of ``whose`` total."""
     text, total = table(steps)
     print(text, flush=True)
     print(how, flush=True)
     rows = [
-        Row(
-            "grpc-cost",
-            s.name,
-            s.us,
-            "us",
-            note=f"{s.us / total * 100:.1f}% of the kernel's" if s.part_of_total else "",
-        )
+        Row(bench, s.name.strip(), s.us, "us", note=f"{s.us / total * 100:.1f}% of {whose}" if s.part_of_total else "")
         for s in steps
     ]
-    rows.append(Row("grpc-cost", "kernel total per call (sum)", total, "us", note=how))
+    rows.append(Row(bench, total_subject, total, "us", note=how))
     return rows
 
 

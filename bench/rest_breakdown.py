@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from common import Row, hello_kernel_env
-from grpc_breakdown import Step, per_call_async, table
+from grpc_breakdown import Step, per_call_async, report
 from grpc_breakdown import _sync as per_call
 
 PLUGIN_PATH = "/api/v1/hello/x"
@@ -369,21 +369,7 @@ def run(quick: bool = False, seconds: float = 0.6) -> list[Row]:
     import uvloop
 
     steps, how = uvloop.run(measure(0.3 if quick else seconds))
-    text, total = table(steps)
-    print(text, flush=True)
-    print(how, flush=True)
-    rows = [
-        Row(
-            "rest-cost",
-            s.name.strip(),
-            s.us,
-            "us",
-            note=f"{s.us / total * 100:.1f}% of the edge's" if s.part_of_total else "",
-        )
-        for s in steps
-    ]
-    rows.append(Row("rest-cost", "edge total per call (sum)", total, "us", note=how))
-    return rows
+    return report("rest-cost", steps, how, "the edge's", "edge total per call (sum)")
 
 
 def main() -> int:
