@@ -23,6 +23,8 @@ from collections.abc import Callable
 from contextvars import Token
 from typing import Any
 
+from google.protobuf.message import Error as ProtobufError
+
 from arcana import logs
 from arcana.auth.limits import address_key
 from arcana.descriptors import RpcMethod
@@ -102,7 +104,7 @@ def check_message(method: RpcMethod, data: bytes) -> None:
     """
     try:
         method.check(data)
-    except Exception as exc:  # as in decode_message
+    except (ProtobufError, ValueError) as exc:  # DecodeError; with the pure-Python backend, UnicodeDecodeError
         raise ValidationFailed(f"request is not a valid {method.input_type.DESCRIPTOR.full_name}") from exc
 
 
