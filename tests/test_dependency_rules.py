@@ -1,4 +1,4 @@
-"""The layering rules of STYLE.md, checked on the import statements of every module."""
+"""The package layering (README, "Layout and import names"), checked on the import statements of every module."""
 
 from __future__ import annotations
 
