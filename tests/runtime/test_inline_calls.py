@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +20,15 @@ from arcana.types import CallContext
 from fakes import FakeEngine, FakePlugin, Kernels, current, manifest_toml, reply, route, wasm_bytes, write_plugin
 
 RULE = InlineRule(max_ms=2, after_calls=5)
+
+
+@pytest.fixture(autouse=True)
+def no_gc_pauses() -> Iterator[None]:
+    """A collection of the suite's large heap inside a call can take over 1 ms of CPU and restart a
+    streak (harmless when serving), which would make the exact call counts below flaky."""
+    gc.disable()
+    yield
+    gc.enable()
 
 
 def make_pool(
@@ -304,7 +315,7 @@ def test_the_kernel_lets_a_plugin_run_inline_only_when_its_host_functions_are_al
         write_plugin(kernels.plugins, manifest_toml(name, routes=[route("GET", f"/{name}", "h")], capabilities=grants))
     kernel = kernels(EXECUTOR__INLINE_AFTER_CALLS="20", GRANTS__QUIET="[log]", GRANTS__KEEPER="[log, store]")
     asyncio.run(kernel.load_all())
-    assert _served_inline(kernel, "quiet", 20) == ["h"]
+    assert _served_inline(kernel, "quiet", 60) == ["h"]
     assert _served_inline(kernel, "keeper", 60) == []  # kv_get waits on the database: never on the loop
 
 
