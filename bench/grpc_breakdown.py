@@ -40,7 +40,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,45 +59,54 @@ class Step:
     part_of_total: bool = True  # False: an "of which" line or a reference, not added to the total
 
 
+def _batch_sizes(seconds: float) -> Generator[tuple[int, bool], float, None]:
+    """How many calls each timed batch makes, sent back each batch's seconds: (n, counted).
+
+    Calibration batches (not counted) grow from 200 calls until one takes 50 ms; then 5 counted batches of
+    about ``seconds`` / 5 each. The two timers below share this one schedule.
+    """
+    n = 200
+    took = yield n, False
+    while took <= 0.05:
+        n *= 4
+        took = yield n, False
+    n = max(1, int(n * seconds / 5 / took))
+    for _ in range(5):
+        yield n, True
+
+
 async def per_call_async(fn: Callable[[], Awaitable[object]], seconds: float) -> float:
     """Microseconds per awaited call of ``fn``, best of 5 batches of about ``seconds`` / 5 each."""
-    n = 200
+    best, sizes = float("inf"), _batch_sizes(seconds)
+    n, counted = next(sizes)
     while True:
         t0 = time.perf_counter()
         for _ in range(n):
             await fn()
         took = time.perf_counter() - t0
-        if took > 0.05:
-            break
-        n *= 4
-    n = max(1, int(n * seconds / 5 / took))
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            await fn()
-        best = min(best, (time.perf_counter() - t0) / n)
-    return best * 1e6
+        if counted:
+            best = min(best, took / n)
+        try:
+            n, counted = sizes.send(took)
+        except StopIteration:
+            return best * 1e6
 
 
 def _sync(fn: Callable[[], object], seconds: float) -> float:
-    n = 200
+    """``per_call_async`` for a plain function (no await in the loop, which would be timed too)."""
+    best, sizes = float("inf"), _batch_sizes(seconds)
+    n, counted = next(sizes)
     while True:
         t0 = time.perf_counter()
         for _ in range(n):
             fn()
         took = time.perf_counter() - t0
-        if took > 0.05:
-            break
-        n *= 4
-    n = max(1, int(n * seconds / 5 / took))
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / n)
-    return best * 1e6
+        if counted:
+            best = min(best, took / n)
+        try:
+            n, counted = sizes.send(took)
+        except StopIteration:
+            return best * 1e6
 
 
 class Details:
