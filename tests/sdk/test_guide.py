@@ -6,6 +6,7 @@ just before the fence (invisible when rendered):
 - ``<!-- guide:file PATH -->``: the block is the whole of PATH (created or replaced);
 - ``<!-- guide:append PATH -->``: the block is added at the end of PATH;
 - ``<!-- guide:insert PATH after LINE -->``: the block goes below the line of PATH that reads LINE;
+- ``<!-- guide:same PATH -->``: the block shows PATH as it is at that point (a scaffolded file), unchanged;
 - ``<!-- guide:run -->``: a shell session; each ``$ command`` runs (``cd DIR`` moves the session) and
   its standard output must match the lines below it, where ``...`` is any text within a line and a
   line of ``...`` alone any number of lines.
@@ -31,7 +32,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 GUIDE = REPO / "docs" / "guide.md"
 
-MARKER_RE = re.compile(r"^<!-- guide:(?P<kind>file|append|insert|run)(?P<arg>(?: [^>]*?)?) -->$")
+MARKER_RE = re.compile(r"^<!-- guide:(?P<kind>file|append|insert|same|run)(?P<arg>(?: [^>]*?)?) -->$")
 FENCE_RE = re.compile(r"^```(?P<lang>\S*)$")
 INSERT_RE = re.compile(r"^(?P<path>\S+) after (?P<line>.+)$")
 # Fences the walk never runs: commands aimed at a real server or its folders.
@@ -145,7 +146,7 @@ def test_every_code_block_of_the_guide_is_run_or_is_a_server_command() -> None:
         elif block.kind:
             assert block.arg and " " not in block.arg, f"{block.where}: {block.kind} needs one PATH"
     kinds = {b.kind for b in blocks}
-    assert {"file", "append", "insert", "run"} <= kinds
+    assert {"file", "append", "insert", "same", "run"} <= kinds
 
 
 def test_a_marker_binds_to_the_fence_right_below_it() -> None:
@@ -213,7 +214,9 @@ def _apply(block: Block, root: Path, cwd: Path) -> None:
         target.write_text("".join([*lines[: at + 1], block.text, *lines[at + 1 :]]), encoding="utf-8")
         return
     target = _inside(root, cwd, block.arg, block.where)
-    if block.kind == "file":
+    if block.kind == "same":
+        assert target.read_text(encoding="utf-8") == block.text, f"{block.where}: {block.arg} is not what it shows"
+    elif block.kind == "file":
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(block.text, encoding="utf-8")
     else:  # append, one blank line after what is there
