@@ -226,12 +226,14 @@ class ServedBuilds(logging.Handler):
     @contextlib.contextmanager
     def listening(self) -> Iterator[ServedBuilds]:
         kernel = logging.getLogger(KERNEL_LOGGER)
+        level = kernel.level
         kernel.setLevel(logging.INFO)  # its load lines are what dev reports, whatever the configured level
         kernel.addHandler(self)
         try:
             yield self
         finally:
             kernel.removeHandler(self)
+            kernel.setLevel(level)
 
 
 Builder = Callable[[Path, Path], Path]
