@@ -207,6 +207,27 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("name", help="the plugin's name: lowercase letters, digits, '-' and '_', starting with a letter")
     new.add_argument("--lang", required=True, choices=("assemblyscript", "zig", "c"), help="the guest language")
     new.add_argument("--dir", type=Path, default=Path("."), metavar="PARENT", help="where to create NAME/")
+
+    dev = _command(
+        commands,
+        "dev",
+        "serve a plugin source folder, rebuilding and reloading it on every save",
+        "Build DIR (as `arcana plugin build`), serve it over REST and gRPC, and watch its sources\n"
+        "(plugin.toml, src/, assembly/, proto/): each save rebuilds it and the server reloads it\n"
+        "without dropping a request. A failed build is printed and the last good build keeps serving.\n"
+        "Grants: what the manifest requests, unless --config gives the operator's grants and limits.\n"
+        "Store: a fresh SQLite database (or --db FILE). Auth: dev mode, tokens signed with a secret\n"
+        "that dies with the process; --as USER --roles ... prints one. Ctrl-C stops (exit code 0).\n\n"
+        "  arcana dev plugins/echo\n"
+        "  arcana dev my-plugin --port 8081 --as u1 --roles user",
+    )
+    dev.add_argument("dir", type=Path, metavar="DIR", help="the plugin's source folder (with plugin.toml)")
+    dev.add_argument("--port", type=int, help="REST port (default: server.http_port of the config, 8080)")
+    dev.add_argument("--grpc-port", type=int, help="gRPC port (default: server.grpc_port of the config, 9090)")
+    dev.add_argument("--config", type=Path, help="config whose grants and limits apply (default: the manifest's)")
+    dev.add_argument("--db", type=Path, help="SQLite file to keep the store in between runs (default: a fresh one)")
+    dev.add_argument("--as", dest="user", metavar="USER", help="print a token for this user at start")
+    dev.add_argument("--roles", help="the user's roles, comma-separated (with --as)")
     return parser
 
 
@@ -305,6 +326,8 @@ def _run(args: argparse.Namespace) -> int:
         return _create_user(_load(args.config), args.email, args.role)
     if args.command == "queue":
         return _queue(args)
+    if args.command == "dev":
+        return _dev(args)
     if args.plugin_command == "check":
         from arcana.check import check_plugin
 
@@ -407,6 +430,14 @@ def _call_plugin(args: argparse.Namespace) -> int:
     sys.stdout.buffer.write(format_answer(answer))
     sys.stdout.buffer.flush()
     return answer.exit_code
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from arcana.dev import DevOptions, run_dev
+
+    roles = tuple(r.strip() for r in (args.roles or "").split(",") if r.strip())
+    options = DevOptions(args.dir, args.port, args.grpc_port, args.config, args.db, args.user, roles)
+    return run_dev(options, load_config(args.config) if args.config is not None else None)
 
 
 def _create_user(config: ArcanaConfig, email: str, roles: list[str]) -> int:
