@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -184,7 +185,11 @@ def _session_env(bin_dir: Path) -> dict[str, str]:
 
 
 def _shim_bin(tmp: Path) -> Path:
-    """A folder where `python` is this interpreter and `arcana` its console script."""
+    """A folder where `python` runs this interpreter and `arcana` its console script.
+
+    Scripts, not symlinks: a symlink to a virtualenv's python, called by another path, misses its pyvenv.cfg
+    and runs the base interpreter without arcana.
+    """
     arcana = Path(sys.executable).parent / "arcana"
     if not arcana.is_file():
         found = shutil.which("arcana")
@@ -192,8 +197,10 @@ def _shim_bin(tmp: Path) -> Path:
         arcana = Path(found)
     bin_dir = tmp / "bin"
     bin_dir.mkdir()
-    (bin_dir / "python").symlink_to(sys.executable)
-    (bin_dir / "arcana").symlink_to(arcana)
+    for name, target in (("python", Path(sys.executable)), ("arcana", arcana)):
+        shim = bin_dir / name
+        shim.write_text(f'#!/bin/sh\nexec {shlex.quote(str(target))} "$@"\n', encoding="utf-8")
+        shim.chmod(0o755)
     return bin_dir
 
 
