@@ -433,11 +433,14 @@ def _call_plugin(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from arcana.dev import DevOptions, run_dev
+    try:  # Ctrl-C at any point, even while the modules load, is how dev is stopped: no traceback
+        from arcana.dev import DevOptions, run_dev
 
-    roles = tuple(r.strip() for r in (args.roles or "").split(",") if r.strip())
-    options = DevOptions(args.dir, args.port, args.grpc_port, args.config, args.db, args.user, roles)
-    return run_dev(options, load_config(args.config) if args.config is not None else None)
+        roles = tuple(r.strip() for r in (args.roles or "").split(",") if r.strip())
+        options = DevOptions(args.dir, args.port, args.grpc_port, args.config, args.db, args.user, roles)
+        return run_dev(options, load_config(args.config) if args.config is not None else None)
+    except KeyboardInterrupt:
+        return ExitCode.OK
 
 
 def _create_user(config: ArcanaConfig, email: str, roles: list[str]) -> int:

@@ -255,6 +255,8 @@ class DevLoop:
         self.served = served
         self.staged = staging / served.name  # beside the served folder (same file system), never in it
         self.builds = builds
+        # The build in the served file: the kernel may refuse it and keep serving an older one.
+        self.written: str | None = None
         self._builder = builder
         self._reload_wait_s = reload_wait_s
 
@@ -279,6 +281,7 @@ class DevLoop:
             self._failed(exc)
             return False
         os.replace(self.staged, self.served)
+        self.written = build
         logger.info("built %s in %.2f s (build %s)", self.src.name, time.monotonic() - started, build)
         return True
 
@@ -292,12 +295,14 @@ class DevLoop:
             self._failed(exc)
             return None
         took = time.monotonic() - started
-        if build == self.builds.serving:
+        if build == self.written:  # a comment or a blank line changed, say: nothing for the server to do
             self.staged.unlink(missing_ok=True)
-            logger.info("rebuilt in %.2f s: the same build %s, already serving", took, build)
+            outcome = "already serving" if build == self.builds.serving else "which the server refused (see above)"
+            logger.info("rebuilt in %.2f s: the same build %s, %s", took, build, outcome)
             return None
         count = self.builds.count
         os.replace(self.staged, self.served)
+        self.written = build
         report = await self.builds.report_after(count, self._reload_wait_s)
         if report is None:
             logger.warning("rebuilt in %.2f s (build %s); the server has not loaded it yet", took, build)

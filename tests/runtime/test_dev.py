@@ -290,6 +290,29 @@ def test_a_module_the_kernel_refuses_is_reported_and_the_old_build_keeps_serving
     assert f"build {_build_of('1.0.0')} keeps serving" in caplog.text
 
 
+def test_going_back_to_the_serving_build_after_a_refused_one_replaces_the_refused_file(
+    kernels: Kernels, tmp_path: Path
+) -> None:
+    kernels.engine.define("hello", FakePlugin({"hi": reply({"ok": True})}))
+    builder = Builder()
+    dev, builds = _dev_loop(tmp_path, kernels.plugins, builder)
+    reports = []
+
+    async def scenario() -> None:
+        builder.version = "not a version"
+        reports.append(await dev.rebuild())
+        builder.version = "1.0.0"  # the author undoes the change
+        reports.append(await dev.rebuild())
+
+    with builds.listening():
+        assert dev.first_build()
+        run_with_kernel(kernels, scenario)
+    refused, back = reports
+    assert refused is not None and refused.build is None
+    assert back is not None and back.build == _build_of("1.0.0")
+    assert dev.served.read_bytes() == _module("1.0.0")
+
+
 def test_a_rebuild_to_the_same_bytes_is_not_handed_to_the_server(
     kernels: Kernels, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
