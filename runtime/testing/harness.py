@@ -38,7 +38,7 @@ from arcana.manifest import Manifest
 from arcana.queue import policy
 from arcana.queue.dispatch import Delivery, deliver, route
 from arcana.queue.subscriptions import SubscriptionTable
-from arcana.queue.types import KERNEL_OWNER, Job, JobState, Priority
+from arcana.queue.types import Job, JobState, Priority
 from arcana.queue.worker import describe
 from arcana.registry import LoadedPlugin
 from arcana.testing.host import Answer, InProcessHost, grpc_target, http_target
@@ -56,6 +56,8 @@ from arcana_host.store.capability import Scope, StoreCapability
 T = TypeVar("T")
 # Who claims the queued jobs ``run_queued`` runs (the backend records a lease's holder).
 WORKER = "arcana-testing"
+# The source of an event ``publish`` delivers, unless the test names one ("kernel" for the kernel's own).
+PUBLISHER = "test"
 # Jobs ``run_queued`` takes in one go: everything waiting in a test's queue.
 RUN_QUEUED_LIMIT = 1000
 
@@ -462,14 +464,25 @@ class PluginHarness:
         return self._run(self._deliver(delivery, job))
 
     def publish(
-        self, topic: str, payload: dict[str, Any] | None = None, *, principal: str | None = None
+        self,
+        topic: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        principal: str | None = None,
+        source: str = PUBLISHER,
+        id: str | None = None,
     ) -> list[JobOutcome]:
-        """Deliver an event to each of the plugin's ``[[subscribe]]`` handlers whose topic matches (none: [])."""
+        """Deliver an event to each of the plugin's ``[[subscribe]]`` handlers whose topic matches (none: []).
+
+        The handler gets the event object the bus makes: ``{"id", "topic", "source", "time", "payload",
+        "principal"}``; ``principal`` is the user the event is about (None: none), ``source`` who emitted it,
+        ``id`` the event's id (default: a fresh one; give the same twice to test a redelivery).
+        """
         now = time.time()
         event = {
-            "id": uuid.uuid4().hex,
+            "id": id or uuid.uuid4().hex,
             "topic": topic,
-            "source": KERNEL_OWNER,
+            "source": source,
             "time": now,
             "payload": payload or {},
             "principal": principal,
