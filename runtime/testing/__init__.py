@@ -15,6 +15,7 @@ from arcana.testing.harness import (
     PluginHarness,
     Response,
     StoreView,
+    harness_factory,
     plugin_file,
 )
 from arcana.testing.recording import EmittedEvent, EnqueuedJob, LogRecord
@@ -31,5 +32,6 @@ __all__ = [
     "PluginHarness",
     "Response",
     "StoreView",
+    "harness_factory",
     "plugin_file",
 ]

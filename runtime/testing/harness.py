@@ -25,7 +25,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -595,6 +596,23 @@ class PluginHarness:
 HarnessFactory = Callable[..., PluginHarness]
 
 
+@contextmanager
+def harness_factory() -> Iterator[HarnessFactory]:
+    """A maker of harnesses that closes every one it made on the way out (the ``arcana_plugin`` fixture)."""
+    made: list[PluginHarness] = []
+
+    def make(path: str | Path, grants: Sequence[str] | None = None, **options: Any) -> PluginHarness:
+        harness = PluginHarness(path, grants, **options)
+        made.append(harness)
+        return harness
+
+    try:
+        yield make
+    finally:
+        for harness in reversed(made):
+            harness.close()
+
+
 async def _close(host: InProcessHost) -> None:
     host.close()  # on the loop: the kernel cancels its tasks there
 
@@ -619,5 +637,6 @@ __all__ = [
     "PluginHarness",
     "Response",
     "StoreView",
+    "harness_factory",
     "plugin_file",
 ]
