@@ -360,3 +360,23 @@ def test_the_factory_closes_every_harness_it_made() -> None:
 
 def test_the_pytest_plugin_is_registered_by_its_entry_point(pytestconfig: pytest.Config) -> None:
     assert pytestconfig.pluginmanager.hasplugin("arcana")
+
+
+def test_closing_in_any_order_gives_the_plugin_logger_its_level_back() -> None:
+    plugin_logger = logging.getLogger("arcana.plugin")
+    level = plugin_logger.level
+    first, second = PluginHarness(HELLO), PluginHarness(HELLO)
+    assert plugin_logger.isEnabledFor(logging.DEBUG)
+    first.close()
+    assert plugin_logger.isEnabledFor(logging.DEBUG)  # the second still records every level
+    second.close()
+    assert plugin_logger.level == level
+
+
+def test_the_docs_name_every_helper() -> None:
+    import arcana.testing
+
+    text = (ROOT / "docs" / "testing.md").read_text()
+    helpers = [name for name in dir(PluginHarness) if not name.startswith("_")]
+    missing = [n for n in [*arcana.testing.__all__, *helpers] if n not in text]
+    assert missing == []
