@@ -299,8 +299,7 @@ class PluginHarness:
     @property
     def kernel(self) -> Kernel:
         """The in-process ``arcana.kernel.Kernel`` (for what the helpers do not cover)."""
-        assert self._host is not None
-        return self._host.kernel
+        return self._live.kernel
 
     @property
     def plugin(self) -> str:
@@ -314,9 +313,8 @@ class PluginHarness:
 
     def close(self) -> None:
         """Stop the kernel and remove the temporary folder and database; a second call does nothing."""
-        if self._logs is not None:
+        if self._logs is not None:  # detached, its lines kept: ``logs`` still reads them after close
             self._logs.detach()
-            self._logs = None
         if self._store is not None:
             self._store.close()
             self._store = None
