@@ -16,19 +16,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from arcana.testing.harness import (
-        GrpcReply,
-        HarnessFactory,
-        JobOutcome,
-        KvView,
-        NoHandler,
-        PluginHarness,
-        Response,
-        StoreView,
-        harness_factory,
-        plugin_file,
-    )
+    from arcana.testing.answers import GrpcReply, JobOutcome, Response
+    from arcana.testing.build import plugin_file
+    from arcana.testing.harness import HarnessFactory, NoHandler, PluginHarness, harness_factory
     from arcana.testing.recording import EmittedEvent, EnqueuedJob, LogRecord
+    from arcana.testing.store import KvView, StoreView
 
 __all__ = [
     "EmittedEvent",
@@ -46,11 +38,18 @@ __all__ = [
     "plugin_file",
 ]
 
-_RECORDS = {"EmittedEvent", "EnqueuedJob", "LogRecord"}
+# Each name's module, as imported above for the type checker.
+_HOMES = {
+    **dict.fromkeys(("GrpcReply", "JobOutcome", "Response"), "arcana.testing.answers"),
+    "plugin_file": "arcana.testing.build",
+    **dict.fromkeys(("HarnessFactory", "NoHandler", "PluginHarness", "harness_factory"), "arcana.testing.harness"),
+    **dict.fromkeys(("EmittedEvent", "EnqueuedJob", "LogRecord"), "arcana.testing.recording"),
+    **dict.fromkeys(("KvView", "StoreView"), "arcana.testing.store"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name not in __all__:
+    home = _HOMES.get(name)
+    if home is None:
         raise AttributeError(f"module 'arcana.testing' has no attribute {name!r}")
-    home = "arcana.testing.recording" if name in _RECORDS else "arcana.testing.harness"
     return getattr(importlib.import_module(home), name)

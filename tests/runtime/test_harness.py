@@ -380,3 +380,11 @@ def test_the_docs_name_every_helper() -> None:
     helpers = [name for name in dir(PluginHarness) if not name.startswith("_")]
     missing = [n for n in [*arcana.testing.__all__, *helpers] if n not in text]
     assert missing == []
+
+
+def test_every_exported_name_imports_from_the_package() -> None:
+    import arcana.testing
+
+    assert all(getattr(arcana.testing, name) is not None for name in arcana.testing.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        arcana.testing.Nope  # noqa: B018
