@@ -58,16 +58,25 @@ def test_a_new_plugin_builds_passes_its_own_tests_and_serves_over_http(
     assert not authors.resolve().is_relative_to(ROOT), "the plugin must live outside the checkout"
     name = f"{language}-greeter"
 
-    started = time.monotonic()
-    _run([str(ARCANA), "plugin", "new", name, "--lang", language, "--dir", str(authors)], cwd=authors)
     folder = authors / name
-    _run([str(ARCANA), "plugin", "build", "."], cwd=folder)
-    tested = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=folder)
-    elapsed = time.monotonic() - started
+    steps = {
+        "new": ([str(ARCANA), "plugin", "new", name, "--lang", language, "--dir", str(authors)], authors),
+        "build": ([str(ARCANA), "plugin", "build", "."], folder),
+        "test": ([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], folder),
+    }
+    took: dict[str, float] = {}
+    for step, (cmd, cwd) in steps.items():
+        started = time.monotonic()
+        tested = _run(cmd, cwd)
+        took[step] = time.monotonic() - started
 
-    assert "3 passed" in tested.stdout, tested.stdout
+    assert "4 passed" in tested.stdout, tested.stdout
     wasm = folder / f"{name}.wasm"
-    print(f"\nscaffold {language}: plugin new -> passing test {elapsed:.1f} s, {name}.wasm {wasm.stat().st_size} bytes")
+    parts = ", ".join(f"{step} {s:.1f} s" for step, s in took.items())
+    print(
+        f"\nscaffold {language}: plugin new -> passing test {sum(took.values()):.1f} s ({parts}), "
+        f"{name}.wasm {wasm.stat().st_size} bytes"
+    )
 
     plugins = tmp_path / "plugins"
     plugins.mkdir()
