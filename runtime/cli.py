@@ -187,11 +187,26 @@ def _parser() -> argparse.ArgumentParser:
     sdk = _command(
         plugin,
         "sdk",
-        "print the folder of a guest SDK",
+        "print the folder of a guest SDK, or pack the AssemblyScript one for npm",
         "Print where this installation keeps a guest SDK's sources, e.g. for an AssemblyScript\n"
-        'plugin\'s package.json: "@arcana/sdk": "file:<that folder>".',
+        'plugin\'s package.json: "@arcana/sdk": "file:<that folder>".\n'
+        "With --pack DIR (assemblyscript only): write DIR/arcana-sdk-<version>.tgz, the SDK as an npm\n"
+        "package (the same bytes on every run), for `npm install ./arcana-sdk-<version>.tgz`.",
     )
     sdk.add_argument("language", choices=("zig", "c", "assemblyscript"))
+    sdk.add_argument("--pack", type=Path, metavar="DIR", help="write the npm tarball of the SDK into DIR")
+    new = _command(
+        plugin,
+        "new",
+        "lay out a new plugin folder that builds and passes its tests",
+        "Write PARENT/NAME/ (default PARENT: the current folder): plugin.toml, the source of one route\n"
+        "GET /api/v1/NAME/hello/{who}, tests/test_NAME.py, README.md and .gitignore; AssemblyScript also\n"
+        "gets vendor/arcana-sdk-<version>.tgz. Then:\n\n"
+        "  cd NAME && arcana plugin build . && python -m pytest",
+    )
+    new.add_argument("name", help="the plugin's name: lowercase letters, digits, '-' and '_', starting with a letter")
+    new.add_argument("--lang", required=True, choices=("assemblyscript", "zig", "c"), help="the guest language")
+    new.add_argument("--dir", type=Path, default=Path("."), metavar="PARENT", help="where to create NAME/")
 
     dev = _command(
         commands,
@@ -321,10 +336,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.plugin_command == "call":
         return _call_plugin(args)
     if args.plugin_command == "sdk":
-        from arcana_sdk.sources import guest_sdk_dir
-
-        print(guest_sdk_dir(args.language))
-        return ExitCode.OK
+        return _guest_sdk(args.language, args.pack)
+    if args.plugin_command == "new":
+        return _new_plugin(args.name, args.lang, args.dir)
     return _build_plugin(args.dir, args.output)
 
 
@@ -352,6 +366,45 @@ def _build_plugin(src: Path, output: Path | None) -> int:
         print(f"build failed: {exc}", file=sys.stderr)
         return ExitCode.FAILED
     print(f"built {out}")
+    return ExitCode.OK
+
+
+def _guest_sdk(language: str, pack: Path | None) -> int:
+    from arcana_sdk.sources import guest_sdk_dir
+
+    if pack is None:
+        print(guest_sdk_dir(language))
+        return ExitCode.OK
+    if language != "assemblyscript":
+        return _fail(
+            f"only the AssemblyScript SDK is packed for npm, not {language}; "
+            f"use the folder `arcana plugin sdk {language}` prints",
+            ExitCode.CONFIG,
+        )
+    from arcana_sdk.npm_pack import pack_guest_sdk
+
+    try:
+        tarball = pack_guest_sdk(pack)
+    except OSError as exc:
+        return _fail(
+            f"cannot write {exc.filename or pack}: {exc.strerror}; choose a folder you can write to", ExitCode.FAILED
+        )
+    print(tarball)
+    return ExitCode.OK
+
+
+def _new_plugin(name: str, language: str, parent: Path) -> int:
+    from arcana_sdk.scaffold import ScaffoldError, ScaffoldWriteError, new_plugin
+
+    try:
+        folder = new_plugin(name, language, parent)
+    except ScaffoldWriteError as exc:
+        return _fail(str(exc), ExitCode.FAILED)
+    except ScaffoldError as exc:
+        return _fail(str(exc), ExitCode.CONFIG)
+    written = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    print(f"created {folder} ({language}): {', '.join(written)}")
+    print(f"next: cd {folder} && arcana plugin build . && python -m pytest")
     return ExitCode.OK
 
 
