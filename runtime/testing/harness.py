@@ -18,30 +18,29 @@ own dispatch (``arcana.queue.dispatch``), as its worker delivers them.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import json as jsonlib
-import shutil
-import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from arcana.config import ArcanaConfig
 from arcana.database import Database
-from arcana.errors import ArcanaError, NotFound
+from arcana.errors import ArcanaError
 from arcana.kernel import Kernel
 from arcana.manifest import Manifest
 from arcana.queue import policy
 from arcana.queue.dispatch import Delivery, deliver, route
 from arcana.queue.subscriptions import SubscriptionTable
-from arcana.queue.types import KERNEL_OWNER, Job, JobState, Priority
+from arcana.queue.types import Job, JobState, Priority
 from arcana.queue.worker import describe
 from arcana.registry import LoadedPlugin
+from arcana.testing.answers import GrpcReply, JobOutcome, Response
+from arcana.testing.build import plugin_file
 from arcana.testing.host import Answer, InProcessHost, grpc_target, http_target
+from arcana.testing.loop import LoopThread
 from arcana.testing.recording import (
     EmittedEvent,
     EnqueuedJob,
@@ -50,197 +49,21 @@ from arcana.testing.recording import (
     LogRecorder,
     RecordingQueueBackend,
 )
+from arcana.testing.store import KvView, StoreView
 from arcana.types import CallContext
 from arcana_host.store.capability import Scope, StoreCapability
 
 T = TypeVar("T")
 # Who claims the queued jobs ``run_queued`` runs (the backend records a lease's holder).
 WORKER = "arcana-testing"
+# The source of an event ``publish`` delivers, unless the test names one ("kernel" for the kernel's own).
+PUBLISHER = "test"
 # Jobs ``run_queued`` takes in one go: everything waiting in a test's queue.
 RUN_QUEUED_LIMIT = 1000
 
 
 class NoHandler(LookupError):
     """``run_job`` named a job type the plugin declares no ``[[job]]`` for."""
-
-
-# ---------------------------------------------------------------- answers
-
-
-@dataclass(frozen=True)
-class Response:
-    """An HTTP answer as a client sees it."""
-
-    status: int
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", errors="replace")
-
-    def json(self) -> Any:
-        return jsonlib.loads(self.body)
-
-    @property
-    def error_code(self) -> str | None:
-        """The error model's ``code`` (e.g. "NOT_FOUND") of a 4xx/5xx answer; None otherwise."""
-        if self.status < 400:
-            return None
-        try:
-            data = jsonlib.loads(self.body)
-        except ValueError:
-            return None
-        code = data.get("code") if isinstance(data, dict) else None
-        return code if isinstance(code, str) else None
-
-    @property
-    def request_id(self) -> str:
-        return self.headers.get("x-request-id", "")
-
-
-@dataclass(frozen=True)
-class GrpcReply:
-    """A gRPC answer: the status name, the reply message (proto3 JSON), or the error model's body."""
-
-    code: str  # "OK", "NOT_FOUND", "UNAUTHENTICATED", ...
-    message: dict[str, Any]  # {} unless OK
-    error: dict[str, Any] | None  # {"code", "message", "request_id"} unless OK
-
-    @property
-    def ok(self) -> bool:
-        return self.code == "OK"
-
-
-@dataclass(frozen=True)
-class JobOutcome:
-    """What a job or event handler did: ``ok`` with the job's ``result`` (None for an event), or its ``error``."""
-
-    ok: bool
-    result: Any = None
-    error: dict[str, Any] | None = None  # {"code", "message"} in the public error model
-    type: str = ""  # the job type, or the event topic
-    handler: str = ""  # the plugin's handler that ran it ("" when none did)
-
-    @property
-    def error_code(self) -> str | None:
-        return None if self.error is None else str(self.error.get("code"))
-
-
-# ---------------------------------------------------------------- the store
-
-
-class StoreView:
-    """The plugin's documents, through the store capability's own host functions (checks and all)."""
-
-    def __init__(self, harness: PluginHarness) -> None:
-        self._h = harness
-
-    def put(self, collection: str, id: str | None, doc: dict[str, Any]) -> dict[str, Any]:
-        """Create or replace a document (``id`` None: a new id); the document as the plugin would read it."""
-        req: dict[str, Any] = {"collection": collection, "doc": doc}
-        if id is not None:
-            req["id"] = id
-        return dict(self._h._store_call("store_put", req)["doc"])
-
-    def get(self, collection: str, id: str) -> dict[str, Any] | None:
-        """The document (its body plus id, version, created_at, updated_at), or None when there is none."""
-        try:
-            return dict(self._h._store_call("store_get", {"collection": collection, "id": id})["doc"])
-        except NotFound:
-            return None
-
-    def delete(self, collection: str, id: str) -> bool:
-        """Remove a document; whether there was one."""
-        try:
-            self._h._store_call("store_delete", {"collection": collection, "id": id})
-        except NotFound:
-            return False
-        return True
-
-    def query(self, collection: str, filter: dict[str, Any] | None = None, **page: Any) -> list[dict[str, Any]]:
-        """Documents matching ``filter`` (the plugin's filter syntax); ``sort=``, ``order=``, ``page=``, ``size=``
-        as ``store_query`` takes them (one page: 20 by default, at most the configured maximum).
-        """
-        req: dict[str, Any] = {"collection": collection, **page}
-        if filter is not None:
-            req["filter"] = filter
-        return [dict(d) for d in self._h._store_call("store_query", req)["items"]]
-
-
-class KvView:
-    """The plugin's key-value entries, through the store capability's own host functions."""
-
-    def __init__(self, harness: PluginHarness) -> None:
-        self._h = harness
-
-    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        req: dict[str, Any] = {"key": key, "value": value}
-        if ttl is not None:
-            req["ttl"] = ttl
-        self._h._store_call("kv_set", req)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """The value, or ``default`` when the key is not set (or expired)."""
-        entry = self._h._store_call("kv_get", {"key": key})
-        return entry["value"] if entry["found"] else default
-
-    def delete(self, key: str) -> bool:
-        return bool(self._h._store_call("kv_delete", {"key": key})["deleted"])
-
-    def incr(self, key: str, by: int = 1) -> int:
-        return int(self._h._store_call("kv_incr", {"key": key, "by": by})["value"])
-
-
-# ---------------------------------------------------------------- building folders
-
-
-_built: dict[Path, Path] = {}
-_built_lock = threading.Lock()
-
-
-def plugin_file(path: str | Path) -> Path:
-    """A built module for ``path``: the file itself, or a plugin source folder built once per process."""
-    path = Path(path).resolve()
-    if not path.is_dir():
-        if not path.is_file():
-            raise FileNotFoundError(f"no plugin file or folder at {path}")
-        return path
-    with _built_lock:
-        if path not in _built:
-            from arcana_sdk.build import build_plugin  # the guest toolchains: only when a folder is given
-
-            out = Path(tempfile.mkdtemp(prefix="arcana-testing-build-"))
-            atexit.register(shutil.rmtree, out, True)
-            _built[path] = build_plugin(path, out / f"{path.name}.wasm")
-        return _built[path]
-
-
-# ---------------------------------------------------------------- the harness
-
-
-class _Loop:
-    """An event loop in a daemon thread: the harness's coroutines run there, callers wait for them."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="arcana-testing-loop", daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-    def close(self) -> None:
-        async def _cancel_rest() -> None:
-            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in rest:
-                task.cancel()
-            await asyncio.gather(*rest, return_exceptions=True)
-
-        self.run(_cancel_rest())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
-        self.loop.close()
 
 
 class PluginHarness:
@@ -262,7 +85,7 @@ class PluginHarness:
         db: str | Path | None = None,
     ) -> None:
         file = plugin_file(path)
-        self._loop = _Loop()
+        self._loop = LoopThread()
         self._host: InProcessHost | None = None
         self._database: Database | None = None
         self._store: StoreCapability | None = None
@@ -282,8 +105,8 @@ class PluginHarness:
         self.kernel.bus.subscribe(self._events)
         self._logs = LogRecorder(name)
         self._logs.attach()
-        self.store = StoreView(self)
-        self.kv = KvView(self)
+        self.store = StoreView(self._store_call)
+        self.kv = KvView(self._store_call)
 
     @staticmethod
     async def _open(host: InProcessHost) -> LoadedPlugin:
@@ -296,8 +119,7 @@ class PluginHarness:
     @property
     def kernel(self) -> Kernel:
         """The in-process ``arcana.kernel.Kernel`` (for what the helpers do not cover)."""
-        assert self._host is not None
-        return self._host.kernel
+        return self._live.kernel
 
     @property
     def plugin(self) -> str:
@@ -311,9 +133,8 @@ class PluginHarness:
 
     def close(self) -> None:
         """Stop the kernel and remove the temporary folder and database; a second call does nothing."""
-        if self._logs is not None:
+        if self._logs is not None:  # detached, its lines kept: ``logs`` still reads them after close
             self._logs.detach()
-            self._logs = None
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -462,14 +283,25 @@ class PluginHarness:
         return self._run(self._deliver(delivery, job))
 
     def publish(
-        self, topic: str, payload: dict[str, Any] | None = None, *, principal: str | None = None
+        self,
+        topic: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        principal: str | None = None,
+        source: str = PUBLISHER,
+        id: str | None = None,
     ) -> list[JobOutcome]:
-        """Deliver an event to each of the plugin's ``[[subscribe]]`` handlers whose topic matches (none: [])."""
+        """Deliver an event to each of the plugin's ``[[subscribe]]`` handlers whose topic matches (none: []).
+
+        The handler gets the event object the bus makes: ``{"id", "topic", "source", "time", "payload",
+        "principal"}``; ``principal`` is the user the event is about (None: none), ``source`` who emitted it,
+        ``id`` the event's id (default: a fresh one; give the same twice to test a redelivery).
+        """
         now = time.time()
         event = {
-            "id": uuid.uuid4().hex,
+            "id": id or uuid.uuid4().hex,
             "topic": topic,
-            "source": KERNEL_OWNER,
+            "source": source,
             "time": now,
             "payload": payload or {},
             "principal": principal,
@@ -582,6 +414,23 @@ class PluginHarness:
 HarnessFactory = Callable[..., PluginHarness]
 
 
+@contextmanager
+def harness_factory() -> Iterator[HarnessFactory]:
+    """A maker of harnesses that closes every one it made on the way out (the ``arcana_plugin`` fixture)."""
+    made: list[PluginHarness] = []
+
+    def make(path: str | Path, grants: Sequence[str] | None = None, **options: Any) -> PluginHarness:
+        harness = PluginHarness(path, grants, **options)
+        made.append(harness)
+        return harness
+
+    try:
+        yield make
+    finally:
+        for harness in reversed(made):
+            harness.close()
+
+
 async def _close(host: InProcessHost) -> None:
     host.close()  # on the loop: the kernel cancels its tasks there
 
@@ -594,17 +443,4 @@ def _is_json(data: bytes) -> bool:
     return True
 
 
-__all__ = [
-    "EmittedEvent",
-    "EnqueuedJob",
-    "GrpcReply",
-    "HarnessFactory",
-    "JobOutcome",
-    "KvView",
-    "LogRecord",
-    "NoHandler",
-    "PluginHarness",
-    "Response",
-    "StoreView",
-    "plugin_file",
-]
+__all__ = ["HarnessFactory", "NoHandler", "PluginHarness", "harness_factory"]

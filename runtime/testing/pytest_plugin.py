@@ -12,30 +12,19 @@ first use, so a pytest session that never asks for the fixture loads no kernel.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
-    from arcana.testing.harness import HarnessFactory, PluginHarness
+    from arcana.testing.harness import HarnessFactory
 
 
 @pytest.fixture
 def arcana_plugin() -> Iterator[HarnessFactory]:
-    """``arcana_plugin(path, grants=None, **options)`` -> a ``PluginHarness``, closed after the test."""
-    from arcana.testing.harness import PluginHarness
+    """``arcana_plugin(path, grants=None, *, config=None, db=None)`` -> a ``PluginHarness``, closed after the test."""
+    from arcana.testing.harness import harness_factory
 
-    made: list[PluginHarness] = []
-
-    def make(path: str | Path, grants: Sequence[str] | None = None, **options: Any) -> PluginHarness:
-        harness = PluginHarness(path, grants, **options)
-        made.append(harness)
-        return harness
-
-    try:
+    with harness_factory() as make:
         yield make
-    finally:
-        for harness in reversed(made):
-            harness.close()

@@ -191,25 +191,40 @@ class LogRecorder(logging.Handler):
     Lines are told apart by plugin name: two harnesses of the same plugin open at once see each other's lines.
     """
 
+    # The logger's own level while no recorder is attached; recorders attach and detach in any order.
+    _attached = 0
+    _saved_level = logging.NOTSET
+    _class_lock = threading.Lock()
+
     def __init__(self, plugin: str) -> None:
         super().__init__(logging.DEBUG)
         self.plugin = plugin
         self._records: list[LogRecord] = []
         self._logger = logging.getLogger(PLUGIN_LOGGER)
-        self._level: int | None = None
+        self._is_attached = False
 
     def attach(self) -> None:
-        # Debug lines are dropped before any handler unless the logger lets them through.
-        self._level = self._logger.level
-        if not self._logger.isEnabledFor(logging.DEBUG):
-            self._logger.setLevel(logging.DEBUG)
-        self._logger.addHandler(self)
+        with LogRecorder._class_lock:
+            if self._is_attached:
+                return
+            if LogRecorder._attached == 0:
+                # Debug lines are dropped before any handler unless the logger lets them through.
+                LogRecorder._saved_level = self._logger.level
+                if not self._logger.isEnabledFor(logging.DEBUG):
+                    self._logger.setLevel(logging.DEBUG)
+            LogRecorder._attached += 1
+            self._is_attached = True
+            self._logger.addHandler(self)
 
     def detach(self) -> None:
-        self._logger.removeHandler(self)
-        if self._level is not None:
-            self._logger.setLevel(self._level)
-            self._level = None
+        with LogRecorder._class_lock:
+            if not self._is_attached:
+                return
+            self._logger.removeHandler(self)
+            self._is_attached = False
+            LogRecorder._attached -= 1
+            if LogRecorder._attached == 0:
+                self._logger.setLevel(LogRecorder._saved_level)
 
     def emit(self, record: logging.LogRecord) -> None:
         if getattr(record, "plugin", None) != self.plugin:
