@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import extism
@@ -18,6 +18,7 @@ from extism.extism import CompiledPlugin, _ExtismFunctionMetadata
 from extism_sys import ffi as _ffi
 from extism_sys import lib as _lib
 
+from arcana import jsonio
 from arcana.engine import ModuleInfo
 from arcana.engine.inspect import ModuleInspector
 from arcana.errors import GuestFault, ModuleRejected
@@ -81,12 +82,30 @@ class ExtismInstance:
     def __init__(self, plugin: extism.Plugin) -> None:
         self._plugin = plugin
         self._cancel = plugin.cancel_handle()
+        # The per-call keys the last call was given: the next call removes those it is not given itself.
+        self._call_keys: frozenset[str] = frozenset()
 
     def call(self, handler: str, data: bytes, context: CallContext) -> bytes:
+        if context.call_config is not None or self._call_keys:
+            self._set_call_config(context.call_config or {})
         try:
             return bytes(self._plugin.call(handler, data, parse=None, host_context=context))
         except extism.Error as exc:
             raise _fault(exc) from exc
+
+    def _set_call_config(self, values: dict[str, str]) -> None:
+        """Make ``values`` this call's config keys on the live instance, and the last call's others gone.
+
+        ``extism_plugin_config`` merges into the instance's config (a null removes a key), which
+        config_get reads on each lookup; the Python SDK sets it only when a plugin is made. About
+        3 us for a dozen keys, JSON included (bench figure in docs/envelopes.md).
+        """
+        update: dict[str, str | None] = dict.fromkeys(self._call_keys - values.keys())
+        update.update(values)
+        data = jsonio.encode(update)
+        if not _lib.extism_plugin_config(self._plugin.plugin, data, len(data)):
+            raise GuestFault("trap", "the call's config could not be set on the instance")
+        self._call_keys = frozenset(values)
 
     def cancel(self) -> None:
         self._cancel.cancel()
@@ -119,13 +138,21 @@ class ExtismEngine:
         return self._inspector.inspect(wasm)
 
     def compile(
-        self, wasm: bytes, functions: Sequence[LinkedFunction], *, memory_mb: int, timeout_ms: int
+        self,
+        wasm: bytes,
+        functions: Sequence[LinkedFunction],
+        *,
+        memory_mb: int,
+        timeout_ms: int,
+        config: Mapping[str, str] | None = None,
     ) -> ExtismCompiled:
-        manifest = {
+        manifest: dict[str, Any] = {
             "wasm": [{"data": bytes(wasm)}],
             "memory": {"max_pages": max(1, memory_mb * 1024 * 1024 // WASM_PAGE)},
             "timeout_ms": timeout_ms,
         }
+        if config:  # Extism's own plugin config: the guest's config_get (Config.get in a PDK) reads it
+            manifest["config"] = dict(config)
         return _compile(manifest, [_link(f) for f in functions])
 
 
