@@ -4,9 +4,10 @@ A raw handler gets only the body bytes as input, the shape a plain Extism
 PDK expects; everything else about the request (method, path parameters,
 query, the caller) it reads with Extism's own ``config_get``, under keys
 that start with ``arcana.``, set on the instance for that one call
-(``CallContext.call_config``; docs/envelopes.md lists them). Absent means
-absent: a key never holds a stand-in value, so a handler can tell "not
-given" from "given empty".
+(``CallContext.call_config``; docs/envelopes.md lists them). A key that
+does not apply is not set; an empty value reads as absent too (the Extism
+kernel answers ``config_get`` with offset 0 for it), which is why the
+whole query also travels as JSON (``?flag`` against no flag).
 """
 
 from __future__ import annotations
