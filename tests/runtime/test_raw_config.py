@@ -153,6 +153,8 @@ def test_one_instance_called_twice_drops_the_keys_the_second_call_is_not_given(r
     assert parse(instance.call("probe", keys, first)) == {"arcana.a": "1", "arcana.b": "2", "greeting": "hey"}
     second = CallContext("rawconfig", "1.0.0", call_config={"arcana.b": "3"})
     assert parse(instance.call("probe", keys, second)) == {"arcana.a": None, "arcana.b": "3", "greeting": "hey"}
+    again = CallContext("rawconfig", "1.0.0", call_config={"arcana.b": "3"})  # nothing changed: nothing is sent
+    assert parse(instance.call("probe", keys, again)) == {"arcana.a": None, "arcana.b": "3", "greeting": "hey"}
     envelope_call = CallContext("rawconfig", "1.0.0")  # no call config at all: nothing of the last call's stays
     assert parse(instance.call("probe", keys, envelope_call)) == {"arcana.a": None, "arcana.b": None, "greeting": "hey"}
 
