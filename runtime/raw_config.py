@@ -17,8 +17,6 @@ from typing import Any
 from arcana import jsonio
 from arcana.envelopes import HttpRequest
 
-PREFIX = "arcana."
-
 
 def http_call_config(
     req: HttpRequest, route: str, params: dict[str, str], principal: dict[str, Any] | None, traceparent: str

@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import extism
+import msgspec
 from extism.extism import CompiledPlugin, _ExtismFunctionMetadata
 from extism_sys import ffi as _ffi
 from extism_sys import lib as _lib
 
-from arcana import jsonio
 from arcana.engine import ModuleInfo
 from arcana.engine.inspect import ModuleInspector
 from arcana.errors import GuestFault, ModuleRejected
@@ -65,6 +65,11 @@ def _link(fn: LinkedFunction) -> extism.Function:
     return extism.Function(HOST_NAMESPACE, fn.name, [extism.ValType.I64], [extism.ValType.I64], _dispatch, fn)
 
 
+def _utf8(text: str) -> str:
+    """``text`` with what UTF-8 cannot hold (lone surrogates) replaced by '?'."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _fault(exc: extism.Error) -> GuestFault:
     text = str(exc)
     if text == "timeout":
@@ -108,7 +113,10 @@ class ExtismInstance:
                 update[key] = value
         if not update:
             return
-        data = jsonio.encode(update)
+        try:
+            data = msgspec.json.encode(update)
+        except UnicodeEncodeError:  # a lone surrogate: Extism's JSON parser would refuse its \ud800 escape
+            data = msgspec.json.encode({_utf8(k): None if v is None else _utf8(v) for k, v in update.items()})
         if not _lib.extism_plugin_config(self._plugin.plugin, data, len(data)):
             raise GuestFault("trap", "the call's config could not be set on the instance")
         self._call_config = dict(values)

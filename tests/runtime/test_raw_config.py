@@ -159,13 +159,22 @@ def test_one_instance_called_twice_drops_the_keys_the_second_call_is_not_given(r
     assert parse(instance.call("probe", keys, envelope_call)) == {"arcana.a": None, "arcana.b": None, "greeting": "hey"}
 
 
+def test_a_value_utf8_cannot_hold_reaches_the_guest_replaced_not_as_a_failed_call(rawconfig_wasm: Path) -> None:
+    instance = ExtismEngine().compile(rawconfig_wasm.read_bytes(), [], memory_mb=16, timeout_ms=1000).instantiate()
+    context = CallContext("rawconfig", "1.0.0", call_config={"arcana.param.id": "a\ud800b"})
+    assert parse(instance.call("probe", b"arcana.param.id\n", context)) == {"arcana.param.id": "a?b"}
+    later = CallContext("rawconfig", "1.0.0", call_config={})  # and it is removed like any other
+    assert parse(instance.call("probe", b"arcana.param.id\n", later)) == {"arcana.param.id": None}
+
+
 def test_calls_that_run_inline_read_their_own_request_too(real_kernels: Kernels, rawconfig_wasm: Path) -> None:
-    kernel = serving(real_kernels, rawconfig_wasm, EXECUTOR__INLINE_AFTER_CALLS="2", EXECUTOR__INLINE_MAX_MS="50")
+    settings = {"EXECUTOR__INLINE_AFTER_CALLS": "2", "EXECUTOR__INLINE_MAX_MS": "50"}
+    kernel = serving(real_kernels, rawconfig_wasm, PLUGIN_CONFIG__RAWCONFIG__COLOUR="red", **settings)
     pool = kernel.registry.snapshot.plugins["rawconfig"].pool
     for n in range(12):
         query = {"n": [str(n)]} if n % 2 else {}
-        read = ask(kernel, ["arcana.param.id", "arcana.query.n"], f"/api/v1/test/rawconfig/{n}", query)
-        assert read == {"arcana.param.id": str(n), "arcana.query.n": str(n) if n % 2 else None}, n
+        read = ask(kernel, ["arcana.param.id", "arcana.query.n", "colour"], f"/api/v1/test/rawconfig/{n}", query)
+        assert read == {"arcana.param.id": str(n), "arcana.query.n": str(n) if n % 2 else None, "colour": "red"}, n
     assert pool.inline_handlers() == ["probe"]  # the later calls went by the inline twin's instance
 
 
