@@ -73,7 +73,7 @@ def ask(
 
 def parse(body: bytes) -> dict[str, str | None]:
     read: dict[str, str | None] = {}
-    for line in body.decode().splitlines():
+    for line in body.decode(errors="replace").splitlines():
         key, eq, value = line.partition("=")
         read[key.removesuffix("!")] = value if eq else None
     return read
@@ -176,6 +176,46 @@ def test_calls_that_run_inline_read_their_own_request_too(real_kernels: Kernels,
         read = ask(kernel, ["arcana.param.id", "arcana.query.n", "colour"], f"/api/v1/test/rawconfig/{n}", query)
         assert read == {"arcana.param.id": str(n), "arcana.query.n": str(n) if n % 2 else None, "colour": "red"}, n
     assert pool.inline_handlers() == ["probe"]  # the later calls went by the inline twin's instance
+
+
+RAW_GRPC = """[plugin]
+name = "rawgrpc"
+version = "1.0.0"
+
+[config]
+greeting = "hello"
+
+[[grpc]]
+method = "fake.v1.Greeter/Count"
+handler = "probe"
+abi = "raw"
+"""
+
+
+def test_a_raw_grpc_method_reads_its_method_metadata_and_caller(real_kernels: Kernels, rawconfig_wasm: Path) -> None:
+    wasm = install(rawconfig_wasm, real_kernels.plugins, "rawgrpc")
+    wasm.with_suffix(".toml").write_text(RAW_GRPC)
+    wasm.with_suffix(".pb").write_bytes(greeter_descriptors())
+    kernel = real_kernels()
+    asyncio.run(kernel.load_all())
+    assert kernel.plugins_view().failures == ()
+    target = kernel.core.rpc_target("/fake.v1.Greeter/Count")
+    assert target is not None
+    keys = ["arcana.kind", "arcana.method", "arcana.request_id", "arcana.metadata.x-tenant", "arcana.principal.sub"]
+    # The module reads its input as lines of keys; as a fake.v1.Named message that is field 1 (tag byte
+    # "\n") holding the keys, so the lines are the tag, the length byte, then the keys.
+    message = target.method.input_type(name="\n" + "\n".join([*keys, "greeting"]) + "\n").SerializeToString()
+    authorization = f"Bearer {mint('u-grpc', ['user'])}"
+    call = kernel.core.call_grpc(target, message, {"x-tenant": "t1"}, "rid-g1", authorization)
+    read = parse(asyncio.run(call))
+    assert {key: read[key] for key in [*keys, "greeting"]} == {
+        "arcana.kind": "grpc",
+        "arcana.method": "fake.v1.Greeter/Count",
+        "arcana.request_id": "rid-g1",
+        "arcana.metadata.x-tenant": "t1",
+        "arcana.principal.sub": "u-grpc",
+        "greeting": "hello",
+    }
 
 
 def test_the_operators_plugin_config_overrides_the_manifests_defaults(
