@@ -6,7 +6,12 @@
  * `(i64 offset of a JSON request block) -> i64 offset of a JSON reply block`.
  * arcana_contract.h (generated from the kernel's tables, included below)
  * declares every host function as arcana_host_<name> and every error code as
- * ARCANA_ERR_<CODE>.
+ * ARCANA_ERR_<CODE>. Below: input and output helpers, a typed binding of every
+ * host function (arcana_log, arcana_auth_*, arcana_store_*, arcana_kv_*,
+ * arcana_queue_*, arcana_event_emit, arcana_http_fetch; their return convention
+ * is stated before arcana_log), envelope readers (arcana_param,
+ * arcana_body_json, ...) and a router (arcana_route) for one export serving
+ * several [[route]]s.
  *
  *   #include "arcana.h"
  *
@@ -202,6 +207,18 @@ static inline uint64_t arcana_host_call_parts(ArcanaHostFn fn, const ArcanaPart 
     return len;
 }
 
+/* Set the output to `parts` joined (strings escaped as in arcana_host_call_parts); returns 0:
+ *   ArcanaPart out[] = {{"{\"status\":200,\"body\":{\"id\":", ARCANA_RAW}, {id, ARCANA_STR}, {"}}", ARCANA_RAW}};
+ *   return arcana_output_parts(out, 3); */
+static inline int32_t arcana_output_parts(const ArcanaPart *parts, int n_parts) {
+    uint64_t total = 0;
+    for (int i = 0; i < n_parts; i++) total += arcana_put_part(0, total, parts[i]);
+    ArcanaOffset block = extism_alloc(total);
+    for (uint64_t i = 0, at = 0; i < (uint64_t)n_parts; i++) at += arcana_put_part(block, at, parts[i]);
+    extism_output_set(block, total);
+    return 0;
+}
+
 /* `value` in decimal into `buf` (at least 21 bytes); returns buf. */
 static inline const char *arcana_i64_text(int64_t value, char *buf) {
     char digits[20];
@@ -274,6 +291,507 @@ static inline uint64_t arcana_http_fetch(const char *method, const char *url, co
         {"}", ARCANA_RAW},
     };
     return arcana_host_call_parts(arcana_host_http_fetch, parts, sizeof parts / sizeof parts[0], reply, cap);
+}
+
+
+/* ---- typed bindings: the return convention ------------------------------ */
+/*
+ * Every arcana_<capability>_<function> helper below (and the queue, events and
+ * http ones above) builds the JSON request for you (strings JSON-escaped, JSON
+ * arguments passed through as text), calls the host, copies up to `cap` bytes of
+ * the host's reply into `reply` and returns the reply's FULL length (more than
+ * `cap` means it was cut). The reply is the host's JSON: the documented result
+ * on success, or {"error":{"code":"NOT_FOUND","message":"..."}} on failure
+ * (a host that gives no reply at all gives ARCANA_HOST_CALL_FAILED). Nothing
+ * traps: test the reply with arcana_reply_is_error and pass it on with
+ * arcana_output (the handler then answers with the host's code):
+ *
+ *   char reply[1024];
+ *   uint64_t n = arcana_store_get("notes", "n1", reply, sizeof reply);
+ *   if (arcana_reply_is_error(reply, n)) { arcana_output(reply, n); return 0; }  // 404 for NOT_FOUND
+ *
+ * arcana_log alone returns nothing: logging never fails a handler.
+ */
+
+/* 1 when `reply` (as filled by a helper returning `len`; the buffer holds at
+ * least 9 bytes) is the host's {"error": ...}, else 0. The host writes an error
+ * reply with "error" as its only top-level member and a result never has one. */
+static inline int arcana_reply_is_error(const char *reply, uint64_t len) {
+    static const char key[] = "\"error\"";
+    uint64_t at = 0;
+    while (at < len && (reply[at] == ' ' || reply[at] == '\n' || reply[at] == '\r' || reply[at] == '\t')) at++;
+    if (at >= len || reply[at] != '{') return 0;
+    at++;
+    while (at < len && (reply[at] == ' ' || reply[at] == '\n' || reply[at] == '\r' || reply[at] == '\t')) at++;
+    for (uint64_t i = 0; i < sizeof key - 1; i++, at++)
+        if (at >= len || reply[at] != key[i]) return 0;
+    return 1;
+}
+
+/* An optional integer member: `,"name":<value>` when `present`, else nothing. */
+#define ARCANA__OPT_INT(name, present, value, buf) \
+    {(present) ? ",\"" name "\":" : "", ARCANA_RAW}, {(present) ? arcana_i64_text((value), (buf)) : "", ARCANA_RAW}
+
+/* ---- typed helper: log -------------------------------------------------- */
+
+/* log (grant `log`): `level` "debug", "info" (NULL), "warn" or "error";
+ * `fields_json` a JSON object of structured fields (NULL for none). The reply
+ * is ignored: logging never fails a handler. */
+static inline void arcana_log_fields(const char *level, const char *message, const char *fields_json) {
+    char ignored[1];
+    const ArcanaPart parts[] = {
+        {"{\"level\":", ARCANA_RAW},   {level ? level : "info", ARCANA_STR},
+        {",\"message\":", ARCANA_RAW}, {message ? message : "", ARCANA_STR},
+        {",\"fields\":", ARCANA_RAW},  {fields_json ? fields_json : "{}", ARCANA_RAW},
+        {"}", ARCANA_RAW},
+    };
+    (void)arcana_host_call_parts(arcana_host_log, parts, sizeof parts / sizeof parts[0], ignored, 0);
+}
+
+/* log (grant `log`) without fields: arcana_log("info", "saved"). */
+static inline void arcana_log(const char *level, const char *message) { arcana_log_fields(level, message, 0); }
+
+/* ---- typed helpers: auth ------------------------------------------------ */
+
+/* auth_hash_password (grant `auth`): reply {"hash"} (Argon2id, the kernel's parameters). */
+static inline uint64_t arcana_auth_hash_password(const char *password, char *reply, uint64_t cap) {
+    const ArcanaPart parts[] = {{"{\"password\":", ARCANA_RAW}, {password, ARCANA_STR}, {"}", ARCANA_RAW}};
+    return arcana_host_call_parts(arcana_host_auth_hash_password, parts, 3, reply, cap);
+}
+
+/* auth_verify_password (grant `auth`): whether `password` matches `hash`; reply {"valid": true|false}. */
+static inline uint64_t arcana_auth_verify_password(const char *hash, const char *password, char *reply, uint64_t cap) {
+    const ArcanaPart parts[] = {
+        {"{\"hash\":", ARCANA_RAW}, {hash, ARCANA_STR}, {",\"password\":", ARCANA_RAW}, {password, ARCANA_STR},
+        {"}", ARCANA_RAW},
+    };
+    return arcana_host_call_parts(arcana_host_auth_verify_password, parts, 5, reply, cap);
+}
+
+/* auth_check_role (grant `auth`): whether the calling request's principal holds `role`; reply {"has_role"}. */
+static inline uint64_t arcana_auth_check_role(const char *role, char *reply, uint64_t cap) {
+    const ArcanaPart parts[] = {{"{\"role\":", ARCANA_RAW}, {role, ARCANA_STR}, {"}", ARCANA_RAW}};
+    return arcana_host_call_parts(arcana_host_auth_check_role, parts, 3, reply, cap);
+}
+
+/* auth_issue_token (grant `auth.issue`): an access token for `sub` with
+ * `roles_json` (a JSON array of strings, NULL for []); `ttl_s` 0 is the host's
+ * default (900), at most 3600. Reply {"access_token", "expires_in"}. */
+static inline uint64_t arcana_auth_issue_token(const char *sub, const char *roles_json, uint32_t ttl_s,
+                                               char *reply, uint64_t cap) {
+    char ttl[21];
+    const ArcanaPart parts[] = {
+        {"{\"sub\":", ARCANA_RAW}, {sub, ARCANA_STR},
+        {",\"roles\":", ARCANA_RAW}, {roles_json ? roles_json : "[]", ARCANA_RAW},
+        ARCANA__OPT_INT("ttl_s", ttl_s != 0, (int64_t)ttl_s, ttl),
+        {"}", ARCANA_RAW},
+    };
+    return arcana_host_call_parts(arcana_host_auth_issue_token, parts, sizeof parts / sizeof parts[0], reply, cap);
+}
+
+/* ---- typed helpers: store (documents) ----------------------------------- */
+/* Grant `store`. A version argument < 0 means none: any version. */
+
+/* store_get: the document `id` of `collection`; reply {"doc"} or NOT_FOUND. */
+static inline uint64_t arcana_store_get(const char *collection, const char *id, char *reply, uint64_t cap) {
+    const ArcanaPart parts[] = {
+        {"{\"collection\":", ARCANA_RAW}, {collection, ARCANA_STR}, {",\"id\":", ARCANA_RAW}, {id, ARCANA_STR},
+        {"}", ARCANA_RAW},
+    };
+    return arcana_host_call_parts(arcana_host_store_get, parts, 5, reply, cap);
+}
+
+/* store_put: create or replace `doc_json` (a JSON object); `id` NULL generates
+ * one; `expected_version` < 0 replaces whatever is there, 0 creates only, N
+ * replaces only version N (CONFLICT otherwise). Reply {"doc"}: the stored document. */
+static inline uint64_t arcana_store_put(const char *collection, const char *id, const char *doc_json,
+                                        int64_t expected_version, char *reply, uint64_t cap) {
+    char version[21];
+    const ArcanaPart parts[] = {
+        {"{\"collection\":", ARCANA_RAW}, {collection, ARCANA_STR},
+        {",\"id\":", ARCANA_RAW},         {id, ARCANA_STR},
+        {",\"doc\":", ARCANA_RAW},        {doc_json ? doc_json : "{}", ARCANA_RAW},
+        ARCANA__OPT_INT("expected_version", expected_version >= 0, expected_version, version),
+        {"}", ARCANA_RAW},
+    };
+    return arcana_host_call_parts(arcana_host_store_put, parts, sizeof parts / sizeof parts[0], reply, cap);
+}
+
+/* store_delete: only at `expected_version` when it is >= 0; reply {"deleted": true}, NOT_FOUND or CONFLICT. */
+static inline uint64_t arcana_store_delete(const char *collection, const char *id, int64_t expected_version,
+                                           char *reply, uint64_t cap) {
+    char version[21];
+    const ArcanaPart parts[] = {
+        {"{\"collection\":", ARCANA_RAW}, {collection, ARCANA_STR}, {",\"id\":", ARCANA_RAW}, {id, ARCANA_STR},
+        ARCANA__OPT_INT("expected_version", expected_version >= 0, expected_version, version),
+        {"}", ARCANA_RAW},
+    };
+    return arcana_host_call_parts(arcana_host_store_delete, parts, sizeof parts / sizeof parts[0], reply, cap);
+}
+
+/* store_query: documents of `collection` matching `filter_json` (a JSON object
+ * such as {"tags":{"$contains":"work"}}, NULL for all), sorted by `sort` (NULL:
+ * created_at) in `order` ("asc" or "desc"; NULL: asc), page `page` (0: 1) of
+ * `size` (0: the operator's default). Reply {"items", "total", "page", "size"}. */
+static inline uint64_t arcana_store_query(const char *collection, const char *filter_json, const char *sort,
+                                          const char *order, uint32_t page, uint32_t size, char *reply, uint64_t cap) {
+    char page_text[21], size_text[21];
+    const ArcanaPart parts[] = {
+        {"{\"collection\":", ARCANA_RAW}, {collection, ARCANA_STR},
+        {",\"filter\":", ARCANA_RAW},     {filter_json, ARCANA_RAW},
+        {",\"sort\":", ARCANA_RAW},       {sort, ARCANA_STR},
+        {",\"order\":", ARCANA_RAW},      {order, ARCANA_STR},
+        ARCANA__OPT_INT("page", page != 0, (int64_t)page, page_text),
+        ARCANA__OPT_INT("size", size != 0, (int64_t)size, size_text),
+        {"}", ARCANA_RAW},
+    };
+    return arcana_host_call_parts(arcana_host_store_query, parts, sizeof parts / sizeof parts[0], reply, cap);
+}
+
+/* store_batch: `ops_json`, a JSON array of {"op": "put"|"delete", "collection",
+ * "id"?, "doc"?, "expected_version"?}, applied all or none (the error names
+ * ops[i]). Reply {"results": [{"doc"} | {"deleted": true}, ...]}. */
+static inline uint64_t arcana_store_batch(const char *ops_json, char *reply, uint64_t cap) {
+    const ArcanaPart parts[] = {{"{\"ops\":", ARCANA_RAW}, {ops_json ? ops_json : "[]", ARCANA_RAW}, {"}", ARCANA_RAW}};
+    return arcana_host_call_parts(arcana_host_store_batch, parts, 3, reply, cap);
+}
+
+/* ---- typed helpers: store (key-value) ----------------------------------- */
+
+/* kv_get (grant `store`): reply {"found": true|false, "value"} (value null when not found). */
+static inline uint64_t arcana_kv_get(const char *key, char *reply, uint64_t cap) {
+    const ArcanaPart parts[] = {{"{\"key\":", ARCANA_RAW}, {key, ARCANA_STR}, {"}", ARCANA_RAW}};
+    return arcana_host_call_parts(arcana_host_kv_get, parts, 3, reply, cap);
+}
+
+/* kv_set (grant `store`): `key` to `value_json` (any JSON value as text);
+ * `ttl_s` 0 keeps it forever, else it expires after that many seconds. Reply {}. */
+static inline uint64_t arcana_kv_set(const char *key, const char *value_json, uint32_t ttl_s, char *reply, uint64_t cap) {
+    char ttl[21];
+    const ArcanaPart parts[] = {
+        {"{\"key\":", ARCANA_RAW}, {key, ARCANA_STR},
+        {",\"value\":", ARCANA_RAW}, {value_json, ARCANA_RAW},
+        ARCANA__OPT_INT("ttl", ttl_s != 0, (int64_t)ttl_s, ttl),
+        {"}", ARCANA_RAW},
+    };
+    return arcana_host_call_parts(arcana_host_kv_set, parts, sizeof parts / sizeof parts[0], reply, cap);
+}
+
+/* kv_delete (grant `store`): reply {"deleted": true|false} (whether it was there). */
+static inline uint64_t arcana_kv_delete(const char *key, char *reply, uint64_t cap) {
+    const ArcanaPart parts[] = {{"{\"key\":", ARCANA_RAW}, {key, ARCANA_STR}, {"}", ARCANA_RAW}};
+    return arcana_host_call_parts(arcana_host_kv_delete, parts, 3, reply, cap);
+}
+
+/* kv_incr (grant `store`): add `by` to the integer at `key` (missing counts as
+ * 0), atomically; reply {"value": <the new value>} (VALIDATION_FAILED on a non-integer). */
+static inline uint64_t arcana_kv_incr(const char *key, int64_t by, char *reply, uint64_t cap) {
+    char by_text[21];
+    const ArcanaPart parts[] = {
+        {"{\"key\":", ARCANA_RAW}, {key, ARCANA_STR}, {",\"by\":", ARCANA_RAW}, {arcana_i64_text(by, by_text), ARCANA_RAW},
+        {"}", ARCANA_RAW},
+    };
+    return arcana_host_call_parts(arcana_host_kv_incr, parts, 5, reply, cap);
+}
+
+/* ---- reading the envelope ----------------------------------------------- */
+/*
+ * A small reader of the input envelope, straight from the Extism input (no copy
+ * of the whole envelope in guest memory, no allocation): arcana_envelope_text
+ * reads a top-level string member ("method", "route", "path", "kind", ...),
+ * arcana_param a path parameter, arcana_query a query parameter's first value.
+ * Each decodes the JSON string (escapes included) into `buf`, copying up to
+ * `cap` bytes, and returns its full length in bytes, or -1 when the member is
+ * absent or not a string. `buf` is not NUL-terminated: use the length.
+ */
+
+typedef struct {
+    uint64_t at, len;    /* position in the input, input length */
+    uint64_t word_at;    /* offset of the cached 8 bytes (UINT64_MAX: none) */
+    uint64_t word;
+} ArcanaScan;
+
+static inline ArcanaScan arcana__scan_at(uint64_t at) {
+    ArcanaScan s = {at, extism_input_length(), UINT64_MAX, 0};
+    return s;
+}
+
+/* The input byte at `at` (8 bytes are fetched per host call), or -1 past the end. */
+static inline int arcana__byte_at(ArcanaScan *s, uint64_t at) {
+    if (at >= s->len) return -1;
+    uint64_t base = at & ~(uint64_t)7;
+    if (base + 8 > s->len) return extism_input_load_u8(at);
+    if (s->word_at != base) s->word = extism_input_load_u64(base), s->word_at = base;
+    return (int)((s->word >> (8 * (at - base))) & 0xff);
+}
+
+static inline int arcana__peek(ArcanaScan *s) { return arcana__byte_at(s, s->at); }
+
+static inline void arcana__ws(ArcanaScan *s) {
+    for (int c = arcana__peek(s); c == ' ' || c == '\n' || c == '\r' || c == '\t'; c = arcana__peek(s)) s->at++;
+}
+
+static inline int arcana__hex(int c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+static inline int32_t arcana__u16(ArcanaScan *s) {
+    int32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = arcana__hex(arcana__peek(s));
+        if (h < 0) return -1;
+        v = v * 16 + h, s->at++;
+    }
+    return v;
+}
+
+/* Decode the next character of a JSON string (the scan is inside it) into
+ * `out` as UTF-8; returns its byte count, 0 at the closing quote (consumed),
+ * -1 on malformed input. */
+static inline int arcana__char(ArcanaScan *s, uint8_t out[4]) {
+    int c = arcana__peek(s);
+    if (c < 0) return -1;
+    s->at++;
+    if (c == '"') return 0;
+    if (c != '\\') return out[0] = (uint8_t)c, 1;
+    c = arcana__peek(s);
+    s->at++;
+    switch (c) {
+    case '"': case '\\': case '/': return out[0] = (uint8_t)c, 1;
+    case 'b': return out[0] = '\b', 1;
+    case 'f': return out[0] = '\f', 1;
+    case 'n': return out[0] = '\n', 1;
+    case 'r': return out[0] = '\r', 1;
+    case 't': return out[0] = '\t', 1;
+    case 'u': break;
+    default: return -1;
+    }
+    int32_t cp = arcana__u16(s);
+    if (cp < 0) return -1;
+    if (cp >= 0xd800 && cp < 0xdc00 && arcana__peek(s) == '\\' && arcana__byte_at(s, s->at + 1) == 'u') {
+        s->at += 2;
+        int32_t low = arcana__u16(s);
+        if (low < 0xdc00 || low > 0xdfff) return -1;
+        cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
+    }
+    if (cp < 0x80) return out[0] = (uint8_t)cp, 1;
+    if (cp < 0x800) return out[0] = (uint8_t)(0xc0 | cp >> 6), out[1] = (uint8_t)(0x80 | (cp & 63)), 2;
+    if (cp < 0x10000) {
+        out[0] = (uint8_t)(0xe0 | cp >> 12), out[1] = (uint8_t)(0x80 | ((cp >> 6) & 63));
+        out[2] = (uint8_t)(0x80 | (cp & 63));
+        return 3;
+    }
+    out[0] = (uint8_t)(0xf0 | cp >> 18), out[1] = (uint8_t)(0x80 | ((cp >> 12) & 63));
+    out[2] = (uint8_t)(0x80 | ((cp >> 6) & 63)), out[3] = (uint8_t)(0x80 | (cp & 63));
+    return 4;
+}
+
+/* The scan is at a JSON string: decode it into `buf` (up to `cap` bytes; `buf`
+ * may be NULL to measure) and return its full length, or -1 when malformed. */
+static inline int64_t arcana__string(ArcanaScan *s, char *buf, uint64_t cap) {
+    if (arcana__peek(s) != '"') return -1;
+    s->at++;
+    int64_t n = 0;
+    uint8_t ch[4];
+    for (int k; (k = arcana__char(s, ch)) != 0; n += k) {
+        if (k < 0) return -1;
+        for (int i = 0; i < k; i++)
+            if (buf && (uint64_t)(n + i) < cap) buf[n + i] = (char)ch[i];
+    }
+    return n;
+}
+
+/* The scan is at a JSON string: 1 when it decodes to exactly `text` (consumed either way). */
+static inline int arcana__string_is(ArcanaScan *s, const char *text) {
+    if (arcana__peek(s) != '"') return 0;
+    s->at++;
+    int same = 1;
+    uint64_t n = 0;
+    uint8_t ch[4];
+    for (int k; (k = arcana__char(s, ch)) != 0;) {
+        if (k < 0) return 0;
+        for (int i = 0; i < k; i++, n++)
+            if (same && (text[n] == 0 || (uint8_t)text[n] != ch[i])) same = 0;  /* never read past text's end */
+    }
+    return same && text[n] == 0;
+}
+
+/* Skip the JSON value at the scan; 0 when malformed. */
+static inline int arcana__skip(ArcanaScan *s) {
+    arcana__ws(s);
+    int c = arcana__peek(s);
+    if (c == '"') return arcana__string(s, 0, 0) >= 0;
+    if (c != '{' && c != '[') {  /* a number, true, false or null */
+        while ((c = arcana__peek(s)) >= 0 && c != ',' && c != '}' && c != ']' && c != ' ' && c != '\n' && c != '\r' && c != '\t')
+            s->at++;
+        return 1;
+    }
+    uint64_t depth = 0;
+    while ((c = arcana__peek(s)) >= 0) {
+        if (c == '"') {
+            if (arcana__string(s, 0, 0) < 0) return 0;
+            continue;
+        }
+        s->at++;
+        if (c == '{' || c == '[') depth++;
+        if ((c == '}' || c == ']') && --depth == 0) return 1;
+    }
+    return 0;
+}
+
+/* The scan is at a JSON object: move it to the value of member `key`; 0 when there is none. */
+static inline int arcana__member(ArcanaScan *s, const char *key) {
+    arcana__ws(s);
+    if (arcana__peek(s) != '{') return 0;
+    s->at++;
+    for (;;) {
+        arcana__ws(s);
+        if (arcana__peek(s) != '"') return 0;  /* '}' (the end) or malformed */
+        int found = arcana__string_is(s, key);
+        arcana__ws(s);
+        if (arcana__peek(s) != ':') return 0;
+        s->at++;
+        arcana__ws(s);
+        if (found) return 1;
+        if (!arcana__skip(s)) return 0;
+        arcana__ws(s);
+        if (arcana__peek(s) != ',') return 0;
+        s->at++;
+    }
+}
+
+/* The string at envelope member `key`, or inside it at `sub` when `sub` is not NULL. */
+static inline int64_t arcana__envelope_string(const char *key, const char *sub, char *buf, uint64_t cap) {
+    ArcanaScan s = arcana__scan_at(0);
+    if (!arcana__member(&s, key) || (sub && !arcana__member(&s, sub))) return -1;
+    return arcana__string(&s, buf, cap);
+}
+
+/* A top-level string member of the envelope: "kind", "method", "path", "route", "request_id", ... */
+static inline int64_t arcana_envelope_text(const char *key, char *buf, uint64_t cap) {
+    return arcana__envelope_string(key, 0, buf, cap);
+}
+
+/* The path parameter `name` (the route template's {name}), decoded. */
+static inline int64_t arcana_param(const char *name, char *buf, uint64_t cap) {
+    return arcana__envelope_string("params", name, buf, cap);
+}
+
+/* The first value of query parameter `name`. */
+static inline int64_t arcana_query(const char *name, char *buf, uint64_t cap) {
+    ArcanaScan s = arcana__scan_at(0);
+    if (!arcana__member(&s, "query") || !arcana__member(&s, name)) return -1;
+    if (arcana__peek(&s) == '[') s.at++, arcana__ws(&s);
+    return arcana__string(&s, buf, cap);
+}
+
+/* The string member `name` of the JSON body (an object), decoded. */
+static inline int64_t arcana_body_text(const char *name, char *buf, uint64_t cap) {
+    return arcana__envelope_string("body", name, buf, cap);
+}
+
+/* The JSON text of body member `name` (of the whole body when `name` is NULL),
+ * as it is in the envelope (ready to pass to a helper taking JSON text); -1 when absent. */
+static inline int64_t arcana_body_json(const char *name, char *buf, uint64_t cap) {
+    ArcanaScan s = arcana__scan_at(0);
+    if (!arcana__member(&s, "body") || (name && !arcana__member(&s, name))) return -1;
+    uint64_t start = s.at;
+    if (!arcana__skip(&s)) return -1;
+    for (uint64_t i = start; i < s.at && i - start < cap; i++) buf[i - start] = (char)arcana__byte_at(&s, i);
+    return (int64_t)(s.at - start);
+}
+
+/* ---- router: one export, several routes --------------------------------- */
+/*
+ * Each [[route]] of plugin.toml may name the same handler; the kernel matches
+ * the path and hands over the envelope with "method" and "route" (the matched
+ * path template, as written in the manifest). arcana_route calls the handler
+ * of the first entry whose method and route template equal the envelope's
+ * (exact strings: "/api/v1/notes/{id}", not a path). A template with no entry
+ * for the method answers METHOD_NOT_ALLOWED (405) naming the methods it has,
+ * a template with no entry NOT_FOUND (404):
+ *
+ *   static int32_t get_note(void);  static int32_t put_note(void);
+ *   static const ArcanaRoute routes[] = {
+ *       {"GET", "/api/v1/notes/{id}", get_note},
+ *       {"PUT", "/api/v1/notes/{id}", put_note},
+ *   };
+ *   ARCANA_EXPORT(notes) int32_t notes(void) { return arcana_route(routes, 2); }
+ *
+ * A handler reads the rest of the envelope itself (arcana_param, arcana_input, ...).
+ */
+typedef int32_t (*ArcanaHandler)(void);
+typedef struct {
+    const char *method;   /* "GET", "POST", ... as in plugin.toml */
+    const char *route;    /* the [[route]] path template, e.g. "/api/v1/notes/{id}" */
+    ArcanaHandler handler;
+} ArcanaRoute;
+
+/* Append NUL-terminated `text` to `buf` (of `cap` bytes, kept NUL-terminated) at *at. */
+static inline void arcana__append(char *buf, uint64_t cap, uint64_t *at, const char *text) {
+    for (; *text && *at + 1 < cap; text++) buf[(*at)++] = *text;
+    buf[*at] = 0;
+}
+
+/* Answer {"error": {"code", "message"}} with `message` JSON-escaped; returns 0. */
+static inline int32_t arcana_fail_text(const char *code, const char *message) {
+    const ArcanaPart parts[] = {
+        {"{\"error\":{\"code\":", ARCANA_RAW}, {code, ARCANA_STR},
+        {",\"message\":", ARCANA_RAW},        {message, ARCANA_STR},
+        {"}}", ARCANA_RAW},
+    };
+    return arcana_output_parts(parts, 5);
+}
+
+/* Dispatch this call to the handler of `table` (of `n` entries) matching the
+ * envelope's method and route template; see above. */
+static inline int32_t arcana_route(const ArcanaRoute *table, int n) {
+    ArcanaScan method = arcana__scan_at(0), route = arcana__scan_at(0);
+    int has_method = arcana__member(&method, "method") && arcana__peek(&method) == '"';
+    int has_route = arcana__member(&route, "route") && arcana__peek(&route) == '"';
+    uint64_t method_at = method.at, route_at = route.at;
+    int route_known = 0;
+    for (int i = 0; i < n && has_route; i++) {
+        route.at = route_at;
+        if (!arcana__string_is(&route, table[i].route)) continue;
+        route_known = 1;
+        method.at = method_at;
+        if (has_method && arcana__string_is(&method, table[i].method)) return table[i].handler();
+    }
+    static char message[512], text[256];
+    uint64_t at = 0;
+    message[0] = 0;
+    int64_t len = 0;
+    if (has_method) {
+        method.at = method_at;
+        len = arcana__string(&method, text, sizeof text - 1);
+        text[len < 0 ? 0 : (uint64_t)len < sizeof text - 1 ? (uint64_t)len : sizeof text - 1] = 0;
+        arcana__append(message, sizeof message, &at, text);
+        arcana__append(message, sizeof message, &at, " ");
+    }
+    if (has_route) {
+        route.at = route_at;
+        len = arcana__string(&route, text, sizeof text - 1);
+        text[len < 0 ? 0 : (uint64_t)len < sizeof text - 1 ? (uint64_t)len : sizeof text - 1] = 0;
+    } else {
+        text[0] = 0;
+    }
+    if (!route_known) {
+        arcana__append(message, sizeof message, &at, has_route ? text : "(no route: not an http envelope)");
+        arcana__append(message, sizeof message, &at, ": no handler in this plugin's router");
+        return arcana_fail_text(ARCANA_ERR_NOT_FOUND, message);
+    }
+    arcana__append(message, sizeof message, &at, "is not allowed on ");
+    arcana__append(message, sizeof message, &at, text);
+    arcana__append(message, sizeof message, &at, " (allowed: ");
+    for (int i = 0, listed = 0; i < n; i++) {
+        route.at = route_at;
+        if (!arcana__string_is(&route, table[i].route)) continue;
+        if (listed++) arcana__append(message, sizeof message, &at, ", ");
+        arcana__append(message, sizeof message, &at, table[i].method);
+    }
+    arcana__append(message, sizeof message, &at, ")");
+    return arcana_fail_text(ARCANA_ERR_METHOD_NOT_ALLOWED, message);
 }
 
 #endif /* ARCANA_H */

@@ -141,6 +141,10 @@ pub const Request = struct {
     pub fn path(self: *const Request) []const u8 {
         return self.str("path");
     }
+    /// The matched `[[route]]` path template, e.g. "/api/v1/notes/{id}" (what `dispatch` matches on).
+    pub fn route(self: *const Request) []const u8 {
+        return self.str("route");
+    }
     /// A path parameter such as `{name}`.
     pub fn param(self: *const Request, name: []const u8) ?[]const u8 {
         const v = self.mapGet("params", name) orelse return null;
@@ -245,6 +249,58 @@ pub fn run(comptime f: fn (*Request) anyerror!i32) i32 {
     defer arena_state.deinit();
     var req = request(arena_state.allocator()) catch return fail(.VALIDATION_FAILED, "request envelope is not a JSON object");
     return f(&req) catch |err| failFmt(.INTERNAL, "handler error: {s}", .{@errorName(err)});
+}
+
+// ---------------------------------------------------------------- router
+
+/// A handler body, as `run` takes it.
+pub const Handler = *const fn (*Request) anyerror!i32;
+
+/// One entry of a router table: a `[[route]]`'s method and path template, and its handler.
+pub const Route = struct {
+    method: []const u8,
+    route: []const u8,
+    handler: Handler,
+};
+
+/// Call the handler of the first entry of `routes` whose method and route
+/// template equal the envelope's (exact strings: the kernel already matched the
+/// path, and the envelope's `route` is the template as written in plugin.toml).
+/// A template with entries for other methods only answers METHOD_NOT_ALLOWED
+/// (naming them), any other request NOT_FOUND. Several `[[route]]`s of
+/// plugin.toml then name one export:
+///
+///     export fn api() i32 {
+///         return arcana.serve(&.{
+///             .{ .method = "GET", .route = "/api/v1/notes/{id}", .handler = getNote },
+///             .{ .method = "PUT", .route = "/api/v1/notes/{id}", .handler = putNote },
+///         });
+///     }
+pub fn dispatch(req: *Request, routes: []const Route) anyerror!i32 {
+    const method_ = req.method();
+    const route_ = req.route();
+    var allowed: std.ArrayList(u8) = .empty;
+    for (routes) |r| {
+        if (!std.mem.eql(u8, r.route, route_)) continue;
+        if (std.mem.eql(u8, r.method, method_)) return r.handler(req);
+        if (allowed.items.len > 0) try allowed.appendSlice(req.arena, ", ");
+        try allowed.appendSlice(req.arena, r.method);
+    }
+    if (allowed.items.len > 0)
+        return failFmt(.METHOD_NOT_ALLOWED, "{s} is not allowed on {s} (allowed: {s})", .{ method_, route_, allowed.items });
+    if (route_.len == 0)
+        return failFmt(.NOT_FOUND, "{s} (no route: not an http envelope): no handler in this plugin's router", .{req.kind()});
+    return failFmt(.NOT_FOUND, "{s} {s}: no handler in this plugin's router", .{ method_, route_ });
+}
+
+/// `run` + `dispatch`: the body of an export serving every route of `routes`.
+pub fn serve(comptime routes: []const Route) i32 {
+    const Served = struct {
+        fn handle(req: *Request) anyerror!i32 {
+            return dispatch(req, routes);
+        }
+    };
+    return run(Served.handle);
 }
 
 // ---------------------------------------------------------------- output

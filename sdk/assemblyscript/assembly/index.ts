@@ -29,6 +29,7 @@ export { auth } from "./auth";
 export { queue, EnqueueOptions, Enqueued, JobStatus, Job } from "./queue";
 export { events, Event } from "./events";
 export { http, FetchOptions, HttpResponse } from "./http";
+export { Router, Handler } from "./router";
 // `Code` and every host function (`host_<name>`), generated from the kernel's tables.
 export * from "./contract";
 
