@@ -498,6 +498,9 @@ class ArcanaConfig:
     grants: dict[str, list[str]] = field(
         default_factory=lambda: {"*": ["log"], "notes": ["store", "events"], "audit-log": ["store", "events.kernel"]}
     )
+    # Plugin config: plugin name -> {key: value}, over the defaults of the manifest's [config] table (every
+    # key must be one it declares: the loader refuses the plugin otherwise). The guest reads it with config_get.
+    plugin_config: dict[str, dict[str, str]] = field(default_factory=dict)
     # One section per host capability, typed by the capability itself
     # (see ``section``), so adding a capability never edits this file.
     capabilities: dict[str, dict[str, Any]] = field(default_factory=dict)

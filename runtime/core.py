@@ -48,6 +48,7 @@ from arcana.errors import (
 )
 from arcana.paths import Match
 from arcana.ratelimit import Decision, Limiter, MemoryLimiter, Rate
+from arcana.raw_config import grpc_call_config, http_call_config
 from arcana.registry import LoadedPlugin, Registry, RouteTarget, RpcTarget
 from arcana.shedding import InFlightLimit, counted_in_flight
 from arcana.tracing import Tracing
@@ -173,6 +174,9 @@ class RequestCore:
             limited = await self._limit_call(route.rate_limit, where, principal, req.client, "route")
             context = self._context(plugin, route.handler, req.request_id, req.traceparent, principal)
             if route.abi == "raw":
+                context.call_config = http_call_config(
+                    req, route.path.raw, match.params, context.principal, context.traceparent
+                )
                 output = await plugin.pool.call(route.handler, req.body, context)
                 response = HttpResponse(200, output, {"content-type": route.content_type})
             else:
@@ -217,6 +221,9 @@ class RequestCore:
             context = self._context(plugin, entry.handler, rid, parent, principal)
             if entry.abi == "raw":
                 check_message(target.method, data)
+                context.call_config = grpc_call_config(
+                    target.method.full_name, metadata, rid, context.traceparent, context.principal
+                )
                 return await plugin.pool.call(entry.handler, data, context)
             message = decode_message(target.method, data)
             envelope = grpc_envelope(

@@ -29,7 +29,7 @@ from arcana.errors import (
 )
 from arcana.executor import EffectiveLimits, InstancePool, ThreadShares
 from arcana.inline import InlineRule
-from arcana.manifest import Manifest, parse_manifest
+from arcana.manifest import Manifest, config_problems, parse_manifest
 from arcana.registry import LoadedPlugin
 from arcana.resilience.breaker import BreakerBoard, BreakerPolicy
 from arcana.types import HOST_ABI_VERSION
@@ -56,6 +56,8 @@ class Checked:
     rpc: dict[str, RpcMethod]
     # The plugin's circuit breaker: resilience.plugin_breaker, as its [breaker] table tunes it.
     breaker: BreakerPolicy
+    # The plugin's Extism config: its [config] defaults, as the operator's plugin_config.<name> overrides them.
+    config: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,7 @@ class PluginLoader:
         problems: list[Problem] = []
         limits = self._limits(manifest, problems)
         breaker = self._breaker(manifest, problems)
+        config = self._plugin_config(manifest, problems)
         try:
             info = self._engine.inspect(wasm)
         except ModuleRejected as exc:
@@ -190,7 +193,7 @@ class PluginLoader:
         if problems or not isinstance(configured, ConfiguredPlugin):
             raise PluginLoadError(str(path), problems, manifest.name)
         sha256 = hashlib.sha256(wasm).hexdigest()
-        return Checked(wasm, sha256, manifest, limits, configured, info, descriptors, rpc, breaker)
+        return Checked(wasm, sha256, manifest, limits, configured, info, descriptors, rpc, breaker, config)
 
     def load(self, path: Path) -> LoadedPlugin:
         checked = self.check(path)
@@ -201,6 +204,7 @@ class PluginLoader:
                 checked.host.functions,
                 memory_mb=checked.limits.memory_mb,
                 timeout_ms=checked.limits.timeout_ms,
+                config=checked.config,
             )
             warm = compiled.instantiate()
         except ModuleRejected as exc:
@@ -345,6 +349,28 @@ class PluginLoader:
                 value = getattr(default, key)
             values[key] = value
         return BreakerPolicy(int(values["failure_threshold"]), values["cool_down_s"], int(values["half_open_probes"]))
+
+    def _plugin_config(self, manifest: Manifest, problems: list[Problem]) -> dict[str, str]:
+        """The manifest's [config] defaults under the operator's ``plugin_config.<name>``.
+
+        The operator sets only keys the manifest declares: a typo would otherwise be a setting
+        silently never read, and the manifest is where an author documents what a plugin reads.
+        """
+        given = self._config.plugin_config.get(manifest.name, {})
+        where = f"plugin_config.{manifest.name}"
+        found = config_problems(given, where)
+        for key in sorted(given.keys() - manifest.config.keys()):
+            declared = ", ".join(sorted(manifest.config)) or "none"
+            found.append(
+                Problem(
+                    f"{where}.{key}",
+                    f"is not a key the plugin's [config] declares (it declares: {declared})",
+                    f"remove it from {where} in the config, or declare {key} with its default in the manifest's"
+                    " [config]",
+                )
+            )
+        problems += found
+        return {**manifest.config, **given} if not found else dict(manifest.config)
 
     def _exports(self, manifest: Manifest, info: ModuleInfo) -> list[Problem]:
         problems = []

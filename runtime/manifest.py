@@ -35,11 +35,18 @@ RESERVED_PREFIXES = ("/health", "/ready", "/metrics", "/api/v1/auth", "/api/v1/a
 ABIS = frozenset({"json", "raw"})
 PRIORITIES = ("critical", "high", "normal", "low")
 CRON_FIX = 'write minute hour day-of-month month day-of-week, e.g. "*/5 * * * *" or "0 3 * * mon-fri"'
+# [config]: the plugin's own settings, read by the guest with Extism's config_get. Bounded, as they sit in
+# every instance's memory; "arcana." is the kernel's (what a raw call is told, arcana.raw_config).
+CONFIG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+CONFIG_KEY_FIX = "use letters, digits, '_', '.' and '-', starting with a letter or '_', at most 128 characters"
+RESERVED_CONFIG_PREFIX = "arcana."
+MAX_CONFIG_KEYS = 64
+MAX_CONFIG_VALUE_BYTES = 4096
 
 # The fields each table accepts; any other is refused. docs/manifest.md documents each one
 # (tests/runtime/test_manifest_docs.py compares the two). [capabilities] takes any grant name (the loader checks).
 TOP_LEVEL_KEYS = frozenset(
-    {"plugin", "capabilities", "limits", "route", "grpc", "job", "subscribe", "schedule", "breaker"}
+    {"plugin", "capabilities", "config", "limits", "route", "grpc", "job", "subscribe", "schedule", "breaker"}
 )
 PLUGIN_KEYS = frozenset({"name", "version", "description", "host_abi"})
 LIMITS_KEYS = frozenset({"memory_mb", "timeout_ms", "max_concurrency"})
@@ -143,6 +150,8 @@ class Manifest:
     breaker: BreakerSettings = BreakerSettings()
     # The host ABI the module was built for (arcana.types.HOST_ABI_VERSION; the loader refuses a newer one).
     host_abi: int = 1
+    # [config]: key -> default value, given to the guest as Extism config (the operator's plugin_config overrides).
+    config: dict[str, str] = field(default_factory=dict)
 
     def requested_capabilities(self) -> frozenset[str]:
         return frozenset(k for k, v in self.capabilities.items() if v)
@@ -221,6 +230,7 @@ class _Validator:
             subscriptions=tuple(self.entries(data, "subscribe", self.subscription)),
             schedules=tuple(self.entries(data, "schedule", self.schedule)),
             breaker=self.breaker(data.get("breaker", {})),
+            config=self.config(data.get("config", {})),
         )
         self.duplicates(manifest)
         self.scheduled_jobs(data, manifest)
@@ -251,6 +261,14 @@ class _Validator:
             else:
                 self.add(f"capabilities.{key}", f"must be true/false or a list of strings, got {value!r}")
         return caps
+
+    def config(self, data: Any) -> dict[str, str]:
+        """``[config]``: string keys to string values, each checked by ``config_problems``."""
+        if not isinstance(data, dict):
+            self.add("config", "must be a table", 'write it as [config] with key = "value" lines')
+            return {}
+        self.problems += config_problems(data, "config")
+        return {k: v for k, v in data.items() if isinstance(v, str)}
 
     def limits(self, data: Any) -> Limits:
         table = self.table(data, "limits", LIMITS_KEYS)
@@ -444,6 +462,44 @@ class _Validator:
         methods = [g.method for g in manifest.grpc]
         for m in sorted({m for m in methods if methods.count(m) > 1}):
             self.add("grpc", f"{m} is declared twice", "keep one entry per method")
+
+
+def config_problems(values: dict[str, Any], where: str) -> list[Problem]:
+    """What is wrong with a plugin's config (the manifest's [config], or the operator's plugin_config.<name>)."""
+    problems = []
+    if len(values) > MAX_CONFIG_KEYS:
+        problems.append(
+            Problem(where, f"has {len(values)} keys, more than {MAX_CONFIG_KEYS}", "keep the fewer, larger settings")
+        )
+    for key, value in values.items():
+        if not CONFIG_KEY_RE.match(key):
+            problems.append(Problem(f"{where}.{key}", f"{key!r} is not a valid config key", CONFIG_KEY_FIX))
+        elif key.startswith(RESERVED_CONFIG_PREFIX):
+            problems.append(
+                Problem(
+                    f"{where}.{key}",
+                    f"keys starting with '{RESERVED_CONFIG_PREFIX}' are the kernel's (what a raw call is told)",
+                    "choose another name",
+                )
+            )
+        if isinstance(value, dict):  # TOML reads `db.host = "x"` as a table db holding host
+            dotted = f"{key}.{next(iter(value), 'name')}"
+            problems.append(
+                Problem(f"{where}.{key}", "must be a string, got a table", f'quote a dotted key: "{dotted}" = "..."')
+            )
+        elif not isinstance(value, str):
+            shown = str(value).lower() if isinstance(value, bool) else value
+            fix = f'quote it: {key} = "{shown}"' if not isinstance(value, list) else "write one string per key"
+            problems.append(Problem(f"{where}.{key}", f"must be a string, got {value!r}", fix))
+        elif len(value.encode()) > MAX_CONFIG_VALUE_BYTES:
+            problems.append(
+                Problem(
+                    f"{where}.{key}",
+                    f"is {len(value.encode())} bytes, more than {MAX_CONFIG_VALUE_BYTES}",
+                    "keep settings short; put large data in the plugin's store",
+                )
+            )
+    return problems
 
 
 def _has_dates(value: Any) -> bool:

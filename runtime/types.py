@@ -69,6 +69,9 @@ class CallContext:
     names the call's own span, ``trace``, under which host calls make theirs
     (passed here, not through a context variable: host calls run on the
     plugin's thread).
+    ``call_config`` is what a raw-ABI handler is told about its request (the
+    ``arcana.*`` keys of ``arcana.raw_config``), set as the instance's Extism
+    config for this call only; None for an envelope call.
     """
 
     plugin: str
@@ -80,6 +83,7 @@ class CallContext:
     prepared: dict[str, Any] = field(default_factory=dict)
     may_have_saved: bool = False
     trace: CallTrace | None = None
+    call_config: dict[str, str] | None = None
 
 
 # A host function's implementation, declared on the capability's class and so

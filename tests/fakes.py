@@ -243,11 +243,13 @@ class FakeCompiled:
     functions: dict[str, LinkedFunction]
     memory_mb: int
     timeout_ms: int
+    # The plugin's config as the loader merged it (a handler sees the call's own in context.call_config).
+    config: dict[str, str] = field(default_factory=dict)
 
     def inline_twin(self, max_ms: int) -> FakeCompiled:
         """The twin's budget is a plain time limit here (``spin`` and friends wait on it)."""
         self.plugin.count("compiles")
-        return FakeCompiled(self.plugin, self.functions, self.memory_mb, max_ms)
+        return FakeCompiled(self.plugin, self.functions, self.memory_mb, max_ms, self.config)
 
     def instantiate(self) -> FakeInstance:
         if self.plugin.reject_instantiate is not None:
@@ -261,6 +263,8 @@ class FakeEngine:
 
     def __init__(self, plugins: Mapping[str, FakePlugin] | None = None) -> None:
         self.plugins: dict[str, FakePlugin] = dict(plugins or {})
+        # Every module compiled, in order (what the loader handed the engine).
+        self.compiled: list[FakeCompiled] = []
 
     def define(self, key: str, plugin: FakePlugin) -> FakePlugin:
         """Set the behaviour for ``key``; modules compiled before keep the definition they were compiled with."""
@@ -281,7 +285,13 @@ class FakeEngine:
         return plugin.info()
 
     def compile(
-        self, wasm: bytes, functions: Sequence[LinkedFunction], *, memory_mb: int, timeout_ms: int
+        self,
+        wasm: bytes,
+        functions: Sequence[LinkedFunction],
+        *,
+        memory_mb: int,
+        timeout_ms: int,
+        config: Mapping[str, str] | None = None,
     ) -> FakeCompiled:
         plugin = self.plugin_for(wasm)
         plugin.count("compiles")
@@ -291,7 +301,9 @@ class FakeEngine:
         unresolved = sorted(set(plugin.imports) - set(linked))
         if unresolved:  # as Extism: an import without a definition fails the module
             raise ModuleRejected(f"cannot compile: unknown import {HOST_NAMESPACE}::{unresolved[0]}")
-        return FakeCompiled(plugin, linked, memory_mb, timeout_ms)
+        compiled = FakeCompiled(plugin, linked, memory_mb, timeout_ms, dict(config or {}))
+        self.compiled.append(compiled)
+        return compiled
 
 
 def _decode(data: bytes) -> Any:

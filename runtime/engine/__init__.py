@@ -9,7 +9,7 @@ run as ``ModuleRejected`` (both in ``arcana.errors``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,7 +24,9 @@ class ModuleInfo:
 
 
 class Instance(Protocol):
-    def call(self, handler: str, data: bytes, context: CallContext) -> bytes: ...
+    def call(self, handler: str, data: bytes, context: CallContext) -> bytes:
+        """Run ``handler``; the guest reads ``context.call_config`` as config for this call only (none: none)."""
+        ...
 
     def cancel(self) -> None: ...
 
@@ -44,5 +46,13 @@ class Engine(Protocol):
     def inspect(self, wasm: bytes) -> ModuleInfo: ...
 
     def compile(
-        self, wasm: bytes, functions: Sequence[LinkedFunction], *, memory_mb: int, timeout_ms: int
-    ) -> CompiledModule: ...
+        self,
+        wasm: bytes,
+        functions: Sequence[LinkedFunction],
+        *,
+        memory_mb: int,
+        timeout_ms: int,
+        config: Mapping[str, str] | None = None,
+    ) -> CompiledModule:
+        """``config``: the plugin's config (manifest defaults, operator overrides), which every call can read."""
+        ...

@@ -6,7 +6,12 @@
  * `(i64 offset of a JSON request block) -> i64 offset of a JSON reply block`.
  * arcana_contract.h (generated from the kernel's tables, included below)
  * declares every host function as arcana_host_<name> and every error code as
- * ARCANA_ERR_<CODE>.
+ * ARCANA_ERR_<CODE>. Below: input and output helpers, a typed binding of every
+ * host function (arcana_log, arcana_auth_*, arcana_store_*, arcana_kv_*,
+ * arcana_queue_*, arcana_event_emit, arcana_http_fetch; their return convention
+ * is stated before arcana_log), envelope readers (arcana_param,
+ * arcana_body_json, ...) and a router (arcana_route) for one export serving
+ * several [[route]]s.
  *
  *   #include "arcana.h"
  *
@@ -289,7 +294,7 @@ static inline uint64_t arcana_http_fetch(const char *method, const char *url, co
 }
 
 
-/* ---- typed helpers: the return convention ------------------------------- */
+/* ---- typed bindings: the return convention ------------------------------ */
 /*
  * Every arcana_<capability>_<function> helper below (and the queue, events and
  * http ones above) builds the JSON request for you (strings JSON-escaped, JSON

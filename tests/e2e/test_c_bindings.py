@@ -142,4 +142,3 @@ def test_queue_and_events_bindings(server: ArcanaServer) -> None:
     assert call(server, "POST", "/emit/probe.hello", {"a": [1]}).json() == {}
     refused = call(server, "POST", "/emit/other.topic", {})
     assert refused.status_code == 403 and refused.json()["code"] == "FORBIDDEN"
-

@@ -9,6 +9,9 @@ test and the .wasm size are printed (run with -s to see them); nothing asserts o
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import wasmtime
 
 from conftest import install
 from e2e.server import ArcanaServer
@@ -58,16 +62,28 @@ def test_a_new_plugin_builds_passes_its_own_tests_and_serves_over_http(
     assert not authors.resolve().is_relative_to(ROOT), "the plugin must live outside the checkout"
     name = f"{language}-greeter"
 
-    started = time.monotonic()
-    _run([str(ARCANA), "plugin", "new", name, "--lang", language, "--dir", str(authors)], cwd=authors)
     folder = authors / name
-    _run([str(ARCANA), "plugin", "build", "."], cwd=folder)
-    tested = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=folder)
-    elapsed = time.monotonic() - started
+    steps = {
+        "new": ([str(ARCANA), "plugin", "new", name, "--lang", language, "--dir", str(authors)], authors),
+        "build": ([str(ARCANA), "plugin", "build", "."], folder),
+        "test": ([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], folder),
+    }
+    took: dict[str, float] = {}
+    for step, (cmd, cwd) in steps.items():
+        started = time.monotonic()
+        tested = _run(cmd, cwd)
+        took[step] = time.monotonic() - started
 
-    assert "3 passed" in tested.stdout, tested.stdout
+    assert "4 passed" in tested.stdout, tested.stdout
     wasm = folder / f"{name}.wasm"
-    print(f"\nscaffold {language}: plugin new -> passing test {elapsed:.1f} s, {name}.wasm {wasm.stat().st_size} bytes")
+    parts = ", ".join(f"{step} {s:.1f} s" for step, s in took.items())
+    print(
+        f"\nscaffold {language}: plugin new -> passing test {sum(took.values()):.1f} s ({parts}), "
+        f"{name}.wasm {wasm.stat().st_size} bytes"
+    )
+
+    if language == "assemblyscript":
+        _assert_the_vendored_sdk_was_installed(folder, wasm)
 
     plugins = tmp_path / "plugins"
     plugins.mkdir()
@@ -79,3 +95,16 @@ def test_a_new_plugin_builds_passes_its_own_tests_and_serves_over_http(
     assert (hello.status_code, hello.json()) == (200, {"message": "Hello, Zoë!"})
     assert too_long.status_code == 400
     assert too_long.json()["code"] == "VALIDATION_FAILED"
+
+
+def _assert_the_vendored_sdk_was_installed(folder: Path, wasm: Path) -> None:
+    """npm unpacked the tarball (a copy, not a link), locked its hash, and asc used the SDK's abort handler."""
+    installed = folder / "node_modules" / "@arcana" / "sdk"
+    assert installed.is_dir() and not installed.is_symlink()
+    assert (folder / "node_modules" / "@extism" / "as-pdk").is_dir()
+    lock = json.loads((folder / "package-lock.json").read_text())["packages"]["node_modules/@arcana/sdk"]
+    tarball = next((folder / "vendor").glob("arcana-sdk-*.tgz")).read_bytes()
+    assert lock["integrity"] == "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode()
+    imports = {(i.module, i.name) for i in wasmtime.Module.from_file(wasmtime.Engine(), str(wasm)).imports}
+    assert ("env", "abort") not in imports, "asc's default abort: --use abort=<the SDK's> did not apply"
+    assert ("extism:host/env", "error_set") in imports

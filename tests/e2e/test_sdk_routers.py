@@ -18,7 +18,7 @@ import jwt
 import pytest
 
 from conftest import install
-from e2e.server import TEST_SECRET, ArcanaServer
+from e2e.server import TEST_SECRET, ArcanaServer, mint
 
 pytestmark = pytest.mark.toolchain
 PROBES = {"zig": "zrouter", "as": "asrouter", "c": "crouter"}
@@ -85,3 +85,9 @@ def test_assemblyscript_issue_token_mints_a_token_with_the_roles_and_ttl_asked(s
 def test_assemblyscript_verify_password_tells_the_right_password_from_a_wrong_one(server: ArcanaServer) -> None:
     checked = httpx.post(f"{server.url}/probe/router/as/verify", json={"password": "correct horse", "wrong": "horse"})
     assert checked.json() == {"valid": True, "wrong_valid": False}
+
+
+def test_assemblyscript_check_role_answers_for_the_callers_roles(server: ArcanaServer) -> None:
+    url = f"{server.url}/probe/router/as/role/editor"
+    assert httpx.get(url, headers={"authorization": f"Bearer {mint('e', ['editor'])}"}).json() == {"has_role": True}
+    assert httpx.get(url, headers={"authorization": f"Bearer {mint('u', ['user'])}"}).json() == {"has_role": False}

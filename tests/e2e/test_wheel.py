@@ -53,6 +53,13 @@ PACKAGE_DATA = (
     "arcana_sdk/guest/c/arcana.h",
     "arcana_sdk/guest/assemblyscript/package.json",
     "arcana_sdk/guest/assemblyscript/assembly/index.ts",
+    "arcana_sdk/guest/zig/build.zig",
+    "arcana_sdk/guest/zig/build.zig.zon",
+    "arcana_sdk/templates/common/plugin.toml.tmpl",
+    "arcana_sdk/templates/common/tests/test_plugin.py.tmpl",
+    "arcana_sdk/templates/assemblyscript/package.json.tmpl",
+    "arcana_sdk/templates/zig/src/main.zig.tmpl",
+    "arcana_sdk/templates/c/src/main.c.tmpl",
 )
 
 
@@ -211,3 +218,62 @@ def test_init_then_serve_answers_grpc_and_kernel_services(served: tuple[str, str
         with pytest.raises(grpc.RpcError) as refused:
             list_plugins(b"", timeout=10)
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("language", ["assemblyscript", "zig", "c"])
+def test_plugin_new_from_the_wheel_writes_what_the_checkout_writes(
+    installed: Installed, tmp_path: Path, language: str
+) -> None:
+    from_wheel = installed.run(
+        "plugin", "new", "greeter", "--lang", language, "--dir", str(tmp_path / "w"), cwd=tmp_path
+    )
+    assert from_wheel.returncode == 0, from_wheel.stderr
+    from_checkout = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "arcana.cli",
+            "plugin",
+            "new",
+            "greeter",
+            "--lang",
+            language,
+            "--dir",
+            str(tmp_path / "c"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert from_checkout.returncode == 0, from_checkout.stderr
+    wheel_tree, checkout_tree = _tree(tmp_path / "w" / "greeter"), _tree(tmp_path / "c" / "greeter")
+    assert "plugin.toml" in wheel_tree and "tests/test_greeter.py" in wheel_tree
+    assert wheel_tree == checkout_tree
+
+
+def test_the_harness_fixture_comes_with_the_wheel(installed: Installed, tmp_path: Path) -> None:
+    """An author's pytest, in the wheel's environment, gets `arcana_plugin` from the entry point and calls a plugin."""
+    _pip(installed.venv / "bin" / "python", "install", "pytest>=8")
+    shutil.copyfile(ROOT / "plugins" / "hello" / "hello.wasm", tmp_path / "hello.wasm")
+    (tmp_path / "test_author.py").write_text(
+        "from pathlib import Path\n\n"
+        "def test_hello(arcana_plugin):\n"
+        "    h = arcana_plugin(Path(__file__).parent / 'hello.wasm')\n"
+        "    assert h.get('/api/v1/hello/Ada').json() == {'message': 'Hello, Ada!'}\n"
+        "    assert h.grpc('greeter.v1.Greeter/SayHello', {'name': 'Ada'}).message == {'message': 'Hello, Ada!'}\n"
+    )
+    proc = subprocess.run(
+        [installed.bin("python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_author.py")],
+        cwd=tmp_path,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout

@@ -169,6 +169,14 @@ def test_the_command_names_the_files_and_the_next_step(tmp_path: Path, capsys: p
     assert f"cd {tmp_path / 'greeter'} && arcana plugin build . && python -m pytest" in out
 
 
+def test_without_dir_the_plugin_goes_into_the_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    assert cli.main(["plugin", "new", "greeter", "--lang", "c"]) == ExitCode.OK
+
+    assert (tmp_path / "greeter" / "src" / "main.c").is_file()
+
+
 def test_every_template_is_package_data_of_arcana_sdk() -> None:
     """A strict editable install and the wheel ship only what the globs match: a new template must match one."""
     globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["arcana_sdk"]
