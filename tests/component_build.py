@@ -1,11 +1,13 @@
-"""Build the Python test components (tests/fixtures/plugins/py*/) with componentize-py, cached.
+"""Build the Python test components (tests/fixtures/plugins/py*/), cached.
 
-The interim builder until `arcana plugin build` speaks Python: it generates the
-plugin's own world from sdk/wit/arcana.wit (the interfaces its manifest's
-[capabilities] request, plus clock, random and config), runs componentize-py
-and appends the manifest as the ``arcana.manifest`` custom section. A build
+A stubbed-WASI build is `arcana plugin build`'s (``arcana_sdk.build.build_plugin``).
+A build that keeps WASI imports (to prove the kernel refuses them) is made
+here, as no author tool makes one: the plugin's own world from
+sdk/wit/arcana.wit (the interfaces its manifest's [capabilities] request,
+plus clock, random and config), componentize-py without ``--stub-wasi``, and
+the manifest appended as the ``arcana.manifest`` custom section. A build
 takes about ten seconds, so each is cached under $ARCANA_TEST_CACHE by a hash
-of its sources, the WIT and the builder's options.
+of its sources, the WIT, the guest SDK and the builder's options.
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ def world_wit(manifest: dict[str, object]) -> str:
 
 
 def build_component(src: Path, out: Path, *, stub_wasi: bool = True) -> Path:
+    if stub_wasi:
+        from arcana_sdk.build import build_plugin
+
+        build_plugin(src, out)
+        return out
     manifest_text = (src / "plugin.toml").read_text()
     with tempfile.TemporaryDirectory() as tmp:
         wit = Path(tmp) / "wit"
@@ -67,8 +74,6 @@ def build_component(src: Path, out: Path, *, stub_wasi: bool = True) -> Path:
         raw = Path(tmp) / "out.wasm"
         command = [str(Path(sys.executable).parent / "componentize-py"), "-d", str(wit), "-w", "plugin"]
         command += ["componentize", "app", "-p", str(src), "-o", str(raw)]
-        if stub_wasi:
-            command.append("--stub-wasi")
         subprocess.run(command, check=True, capture_output=True, cwd=tmp)
         out.write_bytes(raw.read_bytes() + custom_section("arcana.manifest", manifest_text.encode()))
     return out
@@ -80,6 +85,9 @@ def source_key(src: Path, stub_wasi: bool) -> str:
         if path.is_file() and path.suffix in (".py", ".toml"):
             digest.update(str(path.relative_to(src)).encode() + path.read_bytes())
     digest.update(WIT.read_bytes())
+    # What `arcana plugin build` puts in a component besides the app: the guest SDK and the builder.
+    for path in sorted([*(ROOT / "sdk" / "python").rglob("*.py"), *(ROOT / "sdk" / "tooling").glob("*build.py")]):
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
