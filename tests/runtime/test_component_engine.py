@@ -17,16 +17,19 @@ from typing import Any
 
 import pytest
 
+from arcana.check import check_plugin
 from arcana.config import load_config
+from arcana.engine import Instance
 from arcana.engine.artifact_cache import ArtifactCache
 from arcana.engine.component_engine import ComponentEngine
 from arcana.engine.extism_engine import ExtismEngine
 from arcana.engine.select import SelectingEngine
 from arcana.envelopes import HttpRequest, HttpResponse
-from arcana.errors import ArcanaError, PluginFailed, PluginLoadError, PluginTimeout
+from arcana.errors import ArcanaError, GuestFault, PluginFailed, PluginLoadError, PluginTimeout
 from arcana.kernel import Kernel
 from arcana.loader import PluginLoader
 from arcana.manifest import parse_manifest
+from arcana.types import CallContext, LinkedFunction
 from arcana.wasm_binary import MANIFEST_SECTION, custom_sections, is_component
 from arcana_host.registry import Capabilities
 from component_build import FIXTURES, build_cached, toolchain_missing
@@ -209,3 +212,52 @@ def test_a_component_asking_for_an_ungranted_interface_is_refused_before_it_runs
     fields = {p.field for p in refused.value.problems}
     assert "capabilities.store" in fields
     assert "import extism:host/user::store_get" in fields
+
+
+def test_a_cancelled_call_stops_at_its_next_host_call_and_the_instance_takes_no_more(
+    components: dict[str, Path], component_engine: ComponentEngine
+) -> None:
+    wasm = components["pyhost"].read_bytes()
+    holder: list[Instance] = []
+
+    def log_then_cancel(context: CallContext, request: bytes) -> bytes:
+        holder[0].cancel()  # as the executor's guard would, from its own thread, while the guest runs
+        return b"{}"
+
+    reached: list[str] = []
+
+    def store_fn(name: str) -> LinkedFunction:
+        return LinkedFunction(name, lambda context, request: reached.append(name) or b"{}")
+
+    store = ("store_get", "store_put", "store_delete", "store_query", "store_batch", "kv_get", "kv_set", "kv_delete")
+    functions = [LinkedFunction("log", log_then_cancel), *(store_fn(n) for n in (*store, "kv_incr"))]
+    compiled = component_engine.compile(wasm, functions, memory_mb=32, timeout_ms=2000)
+    instance = compiled.instantiate()
+    holder.append(instance)
+    with pytest.raises(GuestFault) as stopped:
+        instance.call("probe", json.dumps({"body": {}}).encode(), CallContext(plugin="pyhost", version="1.0.0"))
+    assert stopped.value.kind == "cancelled"
+    assert reached == []  # the host call after the cancel never ran
+    with pytest.raises(GuestFault) as again:
+        instance.call("ping", b"{}", CallContext(plugin="pyhost", version="1.0.0"))
+    assert again.value.kind == "cancelled"
+
+
+def test_a_component_never_runs_inline_however_short_its_calls(
+    real_kernels: Kernels, components: dict[str, Path]
+) -> None:
+    kernel = serving(real_kernels, components, ["pyhostile"], EXECUTOR__INLINE_AFTER_CALLS="3")
+    for _ in range(10):
+        assert answer(call(kernel, "GET", "/api/v1/pyhostile/ok")) == {"ok": True, "held": 0}
+    pool = kernel.registry.snapshot.plugins["pyhostile"].pool
+    assert pool.inline_handlers() == []
+
+
+def test_plugin_check_accepts_a_component_and_lists_its_routes(
+    components: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = load_config(None, environ={"ARCANA_PLUGINS__DIR": str(components["pyhost"].parent)})
+    assert check_plugin(components["pyhost"], config, own_grants=True) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OK pyhost 1.0.0")
+    assert "route POST /api/v1/pyhost/raw -> raw (public, abi raw)" in out
