@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from component_build import build_cached, toolchain_missing
+from arcana.wasm_binary import MANIFEST_SECTION, custom_sections
+from component_build import build_cached, custom_section, toolchain_missing
 from conftest import CACHE, ROOT, install
-from e2e.server import ArcanaServer
+from e2e.server import ArcanaServer, admin_headers
 
 pytestmark = [
     pytest.mark.e2e,
@@ -102,3 +105,61 @@ def test_a_python_plugin_importing_wasi_is_refused_with_the_fix(server: ArcanaSe
     logs = server.logs()
     assert "imports wasi:sockets/" in logs and "not offered" in logs
     assert "build with `arcana plugin build` (stubbed WASI)" in logs
+
+
+def _version(server: ArcanaServer, name: str) -> str | None:
+    listing = httpx.get(f"{server.url}/api/v1/admin/plugins", headers=admin_headers(), timeout=10).json()
+    return next((p["version"] for p in listing["plugins"] if p["name"] == name), None)
+
+
+def test_hot_reload_of_a_python_plugin_under_load_fails_no_request(tmp_path: Path) -> None:
+    """The new version compiles in the background (seconds, on a cold cache) while the old one serves."""
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    v1 = build_cached("pyhost", CACHE)
+    install(v1, folder, "pyhost")
+    # Version 1.0.1: the same component with a later manifest section (the last of a name wins), so new bytes.
+    manifest = (
+        custom_sections(v1.read_bytes())[MANIFEST_SECTION].decode().replace('version = "1.0.0"', 'version = "1.0.1"', 1)
+    )
+    v2 = tmp_path / "pyhost-v2.wasm"
+    v2.write_bytes(v1.read_bytes() + custom_section(MANIFEST_SECTION, manifest.encode()))
+    config = {
+        "grants": {"*": ["log"], "pyhost": ["log", "store"]},
+        "executor": {"artifact_cache_dir": str(CACHE / "artifacts")},
+    }
+    server = ArcanaServer(folder, tmp_path, config).start(wait_ready=False)
+    try:
+        server.wait_ready(READY_TIMEOUT_S)
+        assert _version(server, "pyhost") == "1.0.0"
+        failures: list[str] = []
+        answered = [0]
+        stop = threading.Event()
+
+        def load() -> None:
+            with httpx.Client(timeout=30) as client:
+                while not stop.is_set():
+                    r = client.get(f"{server.url}/api/v1/pyhost/ping")
+                    if r.status_code != 200 or r.json() != {"pong": True}:
+                        failures.append(f"{r.status_code} {r.text[:200]}")
+                    answered[0] += 1
+
+        clients = [threading.Thread(target=load) for _ in range(3)]
+        for client in clients:
+            client.start()
+        try:
+            install(v2, folder, "pyhost")
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while _version(server, "pyhost") != "1.0.1":
+                assert time.monotonic() < deadline, server.logs()[-3000:]
+                time.sleep(0.2)
+            before = answered[0]
+            while answered[0] < before + 20:  # the new version answers too
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for client in clients:
+                client.join()
+        assert failures == []
+    finally:
+        server.stop()
