@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from arcana.engine.artifact_cache import MAC_BYTES, MAGIC, ArtifactCache, CacheFolderRefused
 from arcana.engine.component_engine import ComponentEngine
@@ -45,7 +46,12 @@ def test_the_folder_is_created_private_and_the_artifacts_too(tmp_path: Path) -> 
     assert ((store.folder / ".key").stat().st_mode & 0o777) == 0o600
 
 
+def refused_metric() -> float:
+    return REGISTRY.get_sample_value("arcana_component_artifacts_total", {"outcome": "refused"}) or 0.0
+
+
 def test_a_tampered_artifact_is_refused_and_deleted(tmp_path: Path) -> None:
+    before = refused_metric()
     store = cache(tmp_path / "artifacts")
     store.store(SHA_A, b"compiled code")
     path = store.path(SHA_A)
@@ -54,6 +60,7 @@ def test_a_tampered_artifact_is_refused_and_deleted(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     assert loaded(store, SHA_A) is None
     assert store.stats.refused == 1 and not path.exists()
+    assert refused_metric() == before + 1  # operators see it on /metrics
 
 
 def test_an_artifact_written_for_another_key_is_refused_under_this_one(tmp_path: Path) -> None:
