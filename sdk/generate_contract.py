@@ -1,12 +1,15 @@
 """Write the guest SDKs' copy of the kernel contract: error codes and host functions.
 
-One table, three languages. The public error codes are ``arcana.errors.ErrorCode``
+One table, four renderings. The public error codes are ``arcana.errors.ErrorCode``
 and the host functions ``arcana_host.catalog.CATALOG`` (name -> grant); this
 script renders them as
 
     sdk/zig/contract.zig                      Code enum, HostFunction enum
     sdk/assemblyscript/assembly/contract.ts   Code namespace, one @external per host function
     sdk/c/arcana_contract.h                   ARCANA_ERR_* strings, one ARCANA_HOST_FN per host function
+    sdk/wit/arcana.wit                        the component contract: one interface per grant, one
+                                              `func(request: string) -> string` per host function
+                                              (`_` -> `-`), plus clock/random/config and the exports
 
 Run it after changing either table, and commit the result::
 
@@ -119,6 +122,73 @@ def render_c(codes: Sequence[str], functions: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# WIT: the package is versioned with the host ABI (arcana.types.HOST_ABI_VERSION; the tooling's HOST_ABI).
+WIT_PACKAGE = "arcana:plugin@1.0.0"
+WIT_HEADER = """\
+/// The Arcana host ABI for WebAssembly components (host ABI 1),
+/// {generated}.
+/// {do_not_edit}
+///
+/// One interface per grant (`auth.issue` is `auth-issue`); each function takes the JSON request of
+/// the host function of the same name (`store-get` is `store_get`) and answers its JSON reply, errors
+/// as values (`{{"error": {{"code", "message"}}}}`), exactly as the Extism ABI does (docs/host-abi.md).
+/// `clock`, `random` and `config` need no grant. A plugin's build (`arcana plugin build`) rewrites the
+/// world `plugin` to import only the interfaces its manifest requests.
+package {package};
+"""
+# Implemented by the component engine itself for every plugin (no grant), then the world.
+WIT_FIXED = """\
+/// Wall-clock and monotonic time: a component built with stubbed WASI has no clock of its own.
+interface clock {
+  /// Milliseconds since the Unix epoch.
+  now-ms: func() -> u64;
+  /// Nanoseconds from an arbitrary start, never going back.
+  monotonic-ns: func() -> u64;
+}
+
+/// Randomness from the host's CSPRNG: a stubbed-WASI build's own seed is fixed at build time.
+interface random {
+  random-bytes: func(len: u32) -> list<u8>;
+}
+
+/// The plugin's config ([config] in the manifest, operator overrides) and, for raw-ABI calls, the
+/// request's `arcana.*` keys (docs/envelopes.md); none when the key is absent.
+interface config {
+  config-get: func(key: string) -> option<string>;
+}
+"""
+WIT_GRANT_FREE = ("clock", "random", "config")
+WIT_EXPORTS = """\
+  /// Run the manifest handler `handler` on `input` (the envelope's JSON, or a raw-ABI call's bytes);
+  /// answers the output (the handler's JSON answer, or raw bytes). A trap is a plugin failure.
+  export handle: func(handler: string, input: list<u8>) -> list<u8>;
+  /// The handler names this component serves: the kernel checks the manifest's handlers against them at load.
+  export handlers: func() -> list<string>;
+"""
+
+
+def wit_name(name: str) -> str:
+    """A grant or host function as a WIT identifier: `auth.issue` -> `auth-issue`, `store_get` -> `store-get`."""
+    return name.replace(".", "-").replace("_", "-")
+
+
+def render_wit(functions: Mapping[str, str]) -> str:
+    by_grant: dict[str, list[str]] = {}
+    for name, grant in functions.items():
+        by_grant.setdefault(grant, []).append(name)
+    parts = [WIT_HEADER.format(generated=GENERATED, do_not_edit=DO_NOT_EDIT, package=WIT_PACKAGE)]
+    for grant, names in by_grant.items():
+        body = "".join(f"  {wit_name(name)}: func(request: string) -> string;\n" for name in names)
+        parts.append(f"/// grant: {grant}\ninterface {wit_name(grant)} {{\n{body}}}\n")
+    parts.append(WIT_FIXED)
+    imports = "".join(f"  import {wit_name(g)};\n" for g in [*by_grant, *WIT_GRANT_FREE])
+    parts.append(
+        "/// Every interface: a plugin's build generates its own world importing only what its manifest requests.\n"
+        f"world plugin {{\n{imports}\n{WIT_EXPORTS}}}\n"
+    )
+    return "\n".join(parts)
+
+
 def outputs() -> dict[Path, str]:
     """Each generated file and the text it must hold."""
     codes, functions = error_codes(), host_functions()
@@ -126,6 +196,7 @@ def outputs() -> dict[Path, str]:
         SDK / "zig" / "contract.zig": render_zig(codes, functions),
         SDK / "assemblyscript" / "assembly" / "contract.ts": render_assemblyscript(codes, functions),
         SDK / "c" / "arcana_contract.h": render_c(codes, functions),
+        SDK / "wit" / "arcana.wit": render_wit(functions),
     }
 
 

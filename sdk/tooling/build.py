@@ -8,6 +8,7 @@ files                                       language
 ``package.json`` + ``assembly/index.ts``    AssemblyScript
 ``src/main.zig``                            Zig
 ``src/main.c``                              C
+``plugin.toml`` + ``app.py``                Python (a component, see python_build)
 ==========================================  ==============
 
 The folder's ``plugin.toml`` is embedded as the custom section
@@ -16,7 +17,8 @@ table does not set ``host_abi``, ``host_abi = HOST_ABI`` is added under the
 table's header, so the kernel knows which host ABI the module was built for.
 Only the kernel validates the manifest; the build only needs it to be TOML.
 The same sources always give the same bytes, wherever the folder lives (CI
-rebuilds the committed examples and compares)::
+rebuilds the committed examples and compares), except for Python plugins:
+componentize-py's snapshot is not reproducible (see :mod:`.python_build`)::
 
     from arcana_sdk.build import build_plugin
     wasm_path = build_plugin(Path("plugins/hello"))   # plugins/hello/hello.wasm
@@ -40,9 +42,10 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import python_build
 from .protoc import ProtocError, compile_proto_dir, proto_files
 from .sources import guest_sdk_dir
-from .toolchain import ToolchainMissing, require_grpc_tools, require_zig
+from .toolchain import ToolchainMissing, require_componentize_py, require_grpc_tools, require_zig
 from .wasm_sections import DESCRIPTORS_SECTION, MANIFEST_SECTION, append_custom_section, remove_custom_sections
 
 __all__ = ["BuildError", "Language", "ToolchainMissing", "build_plugin", "detect_language"]
@@ -82,6 +85,7 @@ class Language(enum.Enum):
     ASSEMBLYSCRIPT = "assemblyscript"
     ZIG = "zig"
     C = "c"
+    PYTHON = "python"
 
 
 def detect_language(src_dir: Path) -> Language:
@@ -92,10 +96,12 @@ def detect_language(src_dir: Path) -> Language:
         return Language.ZIG
     if (src_dir / "src" / "main.c").is_file():
         return Language.C
+    if (src_dir / MANIFEST_FILE).is_file() and (src_dir / python_build.APP_FILE).is_file():
+        return Language.PYTHON
     raise BuildError(
         src_dir,
         "no plugin sources found: expected package.json + assembly/index.ts (AssemblyScript), "
-        "src/main.zig (Zig) or src/main.c (C)",
+        "src/main.zig (Zig), src/main.c (C) or plugin.toml + app.py (Python)",
     )
 
 
@@ -113,6 +119,8 @@ def build_plugin(src_dir: Path, out_path: Path | None = None) -> Path:
     # Before any compiler runs: a missing toolchain is reported at once, not after an npm install.
     if language in (Language.ZIG, Language.C):
         require_zig()
+    if language is Language.PYTHON:
+        require_componentize_py()
     if proto_files(src_dir / "proto"):
         require_grpc_tools()
     with tempfile.TemporaryDirectory(prefix="arcana-build-") as tmp:
@@ -292,8 +300,20 @@ def _compile_assemblyscript(src_dir: Path, tmp: Path) -> bytes:
     return _read_output(src_dir, out)
 
 
+def _compile_python(src_dir: Path, tmp: Path) -> bytes:
+    """Python: the plugin's own WIT world, then componentize-py with stubbed WASI (see python_build)."""
+    wit = python_build.write_world(tmp, _read_manifest(src_dir))
+    app, sdk = python_build.stage_sources(src_dir, tmp)
+    out = tmp / "plugin.wasm"
+    # An app that raises at import fails the build: its Python traceback is the useful part, not Rust's.
+    env = {**os.environ, "RUST_BACKTRACE": "0", "RUST_LIB_BACKTRACE": "0"}
+    _run(src_dir, "componentize-py", python_build.componentize_command(app, sdk, wit, out), cwd=tmp, env=env)
+    return _read_output(src_dir, out)
+
+
 _COMPILERS = {
     Language.ASSEMBLYSCRIPT: _compile_assemblyscript,
     Language.ZIG: _compile_zig,
     Language.C: _compile_c,
+    Language.PYTHON: _compile_python,
 }

@@ -1,6 +1,7 @@
 """Are the optional toolchain packages installed? One clear answer instead of a deep ImportError.
 
-The guest toolchains (``ziglang`` for Zig and C, ``grpcio-tools`` for protoc)
+The guest toolchains (``ziglang`` for Zig and C, ``componentize-py`` for
+Python, ``grpcio-tools`` for protoc)
 are the ``toolchain`` extra: a server that only serves plugins needs neither,
 so they are checked where a build first needs them.
 """
@@ -11,11 +12,22 @@ import importlib.metadata
 import importlib.util
 import re
 
-__all__ = ["INSTALL_HINT", "MIN_ZIG", "ToolchainMissing", "require_grpc_tools", "require_zig"]
+__all__ = [
+    "COMPONENTIZE_PY",
+    "INSTALL_HINT",
+    "MIN_ZIG",
+    "ToolchainMissing",
+    "require_componentize_py",
+    "require_grpc_tools",
+    "require_zig",
+]
 
 INSTALL_HINT = "pip install 'arcana[toolchain]'"
 # The Zig SDK (sdk/zig) uses the 0.15 standard library (std.Io.Writer and friends).
 MIN_ZIG = (0, 15)
+# Python plugins are built with exactly this componentize-py: its bundled CPython and its binding generator
+# (the `wit_world` module the Python SDK imports) are what the SDK and the kernel are tested against.
+COMPONENTIZE_PY = "0.25.1"
 
 
 class ToolchainMissing(Exception):
@@ -37,6 +49,21 @@ def require_zig() -> None:
     if _major_minor(version) < MIN_ZIG:
         wanted = ".".join(map(str, MIN_ZIG))
         raise ToolchainMissing(f"ziglang {version} is too old for the Zig SDK; pip install -U 'ziglang>={wanted}'")
+
+
+def require_componentize_py() -> None:
+    """Python plugins are made into components by ``componentize-py``, pinned to the tested version."""
+    try:
+        version = importlib.metadata.version("componentize-py")
+    except importlib.metadata.PackageNotFoundError:
+        raise ToolchainMissing(
+            f"the Python plugin toolchain (componentize-py) is not installed; {INSTALL_HINT}"
+        ) from None
+    if version != COMPONENTIZE_PY:
+        raise ToolchainMissing(
+            f"componentize-py {version} is installed but Python plugins are built with {COMPONENTIZE_PY}; "
+            f"pip install 'componentize-py=={COMPONENTIZE_PY}'"
+        )
 
 
 def _major_minor(version: str) -> tuple[int, int]:

@@ -3,8 +3,12 @@
 A wasm module is the 8-byte header (``\\0asm`` + version 1) followed by
 sections: one id byte, a LEB128 u32 payload size, then the payload. A custom
 section has id 0 and its payload starts with a LEB128-length-prefixed UTF-8
-name. Arcana embeds the plugin manifest as the custom section
-``arcana.manifest`` appended at the end of the module::
+name. A component (the component model: ``\\0asm`` + version ``0d 00`` + layer
+``01 00``) frames its top-level sections the same way, custom id 0 included,
+so both are read and extended alike; nested modules inside a component are
+left untouched (only top-level sections are listed). Arcana embeds the
+plugin manifest as the custom section ``arcana.manifest`` appended at the
+end of the module::
 
     wasm = append_custom_section(wasm, MANIFEST_SECTION, toml_bytes)
     assert read_custom_section(wasm, MANIFEST_SECTION) == toml_bytes
@@ -15,12 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "COMPONENT_HEADER",
     "DESCRIPTORS_SECTION",
     "MANIFEST_SECTION",
     "CustomSection",
     "WasmFormatError",
     "append_custom_section",
     "custom_sections",
+    "is_component",
     "read_custom_section",
     "remove_custom_sections",
 ]
@@ -28,6 +34,9 @@ __all__ = [
 MANIFEST_SECTION = "arcana.manifest"
 DESCRIPTORS_SECTION = "arcana.descriptors"
 _HEADER = b"\x00asm\x01\x00\x00\x00"
+# Component-model preamble: same magic, version 0x0d, layer 1 (a component, not a core module).
+COMPONENT_HEADER = b"\x00asm\x0d\x00\x01\x00"
+_HEADER_LEN = 8
 _CUSTOM_ID = 0
 
 
@@ -74,15 +83,20 @@ def _decode_u32(data: bytes, pos: int) -> tuple[int, int]:
     raise WasmFormatError(f"LEB128 integer too long at offset {pos}")
 
 
+def is_component(wasm: bytes) -> bool:
+    """True when ``wasm`` starts with the component-model preamble (not a core module)."""
+    return wasm[:_HEADER_LEN] == COMPONENT_HEADER
+
+
 def _check_header(wasm: bytes) -> None:
-    if wasm[:8] != _HEADER:
-        raise WasmFormatError("not a WebAssembly 1.0 module (bad magic or version)")
+    if wasm[:_HEADER_LEN] not in (_HEADER, COMPONENT_HEADER):
+        raise WasmFormatError("not a WebAssembly 1.0 module or component (bad magic or version)")
 
 
 def _sections(wasm: bytes) -> list[tuple[int, int, int, int]]:
     """All sections as (id, section start, payload start, section end)."""
     _check_header(wasm)
-    out, pos = [], len(_HEADER)
+    out, pos = [], _HEADER_LEN
     while pos < len(wasm):
         section_id = wasm[pos]
         size, payload = _decode_u32(wasm, pos + 1)

@@ -1,4 +1,4 @@
-"""One table of error codes and host functions behind the Zig, AssemblyScript and C SDKs.
+"""One table of error codes and host functions behind the Zig, AssemblyScript and C SDKs and the WIT contract.
 
 ``sdk/generate_contract.py`` renders ``arcana.errors.ErrorCode`` and
 ``arcana_host.catalog.CATALOG`` into one file per SDK. These tests keep the
@@ -85,6 +85,7 @@ def test_committed_contract_files_are_what_the_generator_renders_from_the_kernel
         "zig/contract.zig",
         "assemblyscript/assembly/contract.ts",
         "c/arcana_contract.h",
+        "wit/arcana.wit",
     }
     stale = [p.relative_to(REPO).as_posix() for p, text in rendered.items() if p.read_text() != text]
     assert stale == [], "run .venv/bin/python sdk/generate_contract.py and commit the result"
@@ -114,6 +115,22 @@ def test_assemblyscript_typed_bindings_call_every_implemented_host_function() ->
     text = re.sub(r"export declare function host_\w+", "", text)
     text = re.sub(r"import \{[^}]*\} from \"[^\"]+\";", "", text)
     assert sorted(set(re.findall(r"\bhost_(\w+)\b", text))) == FUNCTIONS
+
+
+def test_wit_contract_has_one_interface_per_grant_holding_exactly_its_host_functions() -> None:
+    text = _code((SDK / "wit" / "arcana.wit").read_text())
+    interfaces = dict(re.findall(r"^interface ([\w-]+) \{(.*?)^\}", text, re.S | re.M))
+    expected: dict[str, set[str]] = {}
+    for name, grant in CATALOG.items():
+        expected.setdefault(grant.replace(".", "-"), set()).add(name.replace("_", "-"))
+    expected |= {"clock": {"now-ms", "monotonic-ns"}, "random": {"random-bytes"}, "config": {"config-get"}}
+    assert {iface: set(re.findall(r"^\s*([\w-]+): func", body, re.M)) for iface, body in interfaces.items()} == expected
+    for iface in expected.keys() - {"clock", "random", "config"}:
+        assert set(re.findall(r"func\((.*?)\) -> (\w+);", interfaces[iface])) == {("request: string", "string")}
+    world = re.search(r"^world plugin \{(.*?)^\}", text, re.S | re.M)
+    assert world is not None
+    assert set(re.findall(r"import ([\w-]+);", world[1])) == set(expected)
+    assert re.findall(r"export (\w+):", world[1]) == ["handle", "handlers"]
 
 
 @pytest.mark.toolchain
