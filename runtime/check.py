@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from arcana.config import ArcanaConfig
-from arcana.engine.extism_engine import ExtismEngine
+from arcana.engine.factory import tool_engine
 from arcana.errors import FileChanging, PluginLoadError
 from arcana.loader import PluginLoader
 from arcana_host.catalog import KNOWN_GRANTS
@@ -32,7 +32,7 @@ def check_plugin(path: Path, config: ArcanaConfig, own_grants: bool = False) -> 
         # Granting every capability grants exactly the requested ones: the loader grants requested & operator's.
         config = dataclasses.replace(config, grants={**config.grants, "*": sorted(KNOWN_GRANTS)})
     with ThreadPoolExecutor(1) as threads:
-        loader = PluginLoader(config, ExtismEngine(), Capabilities.from_config(config), threads)
+        loader = PluginLoader(config, tool_engine(), Capabilities.from_config(config), threads)
         try:
             plugin = loader.load(path)
         except PluginLoadError as exc:

@@ -230,6 +230,13 @@ class ExecutorConfig:
     # overruns is stopped and runs again on its threads (README, "Performance"; arcana.inline).
     inline_max_ms: Annotated[int, msgspec.Meta(ge=0, le=50)] = 2
     inline_after_calls: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 100
+    # Compiled WebAssembly components (Python plugins) are kept here, so a restart loads one in about
+    # 0.1 s instead of compiling it for seconds. Deserialized artifacts are trusted code: the folder
+    # must be the kernel's own (created 0700; refused when others may write it, or inside the plugins
+    # folder). "" keeps no cache.
+    artifact_cache_dir: ConfigPath = ".data/artifacts"
+    # The cache's bound: the least recently used artifacts go beyond it (one is 2-3x its component).
+    artifact_cache_max_mb: PositiveInt = 1024
 
 
 @dataclass(frozen=True)

@@ -193,9 +193,9 @@ class Kernel:
         )
         self._capabilities = Capabilities.from_config(self.config, services)
         if self._engine is None:
-            from arcana.engine.extism_engine import ExtismEngine  # the engine loads native code: only when serving
+            from arcana.engine.factory import kernel_engine  # the engines load native code: only when serving
 
-            self._engine = ExtismEngine()
+            self._engine = kernel_engine(self.config)
         self._loader = PluginLoader(
             self.config, self._engine, self._capabilities, self._shares, self.resilience.plugins
         )

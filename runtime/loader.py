@@ -17,10 +17,11 @@ from pathlib import Path
 
 from arcana.config import ArcanaConfig
 from arcana.descriptors import DescriptorSet, RpcMethod
-from arcana.engine import Engine, ModuleInfo
+from arcana.engine import Engine, ListsHandlers, ModuleInfo
 from arcana.errors import (
     DescriptorError,
     FileChanging,
+    GuestFault,
     ManifestInvalid,
     ModuleRejected,
     PluginLoadError,
@@ -185,10 +186,11 @@ class PluginLoader:
         except ModuleRejected as exc:
             problem = Problem("module", str(exc), "rebuild the plugin")
             raise PluginLoadError(str(path), [problem], manifest.name) from exc
+        problems += foreign_problems(info)
         configured = self._capabilities.configure(manifest, self._config.granted(manifest.name), info.imports)
         if not isinstance(configured, ConfiguredPlugin):
             problems += configured
-        problems += self._exports(manifest, info)
+        problems += component_export_problems(info) if info.component else self._exports(manifest, info)
         descriptors, rpc = self._rpc(path, sections, manifest, problems)
         if problems or not isinstance(configured, ConfiguredPlugin):
             raise PluginLoadError(str(path), problems, manifest.name)
@@ -207,8 +209,14 @@ class PluginLoader:
                 config=checked.config,
             )
             warm = compiled.instantiate()
+            missing = handler_problems(m, warm) if checked.info.component else []
         except ModuleRejected as exc:
             raise PluginLoadError(str(path), [Problem("module", str(exc), "rebuild the plugin")], m.name) from exc
+        except GuestFault as exc:
+            problem = Problem("module", f"handlers() failed: {exc.detail}", "rebuild the plugin")
+            raise PluginLoadError(str(path), [problem], m.name) from exc
+        if missing:
+            raise PluginLoadError(str(path), missing, m.name)
         ex = self._config.executor
         inline = self._inline_rule(checked)
         share = self._threads.get(m.name)  # every version of a plugin runs on the same threads
@@ -234,6 +242,10 @@ class PluginLoader:
     def _inline_rule(self, checked: Checked) -> InlineRule | None:
         """The inline rule when this plugin may run on the event loop: every host function it links is quick."""
         ex = self._config.executor
+        # A component never runs inline: its calls cost more than an inline budget (about a
+        # millisecond of CPython), and its store cannot be stopped from the watchdog's thread.
+        if checked.info.component:
+            return None
         if not ex.inline_max_ms or not all(fn.quick for fn in checked.host.functions):
             return None
         return InlineRule(ex.inline_max_ms, ex.inline_after_calls)
@@ -393,6 +405,44 @@ class PluginLoader:
                     )
                 )
         return problems
+
+
+# What every component must export (sdk/wit/arcana.wit): the handler entry and its list of handlers.
+COMPONENT_EXPORTS = ("handle", "handlers")
+FIX_COMPONENT = "build with `arcana plugin build` (stubbed WASI)"
+
+
+def foreign_problems(info: ModuleInfo) -> list[Problem]:
+    """A component's imports that no engine offers (WASI, another package, another host ABI)."""
+    return [
+        Problem(
+            f"imports {name}",
+            f"not offered: a component may import only the arcana:plugin interfaces of host ABI {HOST_ABI_VERSION}",
+            FIX_COMPONENT,
+        )
+        for name in info.foreign
+    ]
+
+
+def component_export_problems(info: ModuleInfo) -> list[Problem]:
+    return [
+        Problem(f"export {name}", "is not exported by the component", FIX_COMPONENT)
+        for name in COMPONENT_EXPORTS
+        if name not in info.exports
+    ]
+
+
+def handler_problems(manifest: Manifest, warm: object) -> list[Problem]:
+    """The manifest's handlers that the component's ``handlers()`` does not list."""
+    served = set(warm.handlers()) if isinstance(warm, ListsHandlers) else set()
+    return [
+        Problem(
+            f"handler {handler}",
+            "is not among the handlers the component serves (its handlers() export)",
+            f"register a handler named '{handler}' in the plugin's app.py, or fix the manifest",
+        )
+        for handler in sorted(manifest.handlers() - served)
+    ]
 
 
 def build_id(sha256: str) -> str:

@@ -51,7 +51,12 @@ def build_cached(src: Path) -> Path:
 @pytest.fixture(scope="session")
 def fixture_wasm() -> dict[str, Path]:
     """Every fixture plugin in tests/fixtures/plugins, built: name -> .wasm path."""
-    return {d.name: build_cached(d) for d in sorted(FIXTURES.iterdir()) if (d / "plugin.toml").exists()}
+    # Python components (app.py) are built by tests/component_build.py: slower, and only where needed.
+    return {
+        d.name: build_cached(d)
+        for d in sorted(FIXTURES.iterdir())
+        if (d / "plugin.toml").exists() and not (d / "app.py").exists()
+    }
 
 
 def install(wasm: Path, folder: Path, name: str | None = None) -> Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from arcana.types import CallContext, LinkedFunction
 
@@ -21,6 +21,11 @@ class ModuleInfo:
     imports: tuple[tuple[str, str], ...]
     # Exported functions with their signature, e.g. {"hello": ((), ("i32",))}.
     exports: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+    # A WebAssembly component (``handle``/``handlers`` exports): its handlers are known only from a
+    # running instance (``ListsHandlers``), so the loader checks them on the warm instance.
+    component: bool = False
+    # Imports no engine offers (a component's WASI or other package's interfaces), refused at load.
+    foreign: tuple[str, ...] = ()
 
 
 class Instance(Protocol):
@@ -29,6 +34,13 @@ class Instance(Protocol):
         ...
 
     def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class ListsHandlers(Protocol):
+    """An instance that can say which handlers it serves (a component's ``handlers`` export)."""
+
+    def handlers(self) -> list[str]: ...
 
 
 class CompiledModule(Protocol):
