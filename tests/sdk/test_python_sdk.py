@@ -325,3 +325,29 @@ def test_clock_random_and_config_come_from_the_grant_free_interfaces(sdk: Any, w
     assert len(sdk.random.bytes(70_000)) == 70_000
     assert world.random_sizes == [65_536, 70_000 - 65_536]  # the host bounds one call: fetched in chunks
     assert sdk.config.get("greeting") == "hej" and sdk.config.get("absent", "x") == "x"
+
+
+def test_in_a_component_stdlib_random_is_reseeded_from_the_host_once_per_instance(
+    sdk: Any, world: FakeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import arcana_plugin.plugin
+
+    monkeypatch.setattr(arcana_plugin.plugin, "IN_COMPONENT", True)
+    app = sdk.Plugin(export=False)
+    app.route("GET", "/r", name="r")(lambda req: 1)
+    app.handle("r", _http("GET", "/r"))
+    app.handle("r", _http("GET", "/r"))
+    assert world.random_sizes == [32]
+
+
+def test_stdout_lines_go_to_the_log_when_redirected(sdk: Any, world: FakeWorld) -> None:
+    stream = sdk.host._LogStream("info")
+    print("one", "two", file=stream)
+    stream.write("par")
+    stream.write("tial\nrest")
+    assert [r for _, r in world.requests] == [
+        {"level": "info", "message": "one two"},
+        {"level": "info", "message": "partial"},
+    ]
+    stream.flush()
+    assert world.requests[-1] == ("log", {"level": "info", "message": "rest"})

@@ -15,6 +15,8 @@ Reference: docs/python.md.
 
 from __future__ import annotations
 
+import sys
+
 from . import host
 from .contract import HOST_FUNCTIONS, Code
 from .envelopes import (
@@ -80,3 +82,5 @@ __all__ = [
 
 # In a build, the world's bindings exist now: import them into the snapshot componentize-py takes.
 host.preload()
+if sys.platform == "wasi":  # inside the component only: a test in CPython keeps its own stdout
+    host.redirect_stdio()

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import base64
 import importlib
+import io
 import json
+import sys
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Generic, NoReturn, TypeVar
@@ -357,6 +359,35 @@ http = _Http()
 clock = _Clock()
 random = _Random()
 config = _Config()
+
+
+class _LogStream(io.TextIOBase):
+    """A text stream whose lines go to ``log`` (nowhere without the grant): stdout of a stubbed-WASI build traps."""
+
+    def __init__(self, level: str) -> None:
+        self._level = level
+        self._pending = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        lines = (self._pending + text).split("\n")
+        self._pending = lines.pop()
+        for line in lines:
+            log.log(self._level, line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            line, self._pending = self._pending, ""
+            log.log(self._level, line)
+
+
+def redirect_stdio() -> None:
+    """``print`` (stdout) and stderr go to ``log`` at info and warn: in a component they would trap."""
+    sys.stdout = _LogStream("info")
+    sys.stderr = _LogStream("warn")
 
 
 def preload() -> None:

@@ -24,12 +24,14 @@ the module that creates it, so ``app.py`` needs nothing else; a second
 from __future__ import annotations
 
 import json
+import random as _stdlib_random
 import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from . import host
 from .contract import Code
 from .envelopes import Envelope, EventRequest, GrpcRequest, HttpRequest, JobRequest, parse
 from .responses import Fail, Response, error_answer, no_content
@@ -38,6 +40,8 @@ __all__ = ["Plugin"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _JSON = (",", ":")
+# Inside a component (CPython built for WASI), not in a CPython test of the SDK.
+IN_COMPONENT = sys.platform == "wasi"
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class Plugin:
 
     def __init__(self, *, export: bool = True) -> None:
         self._entries: dict[str, list[_Entry]] = {}
+        self._seeded = False
         if export:
             # The module being imported (the author's app.py) gets `WitWorld`, what componentize-py looks up.
             caller = sys._getframe(1).f_globals
@@ -110,6 +115,11 @@ class Plugin:
     def handle(self, name: str, data: bytes) -> bytes:
         """Run handler ``name`` on the kernel's input; the kernel's answer. Only :class:`Fail` becomes an answer:
         any other exception propagates, so the component traps (PLUGIN_FAILED, the instance is discarded)."""
+        if IN_COMPONENT and not self._seeded:
+            # Every instance starts from the build's snapshot, whose `random` seed was fixed at build time:
+            # reseed it from the host's CSPRNG once per instance, so instances do not repeat one sequence.
+            _stdlib_random.seed(host.random.bytes(32))
+            self._seeded = True
         entries = self._entries.get(name)
         if not entries:
             return _encode(error_answer(Code.NOT_FOUND, f"this plugin has no handler {name!r}"))
