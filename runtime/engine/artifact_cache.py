@@ -25,12 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from prometheus_client import Counter
+
 logger = logging.getLogger("arcana.engine")
 T = TypeVar("T")
 MAGIC = b"ARCANA-A1"
 MAC_BYTES = 32
 KEY_FILE = ".key"
 SUFFIX = ".cwasm"
+# outcome: hit | miss (none cached) | refused (tampered, foreign or incompatible: deleted) | stored | evicted
+ARTIFACTS = Counter("arcana_component_artifacts_total", "Compiled-component cache lookups and writes", ["outcome"])
 
 
 class CacheFolderRefused(Exception):
@@ -39,13 +43,17 @@ class CacheFolderRefused(Exception):
 
 @dataclass
 class CacheStats:
-    """What the cache did since it was opened (read by tests and `arcana` operators' logs)."""
+    """What this cache did since it was opened (``ARTIFACTS`` counts the same for the whole process)."""
 
     hits: int = 0
     misses: int = 0
     stored: int = 0
     refused: int = 0
     evicted: int = 0
+
+    def count(self, outcome: str) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        ARTIFACTS.labels({"hits": "hit", "misses": "miss"}.get(outcome, outcome)).inc()
 
 
 def check_folder(folder: Path, forbidden: Path | None = None) -> None:
@@ -119,7 +127,7 @@ class ArtifactCache:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            self.stats.misses += 1
+            self.stats.count("misses")
             return None
         head = len(MAGIC) + MAC_BYTES
         body = data[head:]
@@ -131,7 +139,7 @@ class ArtifactCache:
         except ValueError as exc:  # the engine's refusal (another version or config): compile again
             self._refuse(path, f"the engine refused it ({str(exc).splitlines()[0] if str(exc) else exc})")
             return None
-        self.stats.hits += 1
+        self.stats.count("hits")
         try:
             os.utime(path)  # recently used: the last to be evicted
         except OSError:
@@ -139,8 +147,8 @@ class ArtifactCache:
         return value
 
     def _refuse(self, path: Path, why: str) -> None:
-        self.stats.refused += 1
-        self.stats.misses += 1
+        self.stats.count("refused")
+        self.stats.misses += 1  # a refusal is also a miss for the caller, counted once on the metric
         logger.warning("compiled artifact %s refused: %s; compiling again", path.name, why)
         try:
             path.unlink()
@@ -164,7 +172,7 @@ class ArtifactCache:
             tmp.unlink(missing_ok=True)
             return
         with self._lock:
-            self.stats.stored += 1
+            self.stats.count("stored")
             self._evict()
 
     def _evict(self) -> None:
@@ -181,7 +189,7 @@ class ArtifactCache:
                 break
             path.unlink(missing_ok=True)
             total -= size
-            self.stats.evicted += 1
+            self.stats.count("evicted")
 
     def size(self) -> int:
         """The artifacts' bytes on disk."""

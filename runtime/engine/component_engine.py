@@ -28,6 +28,7 @@ import os
 import platform
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -205,6 +206,14 @@ class ComponentCompiled:
         return self
 
 
+def _tick(engine: weakref.ref[wasmtime.Engine]) -> None:
+    """Advance the epoch every tick while the engine lives (its compiled components and stores hold it)."""
+    while (alive := engine()) is not None:
+        alive.increment_epoch()
+        del alive  # no strong reference while asleep: the engine may go
+        time.sleep(TICK_MS / 1000)
+
+
 def _adapt(fn: LinkedFunction) -> Callable[[Any, str], str]:
     """``fn`` as a WIT ``func(request: string) -> string``: errors are values, nothing raises into the engine."""
 
@@ -251,13 +260,9 @@ class ComponentEngine:
     def _start_ticker(self) -> None:
         with self._lock:
             if self._ticker is None:
-                self._ticker = threading.Thread(target=self._tick, name="arcana-epoch", daemon=True)
+                ref = weakref.ref(self.engine)
+                self._ticker = threading.Thread(target=_tick, args=(ref,), name="arcana-epoch", daemon=True)
                 self._ticker.start()
-
-    def _tick(self) -> None:
-        while True:
-            time.sleep(TICK_MS / 1000)
-            self.engine.increment_epoch()
 
     def _component(self, wasm: bytes) -> wc.Component:
         sha256 = hashlib.sha256(wasm).hexdigest()

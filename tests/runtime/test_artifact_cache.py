@@ -11,9 +11,12 @@ import os
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
+from arcana.config import load_config
 from arcana.engine.artifact_cache import MAC_BYTES, MAGIC, ArtifactCache, CacheFolderRefused
 from arcana.engine.component_engine import ComponentEngine
+from arcana.engine.factory import kernel_engine
 from arcana.types import CallContext
 from component_build import build_cached, toolchain_missing
 from conftest import CACHE
@@ -45,7 +48,12 @@ def test_the_folder_is_created_private_and_the_artifacts_too(tmp_path: Path) -> 
     assert ((store.folder / ".key").stat().st_mode & 0o777) == 0o600
 
 
+def refused_metric() -> float:
+    return REGISTRY.get_sample_value("arcana_component_artifacts_total", {"outcome": "refused"}) or 0.0
+
+
 def test_a_tampered_artifact_is_refused_and_deleted(tmp_path: Path) -> None:
+    before = refused_metric()
     store = cache(tmp_path / "artifacts")
     store.store(SHA_A, b"compiled code")
     path = store.path(SHA_A)
@@ -54,6 +62,7 @@ def test_a_tampered_artifact_is_refused_and_deleted(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     assert loaded(store, SHA_A) is None
     assert store.stats.refused == 1 and not path.exists()
+    assert refused_metric() == before + 1  # operators see it on /metrics
 
 
 def test_an_artifact_written_for_another_key_is_refused_under_this_one(tmp_path: Path) -> None:
@@ -166,3 +175,30 @@ def test_a_tampered_artifact_is_recompiled_and_replaced(tmp_path: Path, hostile_
     third = ComponentEngine(ArtifactCache(folder, 1 << 30, ComponentEngine.fingerprint()))
     ok(third, hostile_wasm)
     assert (third.compiled, third.deserialized) == (0, 1)  # the recompiled artifact replaced the tampered one
+
+
+def kernel_components(tmp_path: Path, **env: str) -> ComponentEngine:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir(exist_ok=True)
+    environ = {"ARCANA_HOME": str(tmp_path), "ARCANA_PLUGINS__DIR": str(plugins), **env}
+    engine = kernel_engine(load_config(None, environ=environ)).components
+    assert isinstance(engine, ComponentEngine)
+    return engine
+
+
+def test_the_kernel_caches_under_its_data_folder_by_default(tmp_path: Path) -> None:
+    engine = kernel_components(tmp_path)
+    assert engine.cache is not None and engine.cache.folder == tmp_path / ".data" / "artifacts"
+    assert engine.cache.max_bytes == 1024 * 1024 * 1024
+
+
+def test_the_kernel_keeps_no_cache_when_told_to(tmp_path: Path) -> None:
+    assert kernel_components(tmp_path, ARCANA_EXECUTOR__ARTIFACT_CACHE_DIR="").cache is None
+
+
+def test_the_kernel_compiles_uncached_rather_than_trust_a_folder_in_the_plugins_folder(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = kernel_components(tmp_path, ARCANA_EXECUTOR__ARTIFACT_CACHE_DIR=str(tmp_path / "plugins" / ".artifacts"))
+    assert engine.cache is None
+    assert "compiled-artifact cache not used" in caplog.text and "inside the plugins folder" in caplog.text
