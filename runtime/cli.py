@@ -205,7 +205,9 @@ def _parser() -> argparse.ArgumentParser:
         "  cd NAME && arcana plugin build . && python -m pytest",
     )
     new.add_argument("name", help="the plugin's name: lowercase letters, digits, '-' and '_', starting with a letter")
-    new.add_argument("--lang", required=True, choices=("assemblyscript", "zig", "c"), help="the guest language")
+    new.add_argument(
+        "--lang", required=True, choices=("assemblyscript", "zig", "c", "python"), help="the guest language"
+    )
     new.add_argument("--dir", type=Path, default=Path("."), metavar="PARENT", help="where to create NAME/")
 
     dev = _command(

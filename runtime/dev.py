@@ -103,7 +103,7 @@ def is_source(path: Path, root: Path) -> bool:
     except ValueError:
         return False
     if len(parts) == 1:
-        return parts[0] in SOURCE_FILES
+        return parts[0] in SOURCE_FILES or parts[0].endswith(".py")  # a Python plugin's app.py and its modules
     if not parts or parts[0] not in SOURCE_DIRS:
         return False
     if any(part in IGNORED_DIRS or part.startswith(".") for part in parts):

@@ -7,6 +7,7 @@ script renders them as
     sdk/zig/contract.zig                      Code enum, HostFunction enum
     sdk/assemblyscript/assembly/contract.ts   Code namespace, one @external per host function
     sdk/c/arcana_contract.h                   ARCANA_ERR_* strings, one ARCANA_HOST_FN per host function
+    sdk/python/arcana_plugin/contract.py      Code constants, HOST_FUNCTIONS (name -> grant)
     sdk/wit/arcana.wit                        the component contract: one interface per grant, one
                                               `func(request: string) -> string` per host function
                                               (`_` -> `-`), plus clock/random/config and the exports
@@ -122,6 +123,36 @@ def render_c(codes: Sequence[str], functions: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_python(codes: Sequence[str], functions: Mapping[str, str]) -> str:
+    lines = [
+        '"""The kernel contract for Python plugins,',
+        f"{GENERATED}.",
+        "",
+        f"{DO_NOT_EDIT}",
+        '"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "from typing import Final",
+        "",
+        '__all__ = ["HOST_FUNCTIONS", "Code"]',
+        "",
+        "",
+        "class Code:",
+        '    """Error codes of the error model (`{"error": {"code", "message"}}`): `Fail(Code.NOT_FOUND, ...)`."""',
+        "",
+        *(f'    {code}: Final = "{code}"' for code in codes),
+        "",
+        "",
+        "# The host functions of this kernel and the grant that unlocks each: the component imports the",
+        "# interface named after the grant (`auth.issue` -> `auth-issue`), one `func(string) -> string` each.",
+        "HOST_FUNCTIONS: Final[dict[str, str]] = {",
+        *(f'    "{name}": "{grant}",' for name, grant in functions.items()),
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 # WIT: the package is versioned with the host ABI (arcana.types.HOST_ABI_VERSION; the tooling's HOST_ABI).
 WIT_PACKAGE = "arcana:plugin@1.0.0"
 WIT_HEADER = """\
@@ -196,6 +227,7 @@ def outputs() -> dict[Path, str]:
         SDK / "zig" / "contract.zig": render_zig(codes, functions),
         SDK / "assemblyscript" / "assembly" / "contract.ts": render_assemblyscript(codes, functions),
         SDK / "c" / "arcana_contract.h": render_c(codes, functions),
+        SDK / "python" / "arcana_plugin" / "contract.py": render_python(codes, functions),
         SDK / "wit" / "arcana.wit": render_wit(functions),
     }
 

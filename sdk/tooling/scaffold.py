@@ -25,7 +25,7 @@ from .npm_pack import pack_guest_sdk, sdk_tarball_name
 
 __all__ = ["LANGUAGES", "ScaffoldError", "ScaffoldWriteError", "check_name", "new_plugin", "plan"]
 
-LANGUAGES = ("assemblyscript", "zig", "c")
+LANGUAGES = ("assemblyscript", "zig", "c", "python")
 # The manifest's rule for plugin names (arcana.manifest.NAME_RE, NAME_FIX), copied because the
 # tooling never imports the kernel; tests/sdk/test_scaffold.py holds the two equal.
 NAME_RE = re.compile(r"^(?!.*__)[a-z][a-z0-9_-]{0,62}$")
@@ -117,7 +117,7 @@ def plan(name: str, language: str) -> list[PlannedFile]:
     values = {
         "name": name,
         "module": name.replace("-", "_"),  # a Python module name for the test file
-        "language": {"assemblyscript": "AssemblyScript", "zig": "Zig", "c": "C"}[language],
+        "language": {"assemblyscript": "AssemblyScript", "zig": "Zig", "c": "C", "python": "Python"}[language],
         "sdk_tarball": sdk_tarball_name() if language == "assemblyscript" else "",
     }
     values["language_rows"] = _fill((own / "README-rows.md").read_text("utf-8"), values)

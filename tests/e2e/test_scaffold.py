@@ -31,6 +31,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.toolchain]
 ROOT = Path(__file__).resolve().parents[2]
 ARCANA = Path(sys.executable).parent / "arcana"  # the console script of the installed package
 STEP_TIMEOUT_S = 600
+# A Python plugin is a component the server compiles (seconds on a busy machine) before the first /ready.
+COMPONENT_READY_TIMEOUT_S = 180.0
 
 
 def _author_env() -> dict[str, str]:
@@ -53,7 +55,7 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return result
 
 
-@pytest.mark.parametrize("language", ["zig", "c", "assemblyscript"])
+@pytest.mark.parametrize("language", ["zig", "c", "assemblyscript", "python"])
 def test_a_new_plugin_builds_passes_its_own_tests_and_serves_over_http(
     tmp_path: Path, start_server: Callable[..., ArcanaServer], language: str
 ) -> None:
@@ -88,7 +90,9 @@ def test_a_new_plugin_builds_passes_its_own_tests_and_serves_over_http(
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     install(wasm, plugins)
-    server = start_server(plugins)
+    server = start_server(plugins, wait_ready=language != "python")
+    if language == "python":
+        server.wait_ready(COMPONENT_READY_TIMEOUT_S)
     hello = httpx.get(f"{server.url}/api/v1/{name}/hello/Zo%C3%AB", timeout=10)
     too_long = httpx.get(f"{server.url}/api/v1/{name}/hello/{'x' * 33}", timeout=10)
 

@@ -60,6 +60,9 @@ PACKAGE_DATA = (
     "arcana_sdk/templates/assemblyscript/package.json.tmpl",
     "arcana_sdk/templates/zig/src/main.zig.tmpl",
     "arcana_sdk/templates/c/src/main.c.tmpl",
+    "arcana_sdk/guest/python/arcana_plugin/__init__.py",
+    "arcana_sdk/guest/wit/arcana.wit",
+    "arcana_sdk/templates/python/app.py.tmpl",
 )
 
 

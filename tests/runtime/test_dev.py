@@ -40,7 +40,15 @@ SECRET = "dev-test-secret-0123456789-abcdefghijklmnop"
 
 @pytest.mark.parametrize(
     "relative",
-    ["plugin.toml", "src/main.zig", "src/lib/util.zig", "src/main.c", "assembly/index.ts", "proto/notes/v1/n.proto"],
+    [
+        "plugin.toml",
+        "src/main.zig",
+        "src/lib/util.zig",
+        "src/main.c",
+        "assembly/index.ts",
+        "proto/notes/v1/n.proto",
+        "app.py",
+    ],
 )
 def test_the_manifest_and_files_under_the_source_folders_rebuild(relative: str) -> None:
     assert is_source(ROOT / relative, ROOT)

@@ -72,10 +72,19 @@ def _c() -> tuple[list[str], list[str]]:
     return re.findall(r"#define ARCANA_ERR_(\w+) ", text), re.findall(r"^ARCANA_HOST_FN\((\w+)\)", text, re.M)
 
 
+def _python() -> tuple[list[str], list[str]]:
+    text = "\n".join(re.sub(r"#[^\n]*", "", p.read_text()) for p in sorted((SDK / "python").rglob("*.py")))
+    classes = re.findall(r"^class Code:(.*?)(?=^\S)", text, re.S | re.M)
+    codes = [m for block in classes for m in re.findall(r'^    (\w+): Final = "\1"$', block, re.M)]
+    tables = re.findall(r"^HOST_FUNCTIONS: Final\[dict\[str, str\]\] = \{(.*?)^\}", text, re.S | re.M)
+    return codes, [m for block in tables for m in re.findall(r'^    "(\w+)": "[\w.]+",$', block, re.M)]
+
+
 SDKS: dict[str, Callable[[], tuple[list[str], list[str]]]] = {
     "zig": _zig,
     "assemblyscript": _assemblyscript,
     "c": _c,
+    "python": _python,
 }
 
 
@@ -85,6 +94,7 @@ def test_committed_contract_files_are_what_the_generator_renders_from_the_kernel
         "zig/contract.zig",
         "assemblyscript/assembly/contract.ts",
         "c/arcana_contract.h",
+        "python/arcana_plugin/contract.py",
         "wit/arcana.wit",
     }
     stale = [p.relative_to(REPO).as_posix() for p, text in rendered.items() if p.read_text() != text]
@@ -115,6 +125,11 @@ def test_assemblyscript_typed_bindings_call_every_implemented_host_function() ->
     text = re.sub(r"export declare function host_\w+", "", text)
     text = re.sub(r"import \{[^}]*\} from \"[^\"]+\";", "", text)
     assert sorted(set(re.findall(r"\bhost_(\w+)\b", text))) == FUNCTIONS
+
+
+def test_python_typed_bindings_call_every_implemented_host_function() -> None:
+    text = (SDK / "python" / "arcana_plugin" / "host.py").read_text()
+    assert sorted(set(re.findall(r'\bcall\(\s*"(\w+)"', text))) == FUNCTIONS
 
 
 def test_wit_contract_has_one_interface_per_grant_holding_exactly_its_host_functions() -> None:

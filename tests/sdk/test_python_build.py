@@ -9,6 +9,7 @@ with wasmtime.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -179,3 +180,86 @@ def test_an_app_that_fails_at_import_fails_the_build_with_its_python_traceback(t
     assert "ValueError: no config here" in info.value.output
     assert "Stack backtrace" not in info.value.output
     assert not (src / "pyb.wasm").exists()
+
+
+SDK_APP = """\
+from arcana_plugin import Code, Fail, Plugin, clock, config, events, store
+
+app = Plugin()
+
+
+@app.route("GET", "/api/v1/x/{id}", name="api")
+def get_x(req):
+    if req.param("id") == "none":
+        return None
+    if req.param("id") == "boom":
+        raise ValueError("boom")
+    return {"doc": store.get("x", req.param("id")).unwrap(), "now": clock.now_ms(), "cfg": config.get("greeting")}
+
+
+@app.route("POST", "/api/v1/x", name="api")
+def emit(req):
+    result = events.emit("x.created", {})
+    raise Fail(Code.CONFLICT, result.error.code)
+"""
+
+
+def _linked(engine: wasmtime.Engine, seen: list[str]) -> component.Linker:
+    """A linker giving the SDK app's world: store (get answers a doc or NOT_FOUND), clock, random, config."""
+
+    def store_get(_store: wasmtime.Store, request: str) -> str:
+        seen.append(request)
+        doc_id = json.loads(request)["id"]
+        if doc_id == "missing":
+            return json.dumps({"error": {"code": "NOT_FOUND", "message": "no x missing"}})
+        return json.dumps({"doc": {"id": doc_id, "version": 1}})
+
+    linker = component.Linker(engine)
+    with linker.root() as root:
+        with root.add_instance("arcana:plugin/store@1.0.0") as iface:
+            iface.add_func("store-get", store_get)
+            for name in ("store-put", "store-delete", "store-query", "store-batch"):
+                iface.add_func(name, lambda _s, _r: "{}")
+            for name in ("kv-get", "kv-set", "kv-delete", "kv-incr"):
+                iface.add_func(name, lambda _s, _r: "{}")
+        with root.add_instance("arcana:plugin/clock@1.0.0") as iface:
+            iface.add_func("now-ms", lambda _s: 1_767_225_600_000)
+            iface.add_func("monotonic-ns", lambda _s: 1)
+        with root.add_instance("arcana:plugin/random@1.0.0") as iface:
+            iface.add_func("random-bytes", lambda _s, n: bytes(n))
+        with root.add_instance("arcana:plugin/config@1.0.0") as iface:
+            iface.add_func("config-get", lambda _s, key: "hej" if key == "greeting" else None)
+    return linker
+
+
+@pytest.mark.toolchain
+def test_an_sdk_app_component_dispatches_calls_host_functions_and_traps_on_an_unexpected_exception(
+    tmp_path: Path,
+) -> None:
+    wasm = build_plugin(_plugin(tmp_path / "sdkapp", "store = true\n", app=SDK_APP)).read_bytes()
+    engine = wasmtime.Engine()
+    seen: list[str] = []
+    store = wasmtime.Store(engine)
+    instance = _linked(engine, seen).instantiate(store, component.Component(engine, wasm))
+    handle, handlers = instance.get_func(store, "handle"), instance.get_func(store, "handlers")
+    assert handle is not None and handlers is not None
+    assert handlers(store) == ["api"]
+    handlers.post_return(store)
+
+    def call(method: str, route: str, doc_id: str = "") -> object:
+        envelope = {"kind": "http", "method": method, "route": route, "path": route, "params": {"id": doc_id}}
+        out = handle(store, "api", json.dumps(envelope).encode())
+        handle.post_return(store)
+        return json.loads(out)
+
+    assert call("GET", "/api/v1/x/{id}", "x1") == {
+        "status": 200,
+        "body": {"doc": {"id": "x1", "version": 1}, "now": 1_767_225_600_000, "cfg": "hej"},
+    }
+    assert seen == ['{"collection":"x","id":"x1"}']
+    assert call("GET", "/api/v1/x/{id}", "missing") == {"error": {"code": "NOT_FOUND", "message": "no x missing"}}
+    assert call("GET", "/api/v1/x/{id}", "none") == {"status": 204}
+    # events is not in this world: the binding answers FORBIDDEN as a value, the handler passes the code on.
+    assert call("POST", "/api/v1/x") == {"error": {"code": "CONFLICT", "message": "FORBIDDEN"}}
+    with pytest.raises(wasmtime.WasmtimeError):
+        call("GET", "/api/v1/x/{id}", "boom")

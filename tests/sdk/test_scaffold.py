@@ -29,7 +29,7 @@ from arcana_sdk.sources import guest_sdk_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLING = ROOT / "sdk" / "tooling"
-SOURCE_FILE = {"assemblyscript": "assembly/index.ts", "zig": "src/main.zig", "c": "src/main.c"}
+SOURCE_FILE = {"assemblyscript": "assembly/index.ts", "zig": "src/main.zig", "c": "src/main.c", "python": "app.py"}
 # Names at the edges of the manifest's rule: every one must give a valid manifest and route.
 EDGE_NAMES = ("a", "my-plugin", "my_plugin", "x9-_-y", "z" * 63)
 
@@ -76,6 +76,15 @@ def test_the_test_file_is_named_as_a_python_module_and_compiles(tmp_path: Path) 
     compile(source, "test_my_plugin.py", "exec")
     assert '"/api/v1/my-plugin/hello/Ada"' in source
     assert "def test_" in source and "arcana_plugin" in source
+
+
+def test_the_python_app_registers_the_manifests_handler_and_compiles(tmp_path: Path) -> None:
+    folder = new_plugin("my-plugin", "python", tmp_path)
+    source = (folder / "app.py").read_text()
+
+    compile(source, "app.py", "exec")
+    assert '@app.route("GET", "/api/v1/my-plugin/hello/{who}", name="hello")' in source
+    assert "componentize-py" in (folder / "README.md").read_text()
 
 
 def test_the_readme_says_how_to_build_test_and_deploy(tmp_path: Path) -> None:
@@ -155,8 +164,8 @@ def test_an_unknown_language_is_refused_naming_the_known_ones(
         cli.main(["plugin", "new", "greeter", "--lang", "rust", "--dir", str(tmp_path)])
 
     assert exited.value.code == ExitCode.CONFIG
-    assert "invalid choice: 'rust' (choose from 'assemblyscript', 'zig', 'c')" in capsys.readouterr().err
-    with pytest.raises(ScaffoldError, match=r"unknown language 'rust'; choose one of assemblyscript, zig, c"):
+    assert "invalid choice: 'rust' (choose from 'assemblyscript', 'zig', 'c', 'python')" in capsys.readouterr().err
+    with pytest.raises(ScaffoldError, match=r"unknown language 'rust'; choose one of assemblyscript, zig, c, python"):
         new_plugin("greeter", "rust", tmp_path)
     assert list(tmp_path.iterdir()) == []
 
