@@ -162,10 +162,12 @@ def examples(build_dir: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="session")
 def fixtures(build_dir: Path) -> dict[str, bytes]:
-    """Every hostile/test fixture plugin, built once."""
+    """Every core-module fixture plugin, built once (Python components have their own tests and build cache)."""
     out = build_dir / "fixtures"
     return {
-        p.name: build_plugin(p, out / f"{p.name}.wasm").read_bytes() for p in sorted(FIXTURES.iterdir()) if p.is_dir()
+        p.name: build_plugin(p, out / f"{p.name}.wasm").read_bytes()
+        for p in sorted(FIXTURES.iterdir())
+        if p.is_dir() and not (p / "app.py").exists()
     }
 
 
