@@ -129,14 +129,16 @@ class _PathKey:
     names: tuple[str, ...]
 
 
-def _path_params(names: Iterable[str], described: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    described = described or {}
+def _path_params(
+    names: Iterable[str], described: dict[str, str] | None = None, schemas: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    described, schemas = described or {}, schemas or {}
     return [
         {
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "string", "minLength": 1},
+            "schema": schemas.get(name, {"type": "string", "minLength": 1}),
             **({"description": described[name]} if name in described else {}),
         }
         for name in names
@@ -214,7 +216,7 @@ def _kernel_operation(op: KernelOperation) -> dict[str, Any]:
         "description": f"Arcana's own route. {_access_text(False, op.roles)}",
         "operationId": "arcana_" + "_".join([op.method.lower(), *(v for _, v in template.segments)]),
         "parameters": [
-            *_path_params(names),
+            *_path_params(names, schemas=op.params),
             *({"name": n, "in": "query", "required": False, "schema": s} for n, s in op.query.items()),
         ],
         "responses": {str(op.ok_status): ok, **_error_refs(errors)},

@@ -57,14 +57,32 @@ JOB = {
         "error": {},
     },
 }
+# The identity service's rules (arcana.auth.users) for what a client should send: an address of printable
+# ASCII (the service also takes other characters, but no control or format ones, and trims and lower-cases it).
+EMAIL = {"type": "string", "maxLength": 254, "pattern": "^[!-?A-~]{1,64}@[!-?A-~]{1,189}$"}
+PASSWORD = {"type": "string", "minLength": 8}
+ROLES = {"type": "array", "items": {"type": "string", "pattern": "^[a-z][a-z0-9_.-]{0,63}$"}}
+# A job id as the backends make them (arcana.edge.jobs_ops.job_id): printable, no spaces, 1-128 characters.
+JOB_ID = {"type": "string", "pattern": "^[!-~]{1,128}$"}
 _SELECTION = {
-    "type": "object",
-    "description": 'either `{"ids": [...]}` (at most 1000 job ids) or `{"all": true}`',
-    "properties": {
-        "ids": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 128}, "maxItems": 1000},
-        "all": {"type": "boolean"},
-    },
-    "additionalProperties": False,
+    "description": 'either `{"ids": [...]}` (1-1000 job ids) or `{"all": true}`',
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["ids"],
+            "properties": {
+                "ids": {"type": "array", "items": JOB_ID, "minItems": 1, "maxItems": 1000},
+                "all": {"const": False},
+            },
+            "additionalProperties": False,
+        },
+        {
+            "type": "object",
+            "required": ["all"],
+            "properties": {"all": {"const": True}, "ids": {"type": ["array", "null"], "maxItems": 0}},
+            "additionalProperties": False,
+        },
+    ],
 }
 _COUNT = {"type": "integer", "minimum": 0}
 _PLUGIN = {
@@ -95,6 +113,8 @@ class KernelOperation:
     ok_schema: dict[str, Any] | None
     roles: tuple[str, ...] | None = (ADMIN_ROLE,)
     body: dict[str, Any] | None = None
+    # Path parameters with more to say than "a string" (the default).
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
     query: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Error statuses beyond those the builder adds for every operation and for its security.
     errors: tuple[int, ...] = ()
@@ -124,8 +144,8 @@ KERNEL_OPERATIONS: tuple[KernelOperation, ...] = (
         200,
         TOKEN_PAIR,
         None,
-        body=_object(["email", "password"], email={"type": "string"}, password={"type": "string"}),
-        errors=(429,),
+        body=_object(["email", "password"], email=EMAIL, password={"type": "string", "minLength": 1}),
+        errors=(401, 429),
     ),
     KernelOperation(
         "POST",
@@ -134,7 +154,8 @@ KERNEL_OPERATIONS: tuple[KernelOperation, ...] = (
         200,
         TOKEN_PAIR,
         None,
-        body=_object(["refresh_token"], refresh_token={"type": "string"}),
+        body=_object(["refresh_token"], refresh_token={"type": "string", "minLength": 1}),
+        errors=(401,),
     ),
     KernelOperation(
         "POST",
@@ -143,7 +164,9 @@ KERNEL_OPERATIONS: tuple[KernelOperation, ...] = (
         204,
         None,
         None,
-        body=_object(["refresh_token"], refresh_token={"type": "string"}, everywhere={"type": "boolean"}),
+        body=_object(
+            ["refresh_token"], refresh_token={"type": "string", "minLength": 1}, everywhere={"type": "boolean"}
+        ),
     ),
     KernelOperation(
         "GET",
@@ -176,12 +199,7 @@ KERNEL_OPERATIONS: tuple[KernelOperation, ...] = (
         "Create a user",
         201,
         USER,
-        body=_object(
-            ["email", "password"],
-            email={"type": "string"},
-            password={"type": "string"},
-            roles={"type": "array", "items": {"type": "string"}},
-        ),
+        body=_object(["email", "password"], email=EMAIL, password=PASSWORD, roles=ROLES),
         errors=(409,),
     ),
     KernelOperation("GET", "/api/v1/admin/users/{user_id}", "One user", 200, USER),
@@ -193,11 +211,9 @@ KERNEL_OPERATIONS: tuple[KernelOperation, ...] = (
         USER,
         body={
             "type": "object",
-            "properties": {
-                "roles": {"type": "array", "items": {"type": "string"}},
-                "password": {"type": "string"},
-                "disabled": {"type": "boolean"},
-            },
+            "properties": {"roles": ROLES, "password": PASSWORD, "disabled": {"type": "boolean"}},
+            "minProperties": 1,
+            "additionalProperties": False,
         },
         errors=(409,),
     ),
@@ -246,5 +262,13 @@ KERNEL_OPERATIONS: tuple[KernelOperation, ...] = (
         body=_SELECTION,
         errors=(503,),
     ),
-    KernelOperation("GET", "/api/v1/admin/jobs/{job_id}", "One job, in any state", 200, JOB, errors=(503,)),
+    KernelOperation(
+        "GET",
+        "/api/v1/admin/jobs/{job_id}",
+        "One job, in any state",
+        200,
+        JOB,
+        params={"job_id": JOB_ID},
+        errors=(400, 503),
+    ),
 )
