@@ -28,7 +28,7 @@ import jsonschema
 from jsonschema.exceptions import SchemaError
 
 from arcana.descriptors import DescriptorSet
-from arcana.errors import DescriptorError, Problem
+from arcana.errors import DescriptorError, FieldProblem, Problem
 from arcana.manifest import Manifest, QueryParam, Route, SchemaRef
 from arcana.proto_schema import DIALECT, message_schema
 from arcana.wasm_binary import SCHEMAS_SECTION
@@ -52,17 +52,6 @@ UNSUPPORTED_KEYWORDS = frozenset(
 # A refused request lists at most this many field errors (a huge bad array must not make a huge answer).
 MAX_FIELD_ERRORS = 20
 _REQUIRED_RE = re.compile(r"^'(.+)' is a required property$")
-
-
-@dataclass(frozen=True)
-class FieldError:
-    """One reason a request is refused: where (a JSON pointer: /body/title, /path/id, /query/page) and why."""
-
-    pointer: str
-    reason: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"pointer": self.pointer, "reason": self.reason}
 
 
 class ContractInvalid(Exception):
@@ -95,25 +84,25 @@ class CompiledSchema:
         checker = full_cls.FORMAT_CHECKER
         return cls(schema, fastjsonschema.compile(schema), full_cls(schema, format_checker=checker))
 
-    def errors(self, value: Any, prefix: str) -> list[FieldError]:
+    def errors(self, value: Any, prefix: str) -> list[FieldProblem]:
         """The field errors of ``value`` (pointers under ``prefix``); [] when it conforms."""
         try:
             self.gate(value)
             return []
         except fastjsonschema.JsonSchemaValueException as gate_error:
-            found: list[FieldError] = []
+            found: list[FieldProblem] = []
             for error in sorted(self.full.iter_errors(value), key=lambda e: list(map(str, e.absolute_path))):
                 path = list(error.absolute_path)
                 missing = _REQUIRED_RE.match(error.message) if error.validator == "required" else None
                 if missing:  # point at the missing field, not at the object that lacks it
-                    found.append(FieldError(pointer(prefix, [*path, missing.group(1)]), "is required"))
+                    found.append(FieldProblem(pointer(prefix, [*path, missing.group(1)]), "is required"))
                 else:
-                    found.append(FieldError(pointer(prefix, path), error.message))
+                    found.append(FieldProblem(pointer(prefix, path), error.message))
                 if len(found) == MAX_FIELD_ERRORS:
                     break
             if not found:  # the two disagree (a format only one of them checks): the gate's word stands
                 parts = [p for p in gate_error.path[1:] if isinstance(p, str | int)]
-                found.append(FieldError(pointer(prefix, parts), gate_error.message))
+                found.append(FieldProblem(pointer(prefix, parts), gate_error.message))
             return found
 
 
@@ -172,6 +161,8 @@ class RouteContract:
     request: CompiledSchema | None
     # Status -> the answer's schema; None: declared without a body.
     responses: Mapping[int, CompiledSchema | None] = field(default_factory=dict)
+    # Whether a request is checked at all (a body schema, typed path parameters, or query parameters).
+    checks_request: bool = field(init=False, default=False)
 
     @property
     def params(self) -> dict[str, str]:
@@ -191,52 +182,53 @@ class RouteContract:
     def response_schemas(self) -> dict[int, dict[str, Any] | None]:
         return {status: None if s is None else s.schema for status, s in sorted(self.responses.items())}
 
-    @property
-    def checks_request(self) -> bool:
-        return self.request is not None or bool(self.route.params) or bool(self.route.query)
+    def __post_init__(self) -> None:
+        # Read on every call: worked out once.
+        checks = self.request is not None or bool(self.route.params) or bool(self.route.query)
+        object.__setattr__(self, "checks_request", checks)
 
     def check_request(
         self, params: Mapping[str, str], query: Callable[[str], list[str]], body: bytes
-    ) -> list[FieldError]:
+    ) -> list[FieldProblem]:
         """Every field error of a request; ``query(name)`` gives the values of a query parameter."""
-        found: list[FieldError] = []
+        found: list[FieldProblem] = []
         for name, kind in self.route.params.items():
             reason = _param_error(kind, params.get(name, ""))
             if reason:
-                found.append(FieldError(f"/path/{pointer_token(name)}", reason))
+                found.append(FieldProblem(f"/path/{pointer_token(name)}", reason))
         for name, spec in self.route.query.items():
             values = query(name)
             if not values and spec.required:
-                found.append(FieldError(f"/query/{pointer_token(name)}", "is required"))
+                found.append(FieldProblem(f"/query/{pointer_token(name)}", "is required"))
             for value in values[:1]:
                 reason = _param_error(spec.type, value)
                 if reason:
-                    found.append(FieldError(f"/query/{pointer_token(name)}", reason))
+                    found.append(FieldProblem(f"/query/{pointer_token(name)}", reason))
         if self.request is not None:
             found += self.check_body(body)
         return found[:MAX_FIELD_ERRORS]
 
-    def check_body(self, body: bytes) -> list[FieldError]:
+    def check_body(self, body: bytes) -> list[FieldProblem]:
         assert self.request is not None
         if not body.strip():
-            return [FieldError("/body", "is required: send a JSON body")]
+            return [FieldProblem("/body", "is required: send a JSON body")]
         try:
             value = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            return [FieldError("/body", f"is not valid JSON: {exc}")]
+            return [FieldProblem("/body", f"is not valid JSON: {exc}")]
         return self.request.errors(value, "/body")
 
-    def check_response(self, status: int, body: bytes) -> list[FieldError] | None:
+    def check_response(self, status: int, body: bytes) -> list[FieldProblem] | None:
         """The answer's mismatches with its declared schema; None when the status declares none."""
         declared = self.responses.get(status)
         if declared is None:
             if status in self.responses and body.strip():
-                return [FieldError("/body", f"status {status} is declared without a body")]
+                return [FieldProblem("/body", f"status {status} is declared without a body")]
             return None
         try:
             value = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            return [FieldError("/body", f"is not valid JSON: {exc}")]
+            return [FieldProblem("/body", f"is not valid JSON: {exc}")]
         return declared.errors(value, "/body")
 
 
@@ -373,7 +365,7 @@ __all__ = [
     "CompiledSchema",
     "Contract",
     "ContractInvalid",
-    "FieldError",
+    "FieldProblem",
     "RouteContract",
     "build_contract",
     "parse_schemas_section",
