@@ -14,6 +14,7 @@ from arcana_sdk import wasm_sections
 
 MANIFEST_SECTION = wasm_sections.MANIFEST_SECTION
 DESCRIPTORS_SECTION = wasm_sections.DESCRIPTORS_SECTION
+SCHEMAS_SECTION = wasm_sections.SCHEMAS_SECTION
 
 
 def custom_sections(wasm: bytes) -> dict[str, bytes]:

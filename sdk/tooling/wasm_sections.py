@@ -17,6 +17,7 @@ from dataclasses import dataclass
 __all__ = [
     "DESCRIPTORS_SECTION",
     "MANIFEST_SECTION",
+    "SCHEMAS_SECTION",
     "CustomSection",
     "WasmFormatError",
     "append_custom_section",
@@ -27,6 +28,8 @@ __all__ = [
 
 MANIFEST_SECTION = "arcana.manifest"
 DESCRIPTORS_SECTION = "arcana.descriptors"
+# The JSON Schema files a manifest's routes name: a JSON object {path relative to the plugin folder: schema}.
+SCHEMAS_SECTION = "arcana.schemas"
 _HEADER = b"\x00asm\x01\x00\x00\x00"
 _CUSTOM_ID = 0
 
