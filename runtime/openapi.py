@@ -21,9 +21,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from arcana.contract import RouteContract
 from arcana.edge.errors import HTTP_STATUS
 from arcana.errors import ErrorCode
 from arcana.manifest import Route
+from arcana.openapi_contract import (
+    component_name,
+    declared_responses,
+    path_schemas,
+    plugin_components,
+    query_parameters,
+    request_body,
+)
 from arcana.openapi_kernel import ADMIN_ROLE, KERNEL_OPERATIONS, KernelOperation
 from arcana.paths import PathTemplate
 from arcana.registry import LoadedPlugin, Snapshot
@@ -150,19 +159,26 @@ def _param_names(template: PathTemplate) -> tuple[str, ...]:
 
 
 def _plugin_operation(plugin: LoadedPlugin, route: Route, key: _PathKey, operation_id: str) -> dict[str, Any]:
+    contract = plugin.contract.route(route)
     own = _param_names(route.path)
     renamed = {k: f"the plugin's `{o}`" for k, o in zip(key.names, own, strict=True) if k != o}
+    typed = path_schemas(contract)
+    schemas = {k: typed[o] for k, o in zip(key.names, own, strict=True) if o in typed}
     errors = [*_PLUGIN_ERRORS]
     if not route.public:
         errors += [401, 403]
     if route.method in BODY_METHODS:
         errors.append(413)
     abi = "raw" if route.abi == "raw" else "json"
-    ok_type = route.content_type if abi == "raw" else "application/json"
     description = [
         f"Served by plugin `{plugin.name}` {plugin.manifest.version}, handler `{route.handler}` ({abi} ABI).",
         _access_text(route.public, route.roles),
     ]
+    if contract is not None and contract.checks_request:
+        description.append(
+            "The request is checked against the route's schemas before the plugin runs: "
+            "400 `VALIDATION_FAILED` lists each field that breaks them (`fields`)."
+        )
     if route.rate_limit:
         description.append(f"Rate limit: {route.rate_limit} per user (per address when anonymous).")
     description.append("Any other error is one of the error model's codes (the plugin may answer any).")
@@ -171,24 +187,48 @@ def _plugin_operation(plugin: LoadedPlugin, route: Route, key: _PathKey, operati
         "summary": f"{route.method} {route.path.raw}",
         "description": "\n\n".join(description),
         "operationId": operation_id,
-        "parameters": _path_params(key.names, renamed),
-        "responses": {
-            "2XX": {
-                "description": "the plugin's answer",
-                "headers": {"x-request-id": _header("x-request-id")},
-                "content": {ok_type: {"schema": {}}},
-            },
-            **_error_refs(errors),
-            "default": {"$ref": "#/components/responses/PluginError"},
-        },
+        "parameters": [*_path_params(key.names, renamed, schemas), *query_parameters(contract)],
+        "responses": _plugin_responses(plugin.name, route, contract, errors),
     }
-    if route.method in BODY_METHODS:
+    body = request_body(plugin.name, contract)
+    if body is None and route.method in BODY_METHODS:
         body_type = "application/octet-stream" if abi == "raw" else "application/json"
-        operation["requestBody"] = {"required": False, "content": {body_type: {"schema": {}}}}
+        body = {"required": False, "content": {body_type: {"schema": {}}}}
+    if body is not None:
+        operation["requestBody"] = body
     security = _security(route.public)
     if security is not None:
         operation["security"] = security
     return operation
+
+
+def _plugin_responses(plugin: str, route: Route, contract: RouteContract | None, errors: list[int]) -> dict[str, Any]:
+    """The route's declared answers; "2XX" (any body) when it declares no success; the error model's."""
+    content_type = route.content_type if route.abi == "raw" else "application/json"
+    declared = declared_responses(plugin, contract)
+    out: dict[str, Any] = {}
+    if not any(200 <= status < 300 for status in declared):
+        out["2XX"] = {
+            "description": "the plugin's answer",
+            "headers": {"x-request-id": _header("x-request-id")},
+            "content": {content_type: {"schema": {}}},
+        }
+    for status, schema in declared.items():
+        if schema is None and status >= 400:  # an error answer: the error model's body
+            name = _STATUS_NAMES.get(status, "PluginError")
+            out[str(status)] = {"$ref": f"#/components/responses/{name}"}
+            continue
+        answer: dict[str, Any] = {
+            "description": f"declared by the plugin ({status})",
+            "headers": {"x-request-id": _header("x-request-id")},
+        }
+        if schema is not None:
+            answer["content"] = {content_type: {"schema": schema}}
+        out[str(status)] = answer
+    for status, ref in _error_refs(errors).items():
+        out.setdefault(status, ref)
+    out["default"] = {"$ref": "#/components/responses/PluginError"}
+    return out
 
 
 def _kernel_tag(path: str) -> str:
@@ -241,12 +281,19 @@ def _grpc_services(plugin: LoadedPlugin) -> list[dict[str, Any]]:
                 "path": "/" + entry.method,
                 "request": rpc.input_type.DESCRIPTOR.full_name,
                 "response": rpc.output_type.DESCRIPTOR.full_name,
+                # Their proto3 JSON forms, as schemas of this document (not $refs: an extension is not resolved).
+                "request_schema": _schema_pointer(plugin.name, rpc.input_type.DESCRIPTOR.full_name),
+                "response_schema": _schema_pointer(plugin.name, rpc.output_type.DESCRIPTOR.full_name),
                 "access": _access_text(entry.public, entry.roles),
                 "public": entry.public,
                 "roles": list(entry.roles),
             }
         )
     return [{"service": name, "plugin": plugin.name, "methods": methods} for name, methods in services.items()]
+
+
+def _schema_pointer(plugin: str, message: str) -> str:
+    return f"#/components/schemas/{component_name(plugin, message)}"
 
 
 def _tag_description(plugin: LoadedPlugin, services: list[dict[str, Any]]) -> str:
@@ -281,7 +328,9 @@ def build_document(snapshot: Snapshot) -> dict[str, Any]:
     operation_ids: set[str] = set()
     tags: list[dict[str, Any]] = []
     grpc: list[dict[str, Any]] = []
+    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     for plugin in sorted(snapshot.plugins.values(), key=lambda p: p.name):
+        schemas.update(plugin_components(plugin))
         services = _grpc_services(plugin)
         grpc += services
         tags.append({"name": plugin.name, "description": _tag_description(plugin, services)})
@@ -310,7 +359,7 @@ def build_document(snapshot: Snapshot) -> dict[str, Any]:
                     "description": "An access token from POST /api/v1/auth/login (or from your identity provider).",
                 }
             },
-            "schemas": {"Error": ERROR_SCHEMA},
+            "schemas": schemas,
             "responses": {
                 **_error_responses(),
                 "PluginError": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -141,6 +142,8 @@ def test_grpc_methods_are_listed_beside_the_routes(document: dict[str, Any]) -> 
                     "path": "/fake.v1.Greeter/Say",
                     "request": "fake.v1.Named",
                     "response": "fake.v1.Counted",
+                    "request_schema": "#/components/schemas/notes.fake.v1.Named",
+                    "response_schema": "#/components/schemas/notes.fake.v1.Counted",
                     "access": "Requires one of the roles: `user`.",
                     "public": False,
                     "roles": ["user"],
@@ -148,8 +151,56 @@ def test_grpc_methods_are_listed_beside_the_routes(document: dict[str, Any]) -> 
             ],
         }
     ]
+    named = document["components"]["schemas"]["notes.fake.v1.Named"]
+    assert named["properties"]["name"] == {"type": "string"} and "$schema" not in named
     tag = next(t for t in document["tags"] if t["name"] == "notes")
     assert "| `/fake.v1.Greeter/Say` | `fake.v1.Named` | `fake.v1.Counted` |" in tag["description"]
+
+
+ITEMS_MANIFEST = """
+[plugin]
+name = "items"
+version = "1.0.0"
+
+[[route]]
+method = "PUT"
+path = "/api/v1/items/{id}"
+handler = "put"
+request = "schemas/item.json"
+params = { id = "integer" }
+query = { dry = "boolean", tag = "string" }
+required_query = ["tag"]
+responses = { 200 = "schemas/item.json", 404 = "" }
+"""
+ITEM_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["name"],
+    "properties": {"name": {"type": "string"}, "parts": {"type": "array", "items": {"$ref": "#/$defs/part"}}},
+    "$defs": {"part": {"type": "string", "minLength": 1}},
+}
+
+
+def test_a_routes_contract_gives_its_parameters_body_and_answers(kernels: Kernels) -> None:
+    kernels.engine.define("items", FakePlugin({"put": reply({})}))
+    path = write_plugin(kernels.plugins, ITEMS_MANIFEST)
+    path.with_suffix(".schemas.json").write_text(json.dumps({"schemas/item.json": ITEM_SCHEMA}))
+    document = build_document(load(kernels()).registry.snapshot)
+    validate(document)
+    put = document["paths"]["/api/v1/items/{id}"]["put"]
+    assert [(p["name"], p["in"], p["required"], p["schema"]) for p in put["parameters"]] == [
+        ("id", "path", True, {"type": "integer"}),
+        ("dry", "query", False, {"type": "boolean"}),
+        ("tag", "query", True, {"type": "string"}),
+    ]
+    item = {"$ref": "#/components/schemas/items.schemas.item"}
+    assert put["requestBody"] == {"required": True, "content": {"application/json": {"schema": item}}}
+    assert put["responses"]["200"]["content"] == {"application/json": {"schema": item}}
+    assert put["responses"]["404"] == {"$ref": "#/components/responses/NotFound"}
+    assert "2XX" not in put["responses"] and "VALIDATION_FAILED" in put["description"]
+    component = document["components"]["schemas"]["items.schemas.item"]
+    assert component["properties"]["parts"]["items"] == {"$ref": "#/components/schemas/items.schemas.item/$defs/part"}
+    assert component["$defs"] == ITEM_SCHEMA["$defs"] and "$schema" not in component
 
 
 def test_info_version_is_stable_for_one_table_and_moves_with_a_new_route(kernels: Kernels) -> None:
