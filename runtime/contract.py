@@ -108,7 +108,10 @@ class CompiledSchema:
 
 # Path and query values arrive as strings; each type is a parser (None: not that type).
 def _integer(text: str) -> int | None:
-    return int(text) if re.fullmatch(r"[+-]?[0-9]+", text) else None
+    try:
+        return int(text) if re.fullmatch(r"[+-]?[0-9]+", text) else None
+    except ValueError:  # over Python's int digit limit (4300): the URL may hold 8 KB of digits, a 500 before
+        return None
 
 
 def _number(text: str) -> float | None:

@@ -283,3 +283,19 @@ def test_the_docs_page_loads_only_packaged_assets_under_a_strict_policy(kernels:
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     assert b"persistAuthorization: true" in init.content
     assert missing.status_code == 404 and missing.json()["code"] == "NOT_FOUND"
+
+
+def test_an_integer_parameter_past_pythons_digit_limit_is_refused_not_a_500(kernels: Kernels) -> None:
+    """The document types `id` and `n` as integers; a client may send 5,000 digits (the URL holds 8 KB)."""
+    kernels.engine.define("big", FakePlugin({"get": reply({})}))
+    manifest = manifest_toml("big", routes=[route("GET", "/big/{id}", "get", public=True)])
+    write_plugin(kernels.plugins, manifest + 'params = { id = "integer" }\nquery = { n = "integer" }\n')
+    kernel = load(kernels())
+    digits = "9" * 5000
+    by_path, by_query, fine = rest(kernel, (f"/big/{digits}", {}), (f"/big/1?n={digits}", {}), ("/big/12?n=3", {}))
+    assert (by_path.status_code, by_path.json()["fields"]) == (
+        400,
+        [{"pointer": "/path/id", "reason": "must be an integer"}],
+    )
+    assert (by_query.status_code, by_query.json()["fields"][0]["pointer"]) == (400, "/query/n")
+    assert fine.status_code == 200
