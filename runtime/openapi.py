@@ -184,7 +184,7 @@ def _plugin_operation(plugin: LoadedPlugin, route: Route, key: _PathKey, operati
     description.append("Any other error is one of the error model's codes (the plugin may answer any).")
     operation: dict[str, Any] = {
         "tags": [plugin.name],
-        "summary": f"{route.method} {route.path.raw}",
+        "summary": route.handler,
         "description": "\n\n".join(description),
         "operationId": operation_id,
         "parameters": [*_path_params(key.names, renamed, schemas), *query_parameters(contract)],

@@ -160,7 +160,7 @@ KERNEL_OPERATIONS: tuple[KernelOperation, ...] = (
     KernelOperation(
         "POST",
         "/api/v1/auth/logout",
-        'End the refresh token\'s session; `"everywhere": true` ends every session of the user',
+        "End the refresh token's session (with everywhere: true, every session of the user)",
         204,
         None,
         None,
