@@ -225,8 +225,8 @@ def _plugin_responses(plugin: str, route: Route, contract: RouteContract | None,
         if schema is not None:
             answer["content"] = {content_type: {"schema": schema}}
         out[str(status)] = answer
-    for status, ref in _error_refs(errors).items():
-        out.setdefault(status, ref)
+    for key, ref in _error_refs(errors).items():
+        out.setdefault(key, ref)
     out["default"] = {"$ref": "#/components/responses/PluginError"}
     return out
 
