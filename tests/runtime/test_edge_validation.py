@@ -120,9 +120,21 @@ def test_each_part_of_the_request_is_checked_and_named(
 ) -> None:
     plugin = install(kernels, module(SCHEMAS))
     kernel = started(kernels)
-    r = rest(kernel, "POST", url, content=body, headers={"content-type": "text/plain"})
+    r = rest(kernel, "POST", url, content=body, headers={"content-type": "application/json"})
     assert r.status_code == 400, r.text
     assert [f["pointer"] for f in r.json()["fields"]] == pointers
+    assert plugin.calls == []
+
+
+def test_a_body_schema_wants_a_json_content_type_as_the_envelope_does(kernels: Kernels) -> None:
+    plugin = install(kernels, module(SCHEMAS))
+    kernel = started(kernels)
+    r = rest(kernel, "POST", "/api/notes/1", content=b'{"title": "t"}', headers={"content-type": "text/plain"})
+    assert r.json()["fields"] == [
+        {"pointer": "/body", "reason": "must be JSON: send it with content-type: application/json"}
+    ]
+    gz = rest(kernel, "POST", "/api/notes/1", json={"title": "t"}, headers={"content-encoding": "gzip"})
+    assert "content-encoding 'gzip' is not supported" in gz.json()["fields"][0]["reason"]
     assert plugin.calls == []
 
 
