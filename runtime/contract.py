@@ -28,7 +28,9 @@ import jsonschema
 from jsonschema.exceptions import SchemaError
 
 from arcana.descriptors import DescriptorSet
-from arcana.errors import DescriptorError, FieldProblem, Problem
+from arcana.envelopes import is_json_type
+from arcana.errors import DescriptorError, FieldProblem, Problem, ValidationFailed
+from arcana.jsonio import client_json
 from arcana.manifest import Manifest, QueryParam, Route, SchemaRef
 from arcana.proto_schema import DIALECT, message_schema
 from arcana.wasm_binary import SCHEMAS_SECTION
@@ -191,7 +193,12 @@ class RouteContract:
         object.__setattr__(self, "checks_request", checks)
 
     def check_request(
-        self, params: Mapping[str, str], query: Callable[[str], list[str]], body: bytes
+        self,
+        params: Mapping[str, str],
+        query: Callable[[str], list[str]],
+        body: bytes,
+        content_type: str = "application/json",
+        content_encoding: str = "",
     ) -> list[FieldProblem]:
         """Every field error of a request; ``query(name)`` gives the values of a query parameter."""
         found: list[FieldProblem] = []
@@ -208,17 +215,21 @@ class RouteContract:
                 if reason:
                     found.append(FieldProblem(f"/query/{pointer_token(name)}", reason))
         if self.request is not None:
-            found += self.check_body(body)
+            found += self.check_body(body, content_type, content_encoding)
         return found[:MAX_FIELD_ERRORS]
 
-    def check_body(self, body: bytes) -> list[FieldProblem]:
+    def check_body(self, body: bytes, content_type: str, content_encoding: str) -> list[FieldProblem]:
+        """The body against the request schema, parsed as the envelope will parse it (arcana.jsonio)."""
         assert self.request is not None
         if not body.strip():
             return [FieldProblem("/body", "is required: send a JSON body")]
+        # A json-ABI plugin gets a body of another type as base64 bytes, which no schema describes.
+        if self.route.abi == "json" and not is_json_type(content_type):
+            return [FieldProblem("/body", "must be JSON: send it with content-type: application/json")]
         try:
-            value = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return [FieldProblem("/body", f"is not valid JSON: {exc}")]
+            value = client_json(body, content_encoding)
+        except ValidationFailed as exc:
+            return [FieldProblem("/body", exc.message)]
         return self.request.errors(value, "/body")
 
     def check_response(self, status: int, body: bytes) -> list[FieldProblem] | None:

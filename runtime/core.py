@@ -122,7 +122,14 @@ def check_message(method: RpcMethod, data: bytes) -> None:
 
 def check_request(contract: RouteContract, params: dict[str, str], req: HttpRequest) -> None:
     """VALIDATION_FAILED listing each field of the request that breaks the route's schema."""
-    found = contract.check_request(params, lambda name: req.query.get(name, []), req.body)
+    headers = req.headers
+    found = contract.check_request(
+        params,
+        lambda name: req.query.get(name, []),
+        req.body,
+        headers.get("content-type", ""),
+        headers.get("content-encoding", ""),
+    )
     if found:
         raise ValidationFailed(VALIDATION_MESSAGE, fields=tuple(found))
 
