@@ -256,7 +256,7 @@ window.waitFor = async (selector, test = (e) => true) => {
   throw new Error("not found: " + selector);
 };
 window.typeInto = (input, text) => {
-  Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, "value").set.call(input, text);
+  Object.getOwnPropertyDescriptor(Object.getPrototypeOf(input), "value").set.call(input, text);
   input.dispatchEvent(new Event("input", { bubbles: true }));
 };
 true
@@ -268,6 +268,21 @@ AUTHORIZE = """
   (await waitFor(".modal-ux button.authorize")).click();
   (await waitFor(".modal-ux button.btn-done")).click();
   return localStorage.getItem("authorized");
+})()
+"""
+LOG_IN = """
+(async () => {
+  const path = (e) => e.querySelector(".opblock-summary-path")?.getAttribute("data-path") === "/api/v1/auth/login";
+  const block = await waitFor(".opblock.opblock-post", path);
+  block.querySelector(".opblock-summary-control").click();
+  (await waitFor(".opblock.is-open .try-out__btn")).click();
+  typeInto(await waitFor(".opblock.is-open textarea.body-param__text"), %s);
+  (await waitFor(".opblock.is-open button.execute")).click();
+  const status = await waitFor(".opblock.is-open .live-responses-table .response .response-col_status");
+  await waitFor(".auth-wrapper .authorize.locked");
+  block.querySelector(".opblock-summary-control").click();
+  await waitFor(".opblock.opblock-post", (e) => path(e) && !e.classList.contains("is-open"));
+  return status.textContent.trim();
 })()
 """
 TRY_LIST_NOTES = """
@@ -284,13 +299,17 @@ TRY_LIST_NOTES = """
 """
 
 
+def open_docs(browser: Page, server: ArcanaServer) -> None:
+    browser.send("Page.navigate", url=f"{server.url}/docs")
+    browser.evaluate(PAGE_HELPERS)
+    browser.evaluate("waitFor('.opblock-summary-path').then(() => true)")
+
+
 def test_the_docs_page_lists_the_routes_and_tries_one_with_a_token(
     examples: Path, start_server: Callable[..., ArcanaServer], browser: Page
 ) -> None:
     server = start_server(examples, CONFIG)
-    browser.send("Page.navigate", url=f"{server.url}/docs")
-    browser.evaluate(PAGE_HELPERS)
-    browser.evaluate("waitFor('.opblock-summary-path').then(() => true)")
+    open_docs(browser, server)
     listed = set(browser.evaluate("[...document.querySelectorAll('.opblock-summary-path')].map(e => e.dataset.path)"))
     assert {"/api/v1/notes", "/api/v1/notes/{id}", "/api/v1/hello/{name}", "/api/v1/auth/login"} <= listed
     grpc = browser.evaluate("document.body.innerText.includes('/greeter.v1.Greeter/SayHello')")
@@ -305,4 +324,28 @@ def test_the_docs_page_lists_the_routes_and_tries_one_with_a_token(
     browser.evaluate(PAGE_HELPERS)
     browser.evaluate("waitFor('.opblock-summary-path').then(() => true)")
     assert browser.evaluate("document.querySelector('.auth-wrapper .authorize.locked') !== null")
+    assert browser.errors == []
+
+
+def test_a_login_tried_on_the_docs_page_authorizes_the_page(
+    examples: Path, start_server: Callable[..., ArcanaServer], browser: Page
+) -> None:
+    server = start_server(examples, CONFIG)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCANA_")}
+    command = [sys.executable, "-m", "arcana.cli", "user", "create", "--config", str(server.config_path)]
+    created = subprocess.run(
+        [*command, "--email", "ada@example.com", "--role", "user"],
+        input="correct-horse-battery\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    open_docs(browser, server)
+    login = json.dumps({"email": "ada@example.com", "password": "correct-horse-battery"})
+    assert browser.evaluate(LOG_IN % json.dumps(login)) == "200"
+    status, body = browser.evaluate(TRY_LIST_NOTES)
+    assert status == "200", body
     assert browser.errors == []
