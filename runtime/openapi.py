@@ -24,6 +24,7 @@ from typing import Any
 from arcana.contract import RouteContract
 from arcana.edge.errors import HTTP_STATUS
 from arcana.errors import ErrorCode
+from arcana.kernel_protos import kernel_descriptors
 from arcana.manifest import Route
 from arcana.openapi_contract import (
     component_name,
@@ -43,6 +44,11 @@ SECURITY_SCHEME = "bearerAuth"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 KERNEL_TAGS = {"/api/v1/auth": "arcana.auth", "/api/v1/admin": "arcana.admin"}
 HEALTH_TAG = "arcana.health"
+# The kernel's gRPC services -> (the tag of the REST routes they mirror, their roles; None: public).
+KERNEL_GRPC: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "arcana.auth.v1.AuthService": ("arcana.auth", None),
+    "arcana.admin.v1.AdminService": ("arcana.admin", (ADMIN_ROLE,)),
+}
 
 # The error model's statuses (arcana.edge.errors.HTTP_STATUS): each a reusable response, with the codes it carries.
 _STATUS_NAMES = {
@@ -296,15 +302,44 @@ def _schema_pointer(plugin: str, message: str) -> str:
     return f"#/components/schemas/{component_name(plugin, message)}"
 
 
+def _grpc_table(services: list[dict[str, Any]], what: str) -> list[str]:
+    if not services:
+        return []
+    lines = ["", f"**gRPC** ({what} over gRPC, proto3 messages; server reflection lists them too):", ""]
+    lines += ["| method | request | response | access |", "|---|---|---|---|"]
+    for service in services:
+        for m in service["methods"]:
+            lines.append(f"| `{m['path']}` | `{m['request']}` | `{m['response']}` | {m['access']} |")
+    return lines
+
+
 def _tag_description(plugin: LoadedPlugin, services: list[dict[str, Any]]) -> str:
     lines = [f"{plugin.manifest.description or 'Plugin'} (`{plugin.name}` {plugin.manifest.version})."]
-    if services:
-        lines += ["", "**gRPC** (the same plugin over gRPC, proto3 messages; server reflection lists them too):", ""]
-        lines += ["| method | request | response | access |", "|---|---|---|---|"]
-        for service in services:
-            for m in service["methods"]:
-                lines.append(f"| `{m['path']}` | `{m['request']}` | `{m['response']}` | {m['access']} |")
-    return "\n".join(lines)
+    return "\n".join(lines + _grpc_table(services, "the same plugin"))
+
+
+def _kernel_grpc() -> dict[str, list[dict[str, Any]]]:
+    """The kernel's own gRPC services (proto/arcana, arcana.edge.grpc_kernel), by the tag of their REST twins."""
+    by_tag: dict[str, list[dict[str, Any]]] = {}
+    descriptors = kernel_descriptors()
+    for file in descriptors.files:
+        for service in file.service:
+            full = f"{file.package}.{service.name}"
+            tag, roles = KERNEL_GRPC[full]
+            methods = [
+                {
+                    "method": m.name,
+                    "path": f"/{full}/{m.name}",
+                    "request": m.input_type.lstrip("."),
+                    "response": m.output_type.lstrip("."),
+                    "access": _access_text(roles is None, roles),
+                    "public": roles is None,
+                    "roles": list(roles or ()),
+                }
+                for m in service.method
+            ]
+            by_tag.setdefault(tag, []).append({"service": full, "plugin": "", "methods": methods})
+    return by_tag
 
 
 def _info_description() -> str:
@@ -338,11 +373,15 @@ def build_document(snapshot: Snapshot) -> dict[str, Any]:
             key = keys.setdefault(route.path.shape, _PathKey(route.path.raw, _param_names(route.path)))
             operation_id = _unique(f"{plugin.name}.{route.handler}", operation_ids)
             paths.setdefault(key.raw, {})[route.method.lower()] = _plugin_operation(plugin, route, key, operation_id)
-    tags += [
-        {"name": "arcana.auth", "description": "Log in, refresh and log out (Arcana's own routes)."},
-        {"name": "arcana.admin", "description": f"Administration (Arcana's own routes, role `{ADMIN_ROLE}`)."},
-        {"name": HEALTH_TAG, "description": "Liveness and readiness probes."},
-    ]
+    kernel_grpc = _kernel_grpc()
+    for tag, text in (
+        ("arcana.auth", "Log in, refresh and log out (Arcana's own routes)."),
+        ("arcana.admin", f"Administration (Arcana's own routes, role `{ADMIN_ROLE}`)."),
+    ):
+        services = kernel_grpc.get(tag, [])
+        grpc += services
+        tags.append({"name": tag, "description": "\n".join([text, *_grpc_table(services, "the same")])})
+    tags.append({"name": HEALTH_TAG, "description": "Liveness and readiness probes."})
     document: dict[str, Any] = {
         "openapi": OPENAPI_VERSION,
         "info": {"title": TITLE, "version": "", "description": _info_description()},

@@ -14,8 +14,9 @@ from arcana.edge.http_metrics import kernel_template
 from arcana.edge.rest import create_kernel_app, create_rest_app
 from arcana.errors import ErrorCode, ManifestInvalid
 from arcana.kernel import Kernel
+from arcana.kernel_protos import kernel_descriptors
 from arcana.manifest import parse_manifest
-from arcana.openapi import LiveDocument, build_document
+from arcana.openapi import KERNEL_GRPC, LiveDocument, build_document
 from arcana.openapi_kernel import KERNEL_OPERATIONS
 from fakes import FakePlugin, Kernels, greeter_descriptors, manifest_toml, reply, route, write_plugin
 
@@ -132,7 +133,7 @@ def test_kernel_routes_match_the_kernel_apps_url_map(kernels: Kernels, document:
 
 
 def test_grpc_methods_are_listed_beside_the_routes(document: dict[str, Any]) -> None:
-    assert document["x-arcana-grpc"] == [
+    assert [s for s in document["x-arcana-grpc"] if s["plugin"] == "notes"] == [
         {
             "service": "fake.v1.Greeter",
             "plugin": "notes",
@@ -201,6 +202,19 @@ def test_a_routes_contract_gives_its_parameters_body_and_answers(kernels: Kernel
     component = document["components"]["schemas"]["items.schemas.item"]
     assert component["properties"]["parts"]["items"] == {"$ref": "#/components/schemas/items.schemas.item/$defs/part"}
     assert component["$defs"] == ITEM_SCHEMA["$defs"] and "$schema" not in component
+
+
+def test_the_kernels_own_grpc_services_are_listed_under_their_rest_twins(document: dict[str, Any]) -> None:
+    kernel = {s["service"]: s for s in document["x-arcana-grpc"] if s["plugin"] == ""}
+    assert set(kernel) == set(KERNEL_GRPC) == set(kernel_descriptors().services())
+    login = next(m for m in kernel["arcana.auth.v1.AuthService"]["methods"] if m["method"] == "Login")
+    assert (login["path"], login["public"]) == ("/arcana.auth.v1.AuthService/Login", True)
+    assert all(m["roles"] == ["admin"] for m in kernel["arcana.admin.v1.AdminService"]["methods"])
+    admin_tag = next(t for t in document["tags"] if t["name"] == "arcana.admin")
+    assert (
+        "| `/arcana.admin.v1.AdminService/ListPlugins` | `arcana.admin.v1.ListPluginsRequest` |"
+        in (admin_tag["description"])
+    )
 
 
 def test_info_version_is_stable_for_one_table_and_moves_with_a_new_route(kernels: Kernels) -> None:
