@@ -13,6 +13,7 @@ from arcana.config import ArcanaConfig
 from arcana.engine.factory import tool_engine
 from arcana.errors import FileChanging, PluginLoadError
 from arcana.loader import PluginLoader
+from arcana.manifest import Route
 from arcana_host.catalog import KNOWN_GRANTS
 from arcana_host.registry import Capabilities
 
@@ -57,6 +58,8 @@ def check_plugin(path: Path, config: ArcanaConfig, own_grants: bool = False) -> 
     for r in m.routes:
         access = "public" if r.public else ("roles " + ",".join(r.roles) if r.roles else "authenticated")
         print(f"  route {r.method} {r.path.raw} -> {r.handler} ({access}, abi {r.abi})")
+        if r.has_contract:
+            print(f"    schema: {contract_line(r)}")
     for g in m.grpc:
         print(f"  grpc {g.method} -> {g.handler}")
     for j in m.jobs:
@@ -68,6 +71,17 @@ def check_plugin(path: Path, config: ArcanaConfig, own_grants: bool = False) -> 
         upcoming = datetime.fromtimestamp(sc.timing.next_after(now), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         print(f"  schedule {sc.expression} -> job {sc.job} ({sc.priority}; next {upcoming})")
     return 0
+
+
+def contract_line(r: Route) -> str:
+    """A route's contract in one line: what `arcana plugin check` found resolved and valid."""
+    parts = [f"request {r.request}"] if r.request else []
+    parts += [f"path {name}: {kind}" for name, kind in r.params.items()]
+    parts += [f"query {name}: {q.type}{' (required)' if q.required else ''}" for name, q in r.query.items()]
+    answers = [f"{status} {ref or '(no body)'}" for status, ref in sorted(r.responses.items())]
+    if answers:
+        parts.append("responses " + ", ".join(answers))
+    return "; ".join(parts)
 
 
 def refusal(exc: PluginLoadError) -> str:

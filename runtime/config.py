@@ -133,6 +133,9 @@ class ServerConfig:
     # Plugin calls (REST and gRPC together) running at once in this process; one more is refused at
     # once with 503 / UNAVAILABLE and Retry-After, never queued. The kernel's own routes do not count.
     max_in_flight: NonNegativeInt = 1024
+    # Development: check each plugin answer against the schema its route declares for the status
+    # ([route.responses]); a mismatch is logged and counted (arcana_response_mismatches_total), never refused.
+    validate_responses: bool = False
     # Processes serving the same ports (SO_REUSEPORT), each with its own kernel, pools and watcher;
     # `arcana serve --workers N|auto` wins. At most MAX_WORKERS. With more than one and metrics_port set,
     # worker i also serves /metrics alone on metrics_port + i.

@@ -24,9 +24,11 @@ from contextvars import Token
 from typing import Any
 
 from google.protobuf.message import Error as ProtobufError
+from prometheus_client import Counter
 
 from arcana import logs
 from arcana.auth.limits import address_key
+from arcana.contract import RouteContract
 from arcana.descriptors import RpcMethod
 from arcana.envelopes import (
     HttpRequest,
@@ -59,6 +61,15 @@ logger = logging.getLogger("arcana.core")
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # `Authorization` header value -> principal (None when absent); raises Unauthorized when invalid.
 Authenticate = Callable[[str], Principal | None]
+
+
+# Development (server.validate_responses): plugin answers that break their route's declared response schema.
+RESPONSE_MISMATCHES = Counter(
+    "arcana_response_mismatches_total",
+    "Plugin answers that do not match their route's declared response schema (server.validate_responses)",
+    ["plugin"],
+)
+VALIDATION_MESSAGE = "the request does not match the route's schema"
 
 
 # A manifest's few rate strings, parsed once each rather than on every call.
@@ -109,6 +120,36 @@ def check_message(method: RpcMethod, data: bytes) -> None:
         raise ValidationFailed(f"request is not a valid {method.input_type.DESCRIPTOR.full_name}") from exc
 
 
+def check_request(contract: RouteContract, params: dict[str, str], req: HttpRequest) -> None:
+    """VALIDATION_FAILED listing each field of the request that breaks the route's schema."""
+    headers = req.headers
+    found = contract.check_request(
+        params,
+        lambda name: req.query.get(name, []),
+        req.body,
+        headers.get("content-type", ""),
+        headers.get("content-encoding", ""),
+    )
+    if found:
+        raise ValidationFailed(VALIDATION_MESSAGE, fields=tuple(found))
+
+
+def check_answer(contract: RouteContract, plugin: LoadedPlugin, response: HttpResponse, rid: str) -> None:
+    """Development: an answer that breaks its declared schema is logged and counted; it still goes out."""
+    found = contract.check_response(response.status, response.body)
+    if found:
+        RESPONSE_MISMATCHES.labels(plugin.name).inc()
+        route = contract.route
+        logger.warning(
+            "plugin answer does not match its schema: %s %s -> %d: %s",
+            route.method,
+            route.path.raw,
+            response.status,
+            "; ".join(f"{f.pointer} {f.reason}" for f in found),
+            extra={"plugin": plugin.name, "plugin_version": plugin.manifest.version, "request_id": rid},
+        )
+
+
 class RequestCore:
     """Routes and runs plugin calls over the registry's current snapshot."""
 
@@ -119,8 +160,11 @@ class RequestCore:
         limiter: Limiter | None = None,
         per_address: Rate | None = None,
         max_in_flight: int = 1024,
+        validate_responses: bool = False,
     ) -> None:
+        """``validate_responses``: check plugin answers against their declared schemas (log and count)."""
         self._registry = registry
+        self.validate_responses = validate_responses
         self._authenticate = authenticate
         self.limiter: Limiter = limiter if limiter is not None else MemoryLimiter(100_000)
         self._per_address = per_address
@@ -172,6 +216,9 @@ class RequestCore:
             principal = self._admit(route.public, route.roles, req.authorization)
             where = f"{plugin.name} {route.method} {route.path.raw}"
             limited = await self._limit_call(route.rate_limit, where, principal, req.client, "route")
+            contract = plugin.contract.route(route)
+            if contract is not None and contract.checks_request:  # before an instance is borrowed
+                check_request(contract, match.params, req)
             context = self._context(plugin, route.handler, req.request_id, req.traceparent, principal)
             if route.abi == "raw":
                 context.call_config = http_call_config(
@@ -182,6 +229,8 @@ class RequestCore:
             else:
                 envelope = http_envelope(req, route.path.raw, match.params, context.principal, context.traceparent)
                 response = parse_http_output(plugin.name, await plugin.pool.call(route.handler, envelope, context))
+            if contract is not None and self.validate_responses:
+                check_answer(contract, plugin, response, req.request_id)
             if limited is not None:  # the limit's numbers on every answer of a limited route, not only its 429s
                 response.headers.update(limited.headers())
             return response

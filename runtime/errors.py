@@ -91,6 +91,19 @@ def _whole_seconds(seconds: float) -> int:
 class ValidationFailed(ArcanaError):
     code = ErrorCode.VALIDATION_FAILED
 
+    def __init__(self, message: str, *, detail: str = "", fields: tuple[FieldProblem, ...] = ()) -> None:
+        super().__init__(message, detail=detail)
+        # Where the request breaks its route's schema, one entry per field (the answer's `fields`).
+        self.fields = fields
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One field of a refused request: a JSON pointer (/body/title, /path/id, /query/page) and the reason."""
+
+    pointer: str
+    reason: str
+
 
 class Unauthorized(ArcanaError):
     code = ErrorCode.UNAUTHORIZED

@@ -148,7 +148,9 @@ class Kernel:
             redis_breaker,
         )
         per_address = Rate.parse(server.per_address_limit)
-        self.core = RequestCore(self.registry, self.authenticate, limiter, per_address, server.max_in_flight)
+        self.core = RequestCore(
+            self.registry, self.authenticate, limiter, per_address, server.max_in_flight, server.validate_responses
+        )
         self.ready = False
         self._engine = engine
         self._threads = ThreadPoolExecutor(config.executor.threads, thread_name_prefix="arcana-load")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arcana.config import ArcanaConfig
+from arcana.contract import EMPTY, Contract, ContractInvalid, build_contract, parse_schemas_section
 from arcana.descriptors import DescriptorSet, RpcMethod
 from arcana.engine import Engine, ListsHandlers, ModuleInfo
 from arcana.errors import (
@@ -34,7 +35,7 @@ from arcana.manifest import Manifest, config_problems, parse_manifest
 from arcana.registry import LoadedPlugin
 from arcana.resilience.breaker import BreakerBoard, BreakerPolicy
 from arcana.types import HOST_ABI_VERSION
-from arcana.wasm_binary import DESCRIPTORS_SECTION, MANIFEST_SECTION, custom_sections
+from arcana.wasm_binary import DESCRIPTORS_SECTION, MANIFEST_SECTION, SCHEMAS_SECTION, custom_sections
 from arcana_host.registry import Capabilities, ConfiguredPlugin
 
 HANDLER_SIGNATURE = ((), ("i32",))
@@ -59,6 +60,8 @@ class Checked:
     breaker: BreakerPolicy
     # The plugin's Extism config: its [config] defaults, as the operator's plugin_config.<name> overrides them.
     config: dict[str, str]
+    # The routes' schemas, resolved and compiled (arcana.contract).
+    contract: Contract = EMPTY
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,11 @@ def sidecar_of(path: Path) -> Path:
     return path.with_suffix(".toml")
 
 
+def schemas_sidecar_of(path: Path) -> Path:
+    """NAME.schemas.json beside NAME.wasm: route schemas that win over the embedded ones, as NAME.pb does."""
+    return path.with_suffix(".schemas.json")
+
+
 class PluginLoader:
     def __init__(
         self,
@@ -192,10 +200,11 @@ class PluginLoader:
             problems += configured
         problems += component_export_problems(info) if info.component else self._exports(manifest, info)
         descriptors, rpc = self._rpc(path, sections, manifest, problems)
+        contract = self._contract(path, sections, manifest, descriptors, problems)
         if problems or not isinstance(configured, ConfiguredPlugin):
             raise PluginLoadError(str(path), problems, manifest.name)
         sha256 = hashlib.sha256(wasm).hexdigest()
-        return Checked(wasm, sha256, manifest, limits, configured, info, descriptors, rpc, breaker, config)
+        return Checked(wasm, sha256, manifest, limits, configured, info, descriptors, rpc, breaker, config, contract)
 
     def load(self, path: Path) -> LoadedPlugin:
         checked = self.check(path)
@@ -237,7 +246,9 @@ class PluginLoader:
             watchdog=None if inline is None else self._threads.watchdog(inline),
             build=build_id(checked.sha256),
         )
-        return LoadedPlugin(m, path, checked.sha256, pool, descriptors=checked.descriptors, rpc=checked.rpc)
+        return LoadedPlugin(
+            m, path, checked.sha256, pool, descriptors=checked.descriptors, rpc=checked.rpc, contract=checked.contract
+        )
 
     def _inline_rule(self, checked: Checked) -> InlineRule | None:
         """The inline rule when this plugin may run on the event loop: every host function it links is quick."""
@@ -286,6 +297,31 @@ class PluginLoader:
                     Problem(f"grpc[{i}].method", str(exc), "declare a unary method that the .proto files define")
                 )
         return descriptors, rpc
+
+    def _contract(
+        self,
+        path: Path,
+        sections: dict[str, bytes],
+        manifest: Manifest,
+        descriptors: DescriptorSet | None,
+        problems: list[Problem],
+    ) -> Contract:
+        """The routes' schemas (sidecar NAME.schemas.json wins over the embedded section), compiled once."""
+        if not any(route.has_contract for route in manifest.routes):
+            return EMPTY
+        sidecar = schemas_sidecar_of(path)
+        try:
+            raw = read_stable(sidecar, self._files) if is_present(sidecar) else sections.get(SCHEMAS_SECTION)
+        except FileRefused as exc:
+            problems.append(exc.problem)
+            return EMPTY
+        files, found = parse_schemas_section(raw)
+        problems += found
+        try:
+            return build_contract(manifest, files, descriptors)
+        except ContractInvalid as exc:
+            problems += exc.problems
+            return EMPTY
 
     def _manifest(self, path: Path, sections: dict[str, bytes]) -> Manifest:
         sidecar = sidecar_of(path)

@@ -31,12 +31,21 @@ GRPC_METHOD_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*\.[A-Za-z_]\w*/[
 RATE_RE = re.compile(r"^[1-9]\d*/(second|minute|hour|day)$")
 TOPIC_RE = re.compile(r"^[a-z0-9_*-]+(\.[a-z0-9_*-]+)*$")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-RESERVED_PREFIXES = ("/health", "/ready", "/metrics", "/api/v1/auth", "/api/v1/admin")
+RESERVED_PREFIXES = ("/health", "/ready", "/metrics", "/api/v1/auth", "/api/v1/admin", "/openapi.json", "/docs")
 ABIS = frozenset({"json", "raw"})
 PRIORITIES = ("critical", "high", "normal", "low")
 CRON_FIX = 'write minute hour day-of-month month day-of-week, e.g. "*/5 * * * *" or "0 3 * * mon-fri"'
 # [config]: the plugin's own settings, read by the guest with Extism's config_get. Bounded, as they sit in
 # every instance's memory; "arcana." is the kernel's (what a raw call is told, arcana.raw_config).
+# The contract of a route (request, params, query, responses): a schema is a JSON Schema file of the plugin's
+# source folder (embedded by `arcana plugin build`) or a protobuf message of the plugin's own descriptors.
+PARAM_TYPES = ("string", "integer", "number", "boolean", "uuid")
+SCHEMA_FILE_RE = re.compile(r"^(?!/)(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9_./-]+\.json$")
+PROTO_MESSAGE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+SCHEMA_REF_FIX = (
+    'write a JSON Schema file of the plugin folder, e.g. "schemas/note.json", '
+    'or a protobuf message of its descriptors, e.g. "notes.v1.Note"'
+)
 CONFIG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 CONFIG_KEY_FIX = "use letters, digits, '_', '.' and '-', starting with a letter or '_', at most 128 characters"
 RESERVED_CONFIG_PREFIX = "arcana."
@@ -51,7 +60,23 @@ TOP_LEVEL_KEYS = frozenset(
 PLUGIN_KEYS = frozenset({"name", "version", "description", "host_abi"})
 LIMITS_KEYS = frozenset({"memory_mb", "timeout_ms", "max_concurrency"})
 BREAKER_KEYS = frozenset({"failure_threshold", "cool_down_s", "half_open_probes"})
-ROUTE_KEYS = frozenset({"method", "path", "handler", "roles", "public", "rate_limit", "abi", "content_type"})
+ROUTE_KEYS = frozenset(
+    {
+        "method",
+        "path",
+        "handler",
+        "roles",
+        "public",
+        "rate_limit",
+        "abi",
+        "content_type",
+        "request",
+        "params",
+        "query",
+        "required_query",
+        "responses",
+    }
+)
 GRPC_KEYS = frozenset({"method", "handler", "roles", "public", "abi", "rate_limit"})
 JOB_KEYS = frozenset({"type", "handler"})
 SUBSCRIBE_KEYS = frozenset({"topic", "handler"})
@@ -86,6 +111,24 @@ class BreakerSettings:
 
 
 @dataclass(frozen=True)
+class SchemaRef:
+    """Where a route's schema comes from: ``kind`` "file" (a .json path relative to the plugin folder) or
+    "proto" (a full protobuf message name of the plugin's own descriptors)."""
+
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class QueryParam:
+    type: str = "string"
+    required: bool = False
+
+
+@dataclass(frozen=True)
 class Route:
     method: str
     path: PathTemplate
@@ -95,6 +138,22 @@ class Route:
     rate_limit: str | None = None
     abi: str = "json"
     content_type: str = "application/octet-stream"
+    # The contract (docs/manifest.md "Schemas"): checked at the edge before the plugin is called.
+    request: SchemaRef | None = None
+    # Path parameter -> type (one of PARAM_TYPES); a parameter not listed is a string.
+    params: dict[str, str] = field(default_factory=dict, hash=False)
+    query: dict[str, QueryParam] = field(default_factory=dict, hash=False)
+    # HTTP status -> the answer's schema; None: no body.
+    responses: dict[int, SchemaRef | None] = field(default_factory=dict, hash=False)
+
+    @property
+    def has_contract(self) -> bool:
+        return bool(self.request or self.params or self.query or self.responses)
+
+    def schema_refs(self) -> list[SchemaRef]:
+        """Every schema this route names, request first."""
+        refs = [self.request] if self.request else []
+        return refs + [r for _, r in sorted(self.responses.items()) if r is not None]
 
 
 @dataclass(frozen=True)
@@ -361,9 +420,97 @@ class _Validator:
         roles, public = self.access(table, where)
         handler, abi = self.handler(table, where), self.abi(table, where)
         content_type = self.typed(table, where, "content_type", str, "application/octet-stream")
+        request = self.schema_ref(table.get("request"), f"{where}.request") if "request" in table else None
+        if request is not None and method in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            fix = "remove request, or use POST, PUT or PATCH"
+            self.add(f"{where}.request", f"a {method} request has no body to check", fix)
+        params = self.params(table.get("params", {}), where, path)
+        query = self.query(table, where)
+        responses = self.responses(table.get("responses", {}), where)
         if path is None or not handler or method not in HTTP_METHODS:
             return None
-        return Route(method, path, handler, roles, public, rate, abi, content_type)
+        return Route(method, path, handler, roles, public, rate, abi, content_type, request, params, query, responses)
+
+    def schema_ref(self, value: Any, where: str) -> SchemaRef | None:
+        """A schema reference: "dir/x.json" (a file) or "pkg.Message" (a protobuf message)."""
+        if not isinstance(value, str) or not value:
+            self.add(where, f"must be a schema reference, got {value!r}", SCHEMA_REF_FIX)
+            return None
+        if "/" in value or value.endswith(".json") or "." not in value:
+            if SCHEMA_FILE_RE.match(value):
+                return SchemaRef("file", value)
+            if value.startswith("/") or ".." in value.split("/"):
+                self.add(where, f"{value!r} is outside the plugin folder", "use a path relative to the plugin folder")
+            elif not value.endswith(".json"):
+                self.add(where, f"{value!r} is not a .json file", "name a JSON Schema file ending in .json")
+            else:
+                self.add(where, f"{value!r} is not a valid file path", "use letters, digits, '_', '-', '.' and '/'")
+            return None
+        if PROTO_MESSAGE_RE.match(value):
+            return SchemaRef("proto", value)
+        self.add(where, f"{value!r} is not a protobuf message name", SCHEMA_REF_FIX)
+        return None
+
+    def param_type(self, value: Any, where: str) -> str | None:
+        if value in PARAM_TYPES:
+            return str(value)
+        self.add(where, f"unknown type {value!r}", f"use one of {', '.join(PARAM_TYPES)}")
+        return None
+
+    def params(self, data: Any, where: str, path: PathTemplate | None) -> dict[str, str]:
+        """``[route.params]``: a type for each path parameter named; each must be in the path template."""
+        if not isinstance(data, dict):
+            self.add(f"{where}.params", "must be a table", f"write it as [{where.split('[')[0]}.params]")
+            return {}
+        names = {v for k, v in path.segments if k == "param"} if path is not None else None
+        out: dict[str, str] = {}
+        for name, value in data.items():
+            if names is not None and name not in names:
+                listed = f"the path's parameters are {', '.join(sorted(names))}" if names else "the path has none"
+                self.add(f"{where}.params.{name}", f"'{name}' is not a parameter of the path", f"remove it; {listed}")
+                continue
+            kind = self.param_type(value, f"{where}.params.{name}")
+            if kind is not None:
+                out[name] = kind
+        return out
+
+    def query(self, table: dict[str, Any], where: str) -> dict[str, QueryParam]:
+        """``[route.query]`` name -> type, and ``required_query`` the names a request must give."""
+        data = table.get("query", {})
+        if not isinstance(data, dict):
+            self.add(f"{where}.query", "must be a table", f"write it as [{where.split('[')[0]}.query]")
+            data = {}
+        required = table.get("required_query", [])
+        if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+            self.add(f"{where}.required_query", f"must be a list of query parameter names, got {required!r}")
+            required = []
+        for name in required:
+            if name not in data:
+                self.add(
+                    f"{where}.required_query",
+                    f"'{name}' is not a declared query parameter",
+                    f'declare it under [route.query], e.g. {name} = "string"',
+                )
+        out: dict[str, QueryParam] = {}
+        for name, value in data.items():
+            kind = self.param_type(value, f"{where}.query.{name}")
+            if kind is not None:
+                out[name] = QueryParam(kind, name in required)
+        return out
+
+    def responses(self, data: Any, where: str) -> dict[int, SchemaRef | None]:
+        """``[route.responses]``: status -> a schema reference, or "" for an answer without a body."""
+        if not isinstance(data, dict):
+            self.add(f"{where}.responses", "must be a table", f"write it as [{where.split('[')[0]}.responses]")
+            return {}
+        out: dict[int, SchemaRef | None] = {}
+        for key, value in data.items():
+            fld = f"{where}.responses.{key}"
+            if not (key.isdigit() and 100 <= int(key) <= 599):
+                self.add(fld, f"{key!r} is not an HTTP status", "use a status code from 100 to 599, e.g. 200")
+                continue
+            out[int(key)] = None if value == "" else self.schema_ref(value, fld)
+        return out
 
     def rate_limit(self, table: dict[str, Any], where: str) -> str | None:
         rate: str | None = self.typed(table, where, "rate_limit", str)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from arcana.contract import EMPTY, Contract
 from arcana.descriptors import DescriptorSet, RpcMethod
 from arcana.errors import Problem
 from arcana.executor import EffectiveLimits, InstancePool
@@ -31,6 +32,8 @@ class LoadedPlugin:
     loaded_at: float = field(default_factory=time.time)
     descriptors: DescriptorSet | None = None
     rpc: Mapping[str, RpcMethod] = field(default_factory=dict)
+    # The routes' schemas, resolved and compiled for this version (arcana.contract).
+    contract: Contract = EMPTY
 
     @property
     def name(self) -> str:

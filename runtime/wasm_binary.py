@@ -22,6 +22,7 @@ from arcana_sdk import wasm_sections
 
 MANIFEST_SECTION = wasm_sections.MANIFEST_SECTION
 DESCRIPTORS_SECTION = wasm_sections.DESCRIPTORS_SECTION
+SCHEMAS_SECTION = wasm_sections.SCHEMAS_SECTION
 MODULE_PREAMBLE = b"\x00asm\x01\x00\x00\x00"
 COMPONENT_PREAMBLE = b"\x00asm\x0d\x00\x01\x00"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from arcana.errors import ArcanaError, ErrorCode, MethodNotAllowed, RateLimited
+from arcana.errors import ArcanaError, ErrorCode, FieldProblem, MethodNotAllowed, RateLimited, ValidationFailed
 
 HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.VALIDATION_FAILED: 400,
@@ -25,9 +25,12 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 }
 
 
-def error_body(code: ErrorCode, message: str, request_id: str) -> bytes:
+def error_body(code: ErrorCode, message: str, request_id: str, fields: tuple[FieldProblem, ...] = ()) -> bytes:
+    """The error model's body; ``fields`` (a request that breaks its route's schema) only when there are some."""
     stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    body = {"code": code.value, "message": message, "request_id": request_id, "timestamp": stamp}
+    body: dict[str, object] = {"code": code.value, "message": message, "request_id": request_id, "timestamp": stamp}
+    if fields:
+        body["fields"] = [{"pointer": f.pointer, "reason": f.reason} for f in fields]
     return json.dumps(body).encode()
 
 
@@ -50,4 +53,5 @@ def error_response(exc: ArcanaError, request_id: str) -> tuple[int, bytes, dict[
     """Status, body and headers of the REST answer to ``exc``."""
     headers = error_headers(exc)
     headers["x-request-id"] = request_id
-    return HTTP_STATUS[exc.code], error_body(exc.code, exc.message, request_id), headers
+    fields = exc.fields if isinstance(exc, ValidationFailed) else ()
+    return HTTP_STATUS[exc.code], error_body(exc.code, exc.message, request_id, fields), headers

@@ -26,6 +26,7 @@ from arcana.edge.auth_rest import auth_blueprint
 from arcana.edge.errors import error_response
 from arcana.edge.http_metrics import KERNEL, ROUTE_KEY, kernel_template
 from arcana.edge.metrics import MetricsAccess, exposition, kernel_registry
+from arcana.edge.openapi_routes import openapi_blueprint
 from arcana.edge.plugin_http import ASGIApp, PluginHttpEdge
 from arcana.errors import ArcanaError, ErrorCode, MethodNotAllowed, NotFound, ServiceUnavailable
 from arcana.kernel import Kernel
@@ -116,6 +117,7 @@ def create_kernel_app(kernel: Kernel) -> Quart:
 
     app.register_blueprint(admin_blueprint(kernel))
     app.register_blueprint(auth_blueprint(kernel))
+    app.register_blueprint(openapi_blueprint(kernel))
 
     @app.get("/health")
     async def health() -> Any:

@@ -16,6 +16,8 @@ The folder's ``plugin.toml`` is embedded as the custom section
 table does not set ``host_abi``, ``host_abi = HOST_ABI`` is added under the
 table's header, so the kernel knows which host ABI the module was built for.
 Only the kernel validates the manifest; the build only needs it to be TOML.
+The JSON Schema files its routes name (``request``, ``[route.responses]``) are embedded
+as the custom section ``arcana.schemas`` (:func:`embed_schemas`).
 The same sources always give the same bytes, wherever the folder lives (CI
 rebuilds the committed examples and compares), except for Python plugins:
 componentize-py's snapshot is not reproducible (see :mod:`.python_build`)::
@@ -32,6 +34,7 @@ what to install.
 from __future__ import annotations
 
 import enum
+import json
 import os
 import re
 import shutil
@@ -46,7 +49,13 @@ from . import python_build
 from .protoc import ProtocError, compile_proto_dir, proto_files
 from .sources import guest_sdk_dir
 from .toolchain import ToolchainMissing, require_componentize_py, require_grpc_tools, require_zig
-from .wasm_sections import DESCRIPTORS_SECTION, MANIFEST_SECTION, append_custom_section, remove_custom_sections
+from .wasm_sections import (
+    DESCRIPTORS_SECTION,
+    MANIFEST_SECTION,
+    SCHEMAS_SECTION,
+    append_custom_section,
+    remove_custom_sections,
+)
 
 __all__ = ["BuildError", "Language", "ToolchainMissing", "build_plugin", "detect_language"]
 
@@ -130,11 +139,59 @@ def build_plugin(src_dir: Path, out_path: Path | None = None) -> Path:
     module = remove_custom_sections(module, DESCRIPTORS_SECTION)
     if descriptors is not None:
         module = append_custom_section(module, DESCRIPTORS_SECTION, descriptors)
+    module = embed_schemas(src_dir, manifest, module)
     # The manifest goes last: a truncated file always loses it, so a half-copied module is refused.
     module = append_custom_section(module, MANIFEST_SECTION, manifest)
     target = Path(out_path) if out_path is not None else src_dir / f"{_plugin_file_name(src_dir, manifest)}.wasm"
     _write_atomically(target, module)
     return target
+
+
+def embed_schemas(src_dir: Path, manifest: bytes, module: bytes) -> bytes:
+    """``module`` with the section ``arcana.schemas``: every JSON Schema file the routes name, or none.
+
+    The section is one JSON object {path as written in the manifest: schema}, written canonically (sorted
+    keys, no spaces) so the same files always give the same bytes. Only the kernel checks that they are
+    schemas (`arcana plugin check`); the build needs them to be JSON files of the plugin folder.
+    """
+    module = remove_custom_sections(module, SCHEMAS_SECTION)
+    schemas = {name: _read_schema(src_dir, name, where) for name, where in schema_files(manifest).items()}
+    if not schemas:
+        return module
+    payload = json.dumps(schemas, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return append_custom_section(module, SCHEMAS_SECTION, payload)
+
+
+def schema_files(manifest: bytes) -> dict[str, str]:
+    """The schema files the manifest's routes name (request, responses) -> the first field naming each.
+
+    A reference ending in ``.json`` is a file; any other is a protobuf message (resolved by the kernel).
+    """
+    routes = tomllib.loads(manifest.decode("utf-8")).get("route", [])
+    found: dict[str, str] = {}
+    for i, route in enumerate(routes if isinstance(routes, list) else []):
+        if not isinstance(route, dict):
+            continue
+        responses = route.get("responses", {})
+        refs = [("request", route.get("request"))]
+        refs += [(f"responses.{k}", v) for k, v in (responses.items() if isinstance(responses, dict) else [])]
+        for field, ref in refs:
+            if isinstance(ref, str) and ref.endswith(".json"):
+                found.setdefault(ref, f"route[{i}].{field}")
+    return found
+
+
+def _read_schema(src_dir: Path, name: str, where: str) -> object:
+    """One schema file of the plugin folder, parsed; BuildError when it is outside, missing or not JSON."""
+    path = (src_dir / name).resolve()
+    if name.startswith("/") or not path.is_relative_to(src_dir):
+        raise BuildError(src_dir, f"{where} names {name}, outside the plugin folder")
+    if not path.is_file():
+        raise BuildError(src_dir, f"{where} names {name}, which does not exist")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BuildError(src_dir, f"{name} (named by {where}) is not valid JSON: {exc}") from exc
 
 
 def _read_manifest(src_dir: Path) -> bytes:

@@ -22,6 +22,7 @@ __all__ = [
     "COMPONENT_HEADER",
     "DESCRIPTORS_SECTION",
     "MANIFEST_SECTION",
+    "SCHEMAS_SECTION",
     "CustomSection",
     "WasmFormatError",
     "append_custom_section",
@@ -33,6 +34,8 @@ __all__ = [
 
 MANIFEST_SECTION = "arcana.manifest"
 DESCRIPTORS_SECTION = "arcana.descriptors"
+# The JSON Schema files a manifest's routes name: a JSON object {path relative to the plugin folder: schema}.
+SCHEMAS_SECTION = "arcana.schemas"
 _HEADER = b"\x00asm\x01\x00\x00\x00"
 # Component-model preamble: same magic, version 0x0d, layer 1 (a component, not a core module).
 COMPONENT_HEADER = b"\x00asm\x0d\x00\x01\x00"

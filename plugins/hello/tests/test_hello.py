@@ -45,3 +45,15 @@ def test_a_path_it_does_not_serve_is_not_found(arcana_plugin: HarnessFactory) ->
     h = arcana_plugin(HELLO)
     r = h.get("/api/v1/goodbye/Ada")
     assert r.status == 404 and r.error_code == "NOT_FOUND"
+
+
+def test_the_answer_matches_the_schema_the_manifest_declares(arcana_plugin: HarnessFactory) -> None:
+    # [route.responses] 200 = "greeter.v1.HelloReply": the gRPC reply's message is the REST answer's schema too.
+    h = arcana_plugin(HELLO)
+    [route] = h.manifest.routes
+    contract = h.kernel.registry.snapshot.plugins["hello"].contract.route(route)
+    assert contract is not None and contract.response_schemas[200] is not None
+    assert contract.response_schemas[200]["properties"] == {"message": {"type": "string"}}
+    answer = h.get("/api/v1/hello/Ada")
+    assert contract.check_response(answer.status, answer.body) == []
+    assert contract.check_response(200, b'{"message": 7}') != []

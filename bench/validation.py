@@ -1,0 +1,206 @@
+"""What a route's request schema costs per request: the same plugin route with and without one, same server, same run.
+
+    .venv/bin/python bench/validation.py [--rounds 5] [--seconds 5] [--connections 16]
+
+One `arcana serve` process serves plugins/echo (Zig) twice from the same module: as ``echo``
+(``POST /api/v1/echo``, no schema) and, through sidecars, as ``echo-checked`` (``POST
+/api/v1/echo-checked`` with ``request`` = a note-like JSON Schema, the body notes' create takes).
+Both get the same valid JSON body, so both reach the plugin and answer 200; the only difference is
+the edge's check. An asyncio load generator (raw keep-alive sockets, POST) loads each route in turn,
+the order rotated each round; the median requests/s of each and the overhead
+``1 - checked/plain`` are reported. Then the check alone is timed in process
+(``RouteContract.check_request`` on the same body), to give the added microseconds per request.
+Nothing asserts on time: the machines are shared and noisy; compare figures from one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BODY = json.dumps({"title": "Buy milk", "body": "2 litres, semi-skimmed", "tags": ["home", "shop"]}).encode()
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["title"],
+    "properties": {
+        "title": {"type": "string", "minLength": 1, "maxLength": 200},
+        "body": {"type": "string", "maxLength": 20000},
+        "tags": {"type": "array", "maxItems": 20, "items": {"type": "string", "minLength": 1, "maxLength": 40}},
+    },
+}
+CHECKED_MANIFEST = """
+[plugin]
+name = "echo-checked"
+version = "1.0.0"
+
+[capabilities]
+log = true
+
+[limits]
+memory_mb = 16
+timeout_ms = 1000
+max_concurrency = 8
+
+[[route]]
+method = "POST"
+path = "/api/v1/echo-checked"
+handler = "echo"
+public = true
+request = "schemas/note-input.json"
+"""
+ROUTES = {"plain": "/api/v1/echo", "checked": "/api/v1/echo-checked"}
+_CL = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.I)
+
+
+def plugins_folder(work: Path) -> Path:
+    folder = work / "plugins"
+    folder.mkdir()
+    echo = ROOT / "plugins" / "echo" / "echo.wasm"
+    shutil.copyfile(echo, folder / "echo.wasm")
+    shutil.copyfile(echo, folder / "echo-checked.wasm")
+    (folder / "echo-checked.toml").write_text(CHECKED_MANIFEST)
+    (folder / "echo-checked.schemas.json").write_text(json.dumps({"schemas/note-input.json": SCHEMA}))
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def request(path: str) -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+    head += f"content-length: {len(BODY)}\r\n\r\n"
+    return head.encode() + BODY
+
+
+async def connection(port: int, path: str, end: float, counts: list[int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    payload = request(path)
+    try:
+        while time.perf_counter() < end:
+            writer.write(payload)
+            head = await reader.readuntil(b"\r\n\r\n")
+            m = _CL.search(head)
+            await reader.readexactly(int(m.group(1)) if m else 0)
+            counts[0 if head[9:12] == b"200" else 1] += 1
+    finally:
+        writer.close()
+
+
+async def load(port: int, path: str, connections: int, seconds: float) -> tuple[float, int]:
+    """Requests/s answered 200 over ``seconds``, and how many were not 200."""
+    counts = [0, 0]
+    start = time.perf_counter()
+    await asyncio.gather(*(connection(port, path, start + seconds, counts) for _ in range(connections)))
+    return counts[0] / (time.perf_counter() - start), counts[1]
+
+
+def serve(folder: Path, work: Path, port: int) -> subprocess.Popen[bytes]:
+    config = work / "arcana.yaml"
+    config.write_text(
+        f"database: {{url: 'sqlite:///{work / 'arcana.db'}'}}\nlogging: {{level: warning}}\nplugins: {{watch: false}}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCANA_")}
+    env["ARCANA_JWT_SECRET"] = "bench-validation-secret-0123456789-abcdef"
+    argv = [sys.executable, "-m", "arcana.cli", "serve", "--config", str(config), "--plugins", str(folder)]
+    argv += ["--http-port", str(port), "--grpc-port", str(free_port())]
+    log = (work / "server.log").open("wb")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {(work / 'server.log').read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /ready HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                if s.recv(64)[9:12] == b"200":
+                    return proc
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("server not ready after 60 s")
+
+
+def check_alone(iterations: int = 20_000) -> tuple[float, float]:
+    """Microseconds per ``check_request`` on the bench body: (the check, a body that fails it)."""
+    from arcana.contract import build_contract
+    from arcana.manifest import parse_manifest
+
+    manifest = parse_manifest(CHECKED_MANIFEST)
+    contract = build_contract(manifest, {"schemas/note-input.json": SCHEMA}, None).route(manifest.routes[0])
+    assert contract is not None
+
+    def no_query(_name: str) -> list[str]:
+        return []
+
+    bad = json.dumps({"title": "", "tags": "x"}).encode()
+    out = []
+    for body in (BODY, bad):
+        start = time.perf_counter()
+        for _ in range(iterations):
+            contract.check_request({}, no_query, body, "application/json")
+        out.append((time.perf_counter() - start) / iterations * 1e6)
+    return out[0], out[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="arcana-bench-validation-") as tmp:
+        work = Path(tmp)
+        port = free_port()
+        proc = serve(plugins_folder(work), work, port)
+        try:
+            got: dict[str, list[float]] = {name: [] for name in ROUTES}
+            errors = 0
+            asyncio.run(load(port, ROUTES["checked"], 4, 1.0))  # warm both: instances, caches
+            asyncio.run(load(port, ROUTES["plain"], 4, 1.0))
+            for r in range(args.rounds):
+                order = list(ROUTES) if r % 2 == 0 else list(reversed(ROUTES))
+                for name in order:
+                    rps, bad = asyncio.run(load(port, ROUTES[name], args.connections, args.seconds))
+                    got[name].append(rps)
+                    errors += bad
+                print(f"round {r + 1}: " + ", ".join(f"{n} {got[n][-1]:.0f} req/s" for n in ROUTES), flush=True)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(15)
+    plain, checked = statistics.median(got["plain"]), statistics.median(got["checked"])
+    per_round = [1 - c / p for p, c in zip(got["plain"], got["checked"], strict=True)]
+    ok_us, bad_us = check_alone()
+    print()
+    print(f"POST, {args.connections} connections, {args.rounds} rounds x {args.seconds:.0f} s, median:")
+    print(f"  without a schema  {plain:8.0f} req/s")
+    print(f"  with a schema     {checked:8.0f} req/s")
+    print(
+        f"  overhead          {(1 - checked / plain) * 100:8.1f} %   (per round: "
+        + ", ".join(f"{x * 100:.1f}" for x in per_round)
+        + "; target < 5 %)"
+    )
+    print(f"  the check alone   {ok_us:8.1f} us per request (a refused body: {bad_us:.1f} us, listing every field)")
+    print(f"  per request       {1e6 / plain:8.1f} us at the plain route's rate")
+    if errors:
+        print(f"  {errors} answers were not 200")
+
+
+if __name__ == "__main__":
+    main()
