@@ -8,8 +8,10 @@ handler of the same plugin (one pool, one inline lane): ``POST /api/v1/echo`` wi
 Both get the same valid JSON body, so both reach the plugin and answer 200; the only difference is
 the edge's check. An asyncio load generator (raw keep-alive sockets, POST) loads each route in turn,
 the order rotated each round; the median requests/s of each and the overhead
-``1 - checked/plain`` are reported. Then the check alone is timed in process
-(``RouteContract.check_request`` on the same body), to give the added microseconds per request.
+``1 - checked/plain`` are reported. On a shared machine that figure swings by more than the cost it
+measures, so two steadier ones follow, in process: ``RequestCore.call_http`` (auth, envelope,
+the guest call, its answer: the whole plugin call but HTTP) on each route in alternating batches,
+and the check alone (``RouteContract.check_request`` on the same body).
 Nothing asserts on time: the machines are shared and noisy; compare figures from one run only.
 """
 
@@ -166,6 +168,40 @@ def check_alone(iterations: int = 20_000) -> tuple[float, float]:
     return out[0], out[1]
 
 
+async def core_calls(folder: Path, work: Path, batches: int, calls: int) -> dict[str, list[float]]:
+    """Microseconds per ``call_http`` of each route, per batch, the two routes alternating batch by batch."""
+    from arcana.config import load_config
+    from arcana.envelopes import HttpRequest
+    from arcana.kernel import Kernel
+
+    env = {
+        "ARCANA_PLUGINS__DIR": str(folder),
+        "ARCANA_PLUGINS__WATCH": "false",
+        "ARCANA_LOGGING__LEVEL": "warning",
+        "ARCANA_DATABASE__URL": f"sqlite:///{work / 'core.db'}",
+    }
+    kernel = Kernel(load_config(None, environ=env))
+    kernel.start()
+    try:
+        await kernel.load_all()
+        got: dict[str, list[float]] = {name: [] for name in ROUTES}
+        headers = {"content-type": "application/json"}
+        for batch in range(batches + 1):  # batch 0 warms up (the handler earns its inline lane)
+            for name in ROUTES if batch % 2 else reversed(ROUTES):
+                match = kernel.core.route_http("POST", ROUTES[name])
+                assert match is not None
+                start = time.perf_counter()
+                for _ in range(calls):
+                    req = HttpRequest("POST", ROUTES[name], {}, headers, BODY, "bench", "", "", "127.0.0.1")
+                    answer = await kernel.core.call_http(match, req)
+                assert answer.status == 200, answer
+                if batch:
+                    got[name].append((time.perf_counter() - start) / calls * 1e6)
+        return got
+    finally:
+        kernel.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     # Many short rounds, each pair back to back: on a shared machine the load of others drifts within
@@ -200,6 +236,13 @@ def main() -> None:
     plain, checked = statistics.median(got["plain"]), statistics.median(got["checked"])
     per_round = [1 - c / p for p, c in zip(got["plain"], got["checked"], strict=True)]
     ok_us, bad_us = check_alone()
+    with tempfile.TemporaryDirectory(prefix="arcana-bench-validation-core-") as tmp:
+        work = Path(tmp)
+        import uvloop
+
+        core = uvloop.run(core_calls(plugins_folder(work), work, batches=30, calls=500))
+    core_plain, core_checked = statistics.median(core["plain"]), statistics.median(core["checked"])
+    paired = [c - p for p, c in zip(core["plain"], core["checked"], strict=True)]
     print()
     print(f"POST, {args.connections} connections, {args.rounds} rounds x {args.seconds:g} s, median:")
     print(f"  without a schema  {plain:8.0f} req/s")
@@ -209,6 +252,13 @@ def main() -> None:
     print(
         f"  paired overhead   {statistics.median(per_round) * 100:8.1f} %   (median of each round's own ratio; "
         f"quartiles {quartiles[0] * 100:.1f} to {quartiles[2] * 100:.1f})"
+    )
+    print("in process, RequestCore.call_http (30 alternating batches of 500 calls, median):")
+    print(f"  without a schema  {core_plain:8.1f} us per call")
+    print(f"  with a schema     {core_checked:8.1f} us per call")
+    print(
+        f"  overhead          {statistics.median(paired):8.1f} us = "
+        f"{statistics.median(paired) / core_plain * 100:.1f} % (median of the paired batch differences)"
     )
     print(f"  the check alone   {ok_us:8.1f} us per request (a refused body: {bad_us:.1f} us, listing every field)")
     print(f"  per request       {1e6 / plain:8.1f} us at the plain route's rate")
