@@ -15,6 +15,7 @@ disagree, so such a schema is refused at load (UNSUPPORTED_KEYWORDS).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -53,6 +54,8 @@ UNSUPPORTED_KEYWORDS = frozenset(
 )
 # A refused request lists at most this many field errors (a huge bad array must not make a huge answer).
 MAX_FIELD_ERRORS = 20
+# Errors read from the full validator before sorting and cutting to MAX_FIELD_ERRORS.
+MAX_ERRORS_READ = 200
 _REQUIRED_RE = re.compile(r"^'(.+)' is a required property$")
 
 
@@ -92,20 +95,20 @@ class CompiledSchema:
             self.gate(value)
             return []
         except fastjsonschema.JsonSchemaValueException as gate_error:
-            found: list[FieldProblem] = []
-            for error in sorted(self.full.iter_errors(value), key=lambda e: list(map(str, e.absolute_path))):
-                path = list(error.absolute_path)
+            found: list[tuple[list[str | int], str]] = []
+            # Bounded: a huge body of bad items must not cost a huge list; sorted so answers are stable.
+            for error in itertools.islice(self.full.iter_errors(value), MAX_ERRORS_READ):
+                path: list[str | int] = list(error.absolute_path)
                 missing = _REQUIRED_RE.match(error.message) if error.validator == "required" else None
                 if missing:  # point at the missing field, not at the object that lacks it
-                    found.append(FieldProblem(pointer(prefix, [*path, missing.group(1)]), "is required"))
+                    found.append(([*path, missing.group(1)], "is required"))
                 else:
-                    found.append(FieldProblem(pointer(prefix, path), error.message))
-                if len(found) == MAX_FIELD_ERRORS:
-                    break
+                    found.append((path, error.message))
             if not found:  # the two disagree (a format only one of them checks): the gate's word stands
-                parts = [p for p in gate_error.path[1:] if isinstance(p, str | int)]
-                found.append(FieldProblem(pointer(prefix, parts), gate_error.message))
-            return found
+                parts: list[str | int] = [p for p in gate_error.path[1:] if isinstance(p, str | int)]
+                found.append((parts, gate_error.message))
+            found.sort(key=lambda item: [(0, p, "") if isinstance(p, int) else (1, 0, p) for p in item[0]])
+            return [FieldProblem(pointer(prefix, path), reason) for path, reason in found[:MAX_FIELD_ERRORS]]
 
 
 # Path and query values arrive as strings; each type is a parser (None: not that type).

@@ -4,7 +4,8 @@ A plugin call, whatever the transport, goes: per-address limit (the edge
 calls ``limit_address`` before routing) -> route (the edge's lookup,
 ``route_http`` / ``rpc_target``) -> authenticate -> authorize -> the
 manifest's rate limit (its decision's RateLimit-* headers go on the REST
-answer) -> call context -> envelope -> pool call -> parse the
+answer) -> the route's schema (``arcana.contract``: VALIDATION_FAILED with the
+fields, before an instance is borrowed) -> call context -> envelope -> pool call -> parse the
 output -> errors. Only
 ``ArcanaError`` leaves this module; anything else is a kernel bug, logged
 here once with its trace and answered as INTERNAL with no details

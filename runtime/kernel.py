@@ -34,7 +34,7 @@ from arcana.engine import Engine
 from arcana.errors import CircuitOpen, ConfigError, FileChanging, PluginLoadError, Problem
 from arcana.events import PLUGIN_FAILED, PLUGIN_LOADED, PLUGIN_UNLOADED, EventBus, JobsSource
 from arcana.executor import ThreadShares
-from arcana.loader import PluginLoader, build_id, is_plugin_file, plugin_files
+from arcana.loader import SCHEMAS_SIDECAR, PluginLoader, build_id, is_plugin_file, plugin_files
 from arcana.queue.backends import open_backend
 from arcana.queue.jobs import JobQueue
 from arcana.ratelimit import Rate, build_limiter
@@ -390,8 +390,9 @@ class Kernel:
             return
         current = self.registry.snapshot.plugins.get(plugin.name)
         unchanged = current is not None and current.source == path and current.sha256 == plugin.sha256
-        # The module's bytes, and what its sidecars may change: the manifest and the descriptors.
-        if unchanged and current is not None and current.manifest == plugin.manifest and _same_rpc(current, plugin):
+        # The module's bytes, and what its sidecars may change: the manifest, the descriptors, the schemas.
+        same_sidecars = current is not None and current.manifest == plugin.manifest and _same_rpc(current, plugin)
+        if unchanged and same_sidecars and current is not None and current.contract.schemas == plugin.contract.schemas:
             plugin.pool.retire()
             if path in self.registry.failures:
                 # The same good build is back: the failure is over (the admin listing drops it), and the
@@ -428,8 +429,8 @@ class Kernel:
 
     def sidecar_owner(self, path: Path) -> Path | None:
         """A sidecar manifest's change reloads the module beside it."""
-        if path.suffix in (".toml", ".pb"):
-            wasm = path.with_suffix(".wasm")
+        if path.suffix in (".toml", ".pb") or path.name.endswith(SCHEMAS_SIDECAR):
+            wasm = path.with_name(path.name.removesuffix(SCHEMAS_SIDECAR)).with_suffix(".wasm")
             return wasm if wasm.exists() or self._known(wasm) else None
         return path if is_plugin_file(path, self.plugins_dir) else None
 

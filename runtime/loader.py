@@ -145,9 +145,12 @@ def sidecar_of(path: Path) -> Path:
     return path.with_suffix(".toml")
 
 
+# NAME.schemas.json beside NAME.wasm: route schemas that win over the embedded ones, as NAME.pb does.
+SCHEMAS_SIDECAR = ".schemas.json"
+
+
 def schemas_sidecar_of(path: Path) -> Path:
-    """NAME.schemas.json beside NAME.wasm: route schemas that win over the embedded ones, as NAME.pb does."""
-    return path.with_suffix(".schemas.json")
+    return path.with_suffix(SCHEMAS_SIDECAR)
 
 
 class PluginLoader:

@@ -33,7 +33,7 @@ def relevant_in(root: Path) -> Callable[[Change, str], bool]:
     """The watch filter: plugin files and sidecars in the folders that the first scan reads (not hidden ones)."""
 
     def relevant(change: Change, path: str) -> bool:
-        return path.endswith((".wasm", ".toml", ".pb")) and in_served_folder(Path(path), root)
+        return path.endswith((".wasm", ".toml", ".pb", ".schemas.json")) and in_served_folder(Path(path), root)
 
     return relevant
 

@@ -50,7 +50,7 @@ from arcana.errors import (
 )
 from arcana.exit_codes import ExitCode
 from arcana.kernel import Kernel
-from arcana.loader import sidecar_of
+from arcana.loader import schemas_sidecar_of, sidecar_of
 from arcana.manifest import Manifest, parse_manifest
 from arcana.preflight import quieted
 from arcana.registry import LoadedPlugin
@@ -183,7 +183,7 @@ class InProcessHost:
             folder.mkdir()
             self.copy = folder / file.name
             shutil.copyfile(file, self.copy)
-            for sidecar in (sidecar_of(file), file.with_suffix(".pb")):
+            for sidecar in (sidecar_of(file), file.with_suffix(".pb"), schemas_sidecar_of(file)):
                 if sidecar.is_file():
                     shutil.copyfile(sidecar, folder / sidecar.name)
         except BaseException:

@@ -191,8 +191,8 @@ def test_field_errors_point_into_the_request(order: Any) -> None:
     assert [(f.pointer, f.reason) for f in found] == [
         ("/path/id", "must be a UUID, e.g. 123e4567-e89b-12d3-a456-426614174000"),
         ("/query/limit", "must be an integer"),
-        ("/body/sku", "is required"),
         ("/body/n", "'2' is not of type 'integer'"),
+        ("/body/sku", "is required"),
     ]
 
 

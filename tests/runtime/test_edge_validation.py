@@ -237,3 +237,50 @@ def test_an_unauthenticated_caller_gets_401_before_the_schema_is_looked_at(kerne
     assert rest(kernel, "POST", "/api/notes/x", content=b"").status_code == 401
     token = f"Bearer {mint('u-1', ('user',))}"
     assert rest(kernel, "POST", "/api/notes/x", content=b"", headers={"authorization": token}).status_code == 400
+
+
+def test_a_changed_schemas_sidecar_reloads_the_module_beside_it(kernels: Kernels) -> None:
+    from watchfiles import Change
+
+    from arcana.watcher import relevant_in
+
+    plugin = install(kernels, module(SCHEMAS))
+    sidecar = kernels.plugins / "app.schemas.json"
+    sidecar.write_text(json.dumps(SCHEMAS))
+    kernel = started(kernels)
+    assert rest(kernel, "POST", "/api/notes/1", json={}).status_code == 400
+    sidecar.write_text(json.dumps({**SCHEMAS, "schemas/note-input.json": {"type": "object"}}))
+    # The watcher hears it, and the kernel maps it to its module, as it does NAME.toml and NAME.pb.
+    assert relevant_in(kernels.plugins)(Change.modified, str(sidecar))
+    assert kernel.sidecar_owner(sidecar) == kernels.plugins / "app.wasm"
+    asyncio.run(kernel.sync([kernels.plugins / "app.wasm"]))
+    assert rest(kernel, "POST", "/api/notes/1", json={}).status_code == 201
+    assert len(plugin.calls) == 1
+
+
+RAW_MANIFEST = """
+[plugin]
+name = "app"
+version = "1.0.0"
+
+[[route]]
+method = "POST"
+path = "/api/raw"
+handler = "save"
+public = true
+abi = "raw"
+request = "schemas/note-input.json"
+"""
+
+
+def test_a_raw_route_checks_its_body_only_when_it_declares_a_schema_whatever_its_content_type(
+    kernels: Kernels,
+) -> None:
+    plugin = install(kernels, module(SCHEMAS, RAW_MANIFEST), reply(b"stored"))
+    kernel = started(kernels)
+    bad = rest(kernel, "POST", "/api/raw", content=b'{"tags": "x"}', headers={"content-type": "text/plain"})
+    assert [f["pointer"] for f in bad.json()["fields"]] == ["/body/tags", "/body/title"]
+    assert plugin.calls == []
+    good = rest(kernel, "POST", "/api/raw", content=b'{"title": "t"}', headers={"content-type": "text/plain"})
+    assert (good.status_code, good.content) == (200, b"stored")
+    assert [call.data for call in plugin.calls] == [b'{"title": "t"}']
