@@ -237,3 +237,10 @@ def test_the_shipped_examples_resolve() -> None:
         raw = sections.get(DESCRIPTORS_SECTION)
         contract = build_contract(m, files, DescriptorSet.parse(raw) if raw else None)
         assert problems == [] and contract.routes, name
+
+
+def test_the_manifest_docs_name_every_refused_keyword() -> None:
+    from arcana.contract import UNSUPPORTED_KEYWORDS
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "manifest.md").read_text()
+    assert [k for k in sorted(UNSUPPORTED_KEYWORDS) if f"`{k}`" not in text] == []
