@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import shutil
 from pathlib import Path
@@ -34,11 +35,20 @@ def source_hash(*dirs: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
 def build_cached(src: Path) -> Path:
     """Build a plugin folder (or reuse the cached build of the same sources)."""
     from arcana_sdk.build import build_plugin
 
-    key = source_hash(src, ROOT / "sdk" / "zig", ROOT / "sdk" / "c", ROOT / "sdk" / "assemblyscript")
+    sources = source_hash(src, ROOT / "sdk" / "zig", ROOT / "sdk" / "c", ROOT / "sdk" / "assemblyscript")
+    # The toolchain is part of the key: a cache kept across checkouts never serves another compiler's output.
+    key = hashlib.sha256(f"{sources} zig={_version('ziglang')}".encode()).hexdigest()[:16]
     out = CACHE / f"{src.name}-{key}.wasm"
     if not out.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
