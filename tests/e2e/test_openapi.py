@@ -107,7 +107,7 @@ def schemathesis(server: ArcanaServer, workdir: Path, checks: str, *options: str
     return output
 
 
-def tested(output: str) -> int:
+def cases_run(output: str) -> int:
     found = re.search(r"Tested: (\d+)", output)
     assert found is not None, output[-3000:]
     return int(found.group(1))
@@ -118,7 +118,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(
 ) -> None:
     server = start_server(examples, CONFIG)
     output = schemathesis(server, tmp_path, CHECKS, "--phases", "examples,coverage,fuzzing")
-    assert tested(output) == len([op for item in document(server)["paths"].values() for op in item])
+    assert cases_run(output) == len([op for item in document(server)["paths"].values() for op in item])
 
 
 def test_schemathesis_finds_the_kernel_routes_take_every_request_their_schemas_allow(
@@ -128,7 +128,7 @@ def test_schemathesis_finds_the_kernel_routes_take_every_request_their_schemas_a
     server = start_server(examples, CONFIG)
     options = ("--phases", "coverage,fuzzing,stateful", "--include-tag-regex", "^arcana[.]")
     output = schemathesis(server, tmp_path, CHECKS + ",positive_data_acceptance", *options)
-    assert tested(output) == len(KERNEL_OPERATIONS)
+    assert cases_run(output) == len(KERNEL_OPERATIONS)
 
 
 def test_a_hot_reload_changes_the_document_and_the_validation_without_a_restart(
