@@ -82,7 +82,7 @@ def build_component(src: Path, out: Path, *, stub_wasi: bool = True) -> Path:
 def source_key(src: Path, stub_wasi: bool) -> str:
     digest = hashlib.sha256(f"{COMPONENTIZE_PY} stub={stub_wasi}".encode())
     for path in sorted(src.rglob("*")):
-        if path.is_file() and path.suffix in (".py", ".toml"):
+        if path.is_file() and path.suffix in (".py", ".toml", ".proto"):
             digest.update(str(path.relative_to(src)).encode() + path.read_bytes())
     digest.update(WIT.read_bytes())
     # What `arcana plugin build` puts in a component besides the app: the guest SDK and the builder.

@@ -7,19 +7,23 @@ deserializes instead of compiling for seconds.
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
 from arcana.wasm_binary import MANIFEST_SECTION, custom_sections
 from component_build import build_cached, custom_section, toolchain_missing
 from conftest import CACHE, ROOT, install
+from e2e.grpc_support import generate_stubs
 from e2e.server import ArcanaServer, admin_headers
+from http_upstream import Upstream
 
 pytestmark = [
     pytest.mark.e2e,
@@ -28,6 +32,9 @@ pytestmark = [
 ]
 # A cold compile of a component takes seconds on a busy machine: two of them before the first /ready.
 READY_TIMEOUT_S = 180.0
+# Every grant pyhost's manifest requests: it calls every host capability.
+PYHOST_GRANTS = ["log", "store", "auth", "auth.issue", "queue", "events", "http"]
+PYHOST_PROTO = ROOT / "tests" / "fixtures" / "plugins" / "pyhost" / "proto" / "pyhost.proto"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +47,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArcanaServer]:
     install(build_cached("pywasi", CACHE, stub_wasi=False), folder, "pywasi")
     shutil.copyfile(ROOT / "plugins" / "echo" / "echo.wasm", folder / "echo.wasm")
     config = {
-        "grants": {"*": ["log"], "pyhost": ["log", "store"]},
+        "grants": {"*": ["log"], "pyhost": PYHOST_GRANTS},
         "plugin_config": {"pyhost": {"greeting": "from the operator"}},
         "executor": {"artifact_cache_dir": str(CACHE / "artifacts")},
     }
@@ -50,13 +57,22 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArcanaServer]:
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    with Upstream() as up:
+        yield up
+
+
 def _echo_ok(server: ArcanaServer) -> None:
     r = httpx.post(f"{server.url}/api/v1/echo", json={"still": "here"})
     assert r.status_code == 200 and r.json() == {"echo": {"still": "here"}}
 
 
-def test_a_python_plugin_answers_over_rest_through_every_capability_it_has(server: ArcanaServer) -> None:
-    r = httpx.post(f"{server.url}/api/v1/pyhost/probe", json={"collection": "e2e", "key": "e2e-key"}, timeout=30)
+def test_a_python_plugin_answers_over_rest_through_every_capability_it_has(
+    server: ArcanaServer, upstream: Upstream
+) -> None:
+    probe = {"collection": "e2e", "key": "e2e-key", "url": upstream.url("/ok", host="localhost")}
+    r = httpx.post(f"{server.url}/api/v1/pyhost/probe", json=probe, timeout=30)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["log"] == {} and body["kv_set"] == {}
@@ -66,7 +82,37 @@ def test_a_python_plugin_answers_over_rest_through_every_capability_it_has(serve
     assert body["greeting"] == "from the operator"
     assert body["random"][0] == 16
     assert body["bad_request"]["error"]["code"] == "VALIDATION_FAILED"
+    assert body["auth"] == {"hashed": True, "valid": True, "wrong": False, "has_role": False}
+    assert body["job"]["type"] == "pyhost.tick" and body["job"]["state"] == "queued" and body["job"]["id_matches"]
+    assert body["emitted"] == {} and body["emit_elsewhere"]["error"]["code"] == "FORBIDDEN"
+    assert body["fetched"] == {"status": 200, "body": "hello"}
     assert "probe from python" in server.logs()  # the guest's log line, in the server's log
+    # The token the plugin issued signs its caller in: check_role sees the role it carries.
+    token = body["token"]["access_token"]
+    me = httpx.get(f"{server.url}/api/v1/pyhost/whoami", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert me.status_code == 200, me.text
+    assert me.json() == {"sub": "py-e2e-key", "has_role": True}
+    assert httpx.get(f"{server.url}/api/v1/pyhost/whoami", timeout=30).status_code == 401
+
+
+def test_a_python_grpc_method_answers_a_grpcio_client_through_every_capability(
+    server: ArcanaServer, upstream: Upstream, tmp_path: Path
+) -> None:
+    pb, stubs = generate_stubs(PYHOST_PROTO, tmp_path / "stubs")
+    before = upstream.hits["/echo"]
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        request = pb.RunRequest(key="grpc-key", url=upstream.url("/echo", host="localhost"))
+        reply = stubs.ProbeStub(channel).Run(request, timeout=30)
+    assert upstream.hits["/echo"] == before + 1
+    assert reply.greeting == "from the operator"
+    assert reply.incr >= 1
+    assert reply.password_valid and not reply.wrong_password_valid
+    assert reply.token_issued and reply.emitted
+    assert reply.job_state == "queued"
+    assert reply.fetched_status == 200 and '"method": "GET"' in reply.fetched_body
+    report = json.loads(reply.report)
+    assert report["kv"] == {"found": True, "value": "v"} and report["doc"] == {"n": 1, "same_id": True}
+    assert report["emit_elsewhere"]["error"]["code"] == "FORBIDDEN"
 
 
 def test_a_raw_abi_route_of_a_python_plugin_gets_its_body_and_request_keys(server: ArcanaServer) -> None:
@@ -125,7 +171,7 @@ def test_hot_reload_of_a_python_plugin_under_load_fails_no_request(tmp_path: Pat
     v2 = tmp_path / "pyhost-v2.wasm"
     v2.write_bytes(v1.read_bytes() + custom_section(MANIFEST_SECTION, manifest.encode()))
     config = {
-        "grants": {"*": ["log"], "pyhost": ["log", "store"]},
+        "grants": {"*": ["log"], "pyhost": PYHOST_GRANTS},
         "executor": {"artifact_cache_dir": str(CACHE / "artifacts")},
     }
     server = ArcanaServer(folder, tmp_path, config).start(wait_ready=False)

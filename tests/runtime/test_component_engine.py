@@ -35,11 +35,14 @@ from arcana_host.registry import Capabilities
 from component_build import FIXTURES, build_cached, toolchain_missing
 from conftest import CACHE, install
 from fakes import TEST_SECRET, Kernels
+from http_upstream import Upstream
 
 pytestmark = [
     pytest.mark.toolchain,
     pytest.mark.skipif(toolchain_missing(), reason="componentize-py is not installed (the toolchain extra)"),
 ]
+# Every grant pyhost's manifest requests: it calls every host capability.
+PYHOST_GRANTS = ["log", "store", "auth", "auth.issue", "queue", "events", "http"]
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +99,7 @@ def test_the_built_component_carries_its_manifest_in_a_top_level_custom_section(
     wasm = components["pyhost"].read_bytes()
     assert is_component(wasm)
     manifest = parse_manifest(custom_sections(wasm)[MANIFEST_SECTION].decode())
-    assert manifest.name == "pyhost" and manifest.handlers() == {"probe", "ping", "raw"}
+    assert manifest.name == "pyhost" and manifest.handlers() == {"probe", "ping", "raw", "whoami", "run", "tick"}
 
 
 def test_inspect_reports_granted_interfaces_as_host_functions_and_leaves_out_the_engines_own(
@@ -105,20 +108,26 @@ def test_inspect_reports_granted_interfaces_as_host_functions_and_leaves_out_the
     info = component_engine.inspect(components["pyhost"].read_bytes())
     names = {name for _, name in info.imports}
     assert {"log", "store_get", "store_put", "kv_get", "kv_set", "kv_incr"} <= names
+    assert {"auth_hash_password", "auth_issue_token", "queue_enqueue", "event_emit", "http_fetch"} <= names
     assert {namespace for namespace, _ in info.imports} == {"extism:host/user"}
     assert not names & {"now_ms", "monotonic_ns", "random_bytes", "config_get"}
     assert info.component and info.foreign == ()
     assert {"handle", "handlers"} <= info.exports.keys()
 
 
-def test_a_component_calls_log_store_kv_clock_random_and_config(
-    real_kernels: Kernels, components: dict[str, Path]
-) -> None:
+def test_a_component_calls_every_host_capability(real_kernels: Kernels, components: dict[str, Path]) -> None:
     kernel = serving(
-        real_kernels, components, ["pyhost"], GRANTS__PYHOST='["log", "store"]', PLUGIN_CONFIG__PYHOST__GREETING="hi"
+        real_kernels,
+        components,
+        ["pyhost"],
+        GRANTS__PYHOST=json.dumps(PYHOST_GRANTS),
+        PLUGIN_CONFIG__PYHOST__GREETING="hi",
     )
     before = time.time() * 1000
-    response = call(kernel, "POST", "/api/v1/pyhost/probe", json.dumps({"key": "k1"}).encode())
+    with Upstream() as upstream:
+        probe = {"key": "k1", "url": upstream.url("/ok", host="localhost")}
+        response = call(kernel, "POST", "/api/v1/pyhost/probe", json.dumps(probe).encode())
+        assert upstream.hits["/ok"] == 1
     assert response.status == 200, response.body
     body = answer(response)
     assert body["log"] == {}
@@ -133,13 +142,25 @@ def test_a_component_calls_log_store_kv_clock_random_and_config(
     assert body["greeting"] == "hi"  # the operator's plugin_config over the manifest's default
     assert body["missing"] is None
     assert body["bad_request"]["error"]["code"] == "VALIDATION_FAILED"
+    # auth: a real Argon2 hash that verifies its password only; no principal on a public route.
+    assert body["auth"] == {"hashed": True, "valid": True, "wrong": False, "has_role": False}
+    principal = kernel.identity.tokens.verify(body["token"]["access_token"])
+    assert principal.sub == "py-k1" and principal.roles == ("pyhost",)
+    # queue: the job is the plugin's own, waiting for its run an hour ahead.
+    assert body["job"]["created"] is True and body["job"]["id_matches"] is True
+    assert body["job"]["type"] == "pyhost.tick" and body["job"]["state"] == "queued"
+    # events: a topic the manifest lists is emitted; any other is refused, as a value.
+    assert body["emitted"] == {}
+    assert body["emit_elsewhere"]["error"]["code"] == "FORBIDDEN"
+    assert body["fetched"] == {"status": 200, "body": "hello"}
     again = answer(call(kernel, "POST", "/api/v1/pyhost/probe", json.dumps({"key": "k1"}).encode()))
     assert again["incr"] == {"value": 2}  # the store outlives the instance's call
     assert again["random"][1] != body["random"][1]
+    assert again["fetched"] is None
 
 
 def test_a_raw_call_reads_its_request_keys_through_config(real_kernels: Kernels, components: dict[str, Path]) -> None:
-    kernel = serving(real_kernels, components, ["pyhost"], GRANTS__PYHOST='["log", "store"]')
+    kernel = serving(real_kernels, components, ["pyhost"], GRANTS__PYHOST=json.dumps(PYHOST_GRANTS))
     response = call(kernel, "POST", "/api/v1/pyhost/raw", b"plain text")
     assert response.status == 200, response.body
     assert answer(response) == {"echo": "plain text", "method": "POST"}
@@ -157,7 +178,7 @@ def test_a_raw_call_reads_its_request_keys_through_config(real_kernels: Kernels,
 def test_a_hostile_handler_gets_its_error_and_the_plugin_answers_next(
     real_kernels: Kernels, components: dict[str, Path], handler: str, error: type[ArcanaError], says: str
 ) -> None:
-    kernel = serving(real_kernels, components, ["pyhostile", "pyhost"], GRANTS__PYHOST='["log", "store"]')
+    kernel = serving(real_kernels, components, ["pyhostile", "pyhost"], GRANTS__PYHOST=json.dumps(PYHOST_GRANTS))
     with pytest.raises(error) as failed:  # the edges answer it as its code says (docs/errors.md)
         call(kernel, "GET", f"/api/v1/pyhostile/{handler}")
     assert says in str(failed.value)
@@ -196,7 +217,7 @@ def test_a_manifest_handler_the_component_does_not_serve_is_refused_naming_it(
     extra = '\n[[route]]\nmethod = "GET"\npath = "/api/v1/pyhost/gone"\nhandler = "gone"\npublic = true\n'
     target.with_suffix(".toml").write_text(manifest + extra)  # a sidecar manifest wins over the embedded one
     with ThreadPoolExecutor(1) as threads, pytest.raises(PluginLoadError) as refused:
-        loader(tmp_path, component_engine, threads, pyhost=["store"]).load(target)
+        loader(tmp_path, component_engine, threads, pyhost=PYHOST_GRANTS).load(target)
     [problem] = refused.value.problems
     assert problem.field == "handler gone"
     assert "handlers() export" in problem.message
@@ -226,11 +247,11 @@ def test_a_cancelled_call_stops_at_its_next_host_call_and_the_instance_takes_no_
 
     reached: list[str] = []
 
-    def store_fn(name: str) -> LinkedFunction:
+    def recording(name: str) -> LinkedFunction:
         return LinkedFunction(name, lambda context, request: reached.append(name) or b"{}")
 
-    store = ("store_get", "store_put", "store_delete", "store_query", "store_batch", "kv_get", "kv_set", "kv_delete")
-    functions = [LinkedFunction("log", log_then_cancel), *(store_fn(n) for n in (*store, "kv_incr"))]
+    imported = {name for _, name in component_engine.inspect(wasm).imports} - {"log"}
+    functions = [LinkedFunction("log", log_then_cancel), *(recording(n) for n in sorted(imported))]
     compiled = component_engine.compile(wasm, functions, memory_mb=32, timeout_ms=2000)
     instance = compiled.instantiate()
     holder.append(instance)
