@@ -49,10 +49,19 @@ def admin_headers() -> dict[str, str]:
     return {"authorization": f"Bearer {mint('admin-test', ['admin'])}"}
 
 
+# Ports handed out in this run: the kernel may give a just-closed port again, so two calls in a row
+# (a REST and a gRPC port) could otherwise name the same port and the server could not bind its second.
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 class ArcanaServer:

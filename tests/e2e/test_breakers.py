@@ -2,7 +2,7 @@
 
 ``flaky`` (tests/fixtures/plugins/flaky) traps when the body starts with
 "trap" and echoes anything else; its manifest sets ``[breaker]
-failure_threshold = 3, cool_down_s = 1``. Whether the plugin ran is read
+failure_threshold = 3, cool_down_s = 3``. Whether the plugin ran is read
 from ``arcana_plugin_calls_total``: a call the breaker refused is counted
 as ``circuit_open`` and never as ``ok`` or ``error``. The breaker's state is
 read from the admin plugin list and from ``arcana_breaker_state``; its
