@@ -90,7 +90,8 @@ def _fault(exc: extism.Error) -> GuestFault:
 # past the one it was made in. The epoch is its compiled module's, shared by every instance of it,
 # and raised by every timeout or cancel of any of them. So an instance made before another instance
 # of its module timed out or was cancelled (the pool's warm one, a spare inline one while the
-# watchdog cancels another) fails its first call here, and every later one: its deadline stays past.
+# watchdog cancels another, one a thread just made) fails its first call here, and every later one:
+# its deadline stays past, and nothing in Extism's C API sets it again.
 NOT_STARTED = "unable to clear error message"
 
 
@@ -118,8 +119,8 @@ class ExtismInstance:
             if str(exc) != NOT_STARTED:
                 raise _fault(exc) from exc
             stale = exc
-        # Nothing of the call ran and this plugin can never run one again: the same call, once, on a
-        # new plugin of the same module (made now, its deadline is past the current epoch).
+        # No guest code of the call ran and this plugin can never run one again: the same call, once,
+        # on a new plugin of the same module (made now: its deadline is one past the current epoch).
         logger.info("plugin instance could not start a call (%s): replaced by a new one", stale)
         try:
             self._live = self._fresh()
