@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 
 import pytest
 
@@ -25,6 +26,8 @@ from conftest import FIXTURES, build_cached
 
 ROUTE = "/api/v1/test/turncoat"
 ANSWER = (200, {"turned": False})  # what a call that is not asked to turn answers
+# CPU time after which a thread calling the spinning handler is surely in the guest's loop (getting there takes < 1 ms).
+SPINNING_CPU_S = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +62,13 @@ def cancel_a_spinning_call(compiled: ExtismCompiled) -> None:
 
     spinning = threading.Thread(target=spin)
     spinning.start()
-    # A cancel sent before the call has begun is dropped by Extism: send until one stops it.
+    assert spinning.ident is not None
+    # Extism drops a cancel sent before the call began, and loses one that lands between the call's
+    # start and the guest's first instruction (its deadline is set after): cancel once the thread has
+    # spent far more CPU than reaching the guest's loop takes, so it spins in it.
+    cpu = time.pthread_getcpuclockid(spinning.ident)
+    while spinning.is_alive() and time.clock_gettime(cpu) < SPINNING_CPU_S:
+        spinning.join(0.005)
     while spinning.is_alive():
         other.cancel()
         spinning.join(0.005)
