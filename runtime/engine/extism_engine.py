@@ -15,7 +15,7 @@ from typing import Any
 
 import extism
 import msgspec
-from extism.extism import CompiledPlugin, _ExtismFunctionMetadata
+from extism.extism import CancelHandle, CompiledPlugin, _ExtismFunctionMetadata
 from extism_sys import ffi as _ffi
 from extism_sys import lib as _lib
 
@@ -83,20 +83,56 @@ def _fault(exc: extism.Error) -> GuestFault:
     return GuestFault("trap", text.splitlines()[0] if text else "the plugin trapped")
 
 
+# Extism's error when a call fails at its first step, the kernel's error_set run before the input is
+# set and the handler called (``Plugin::clear_error`` in extism runtime/src/plugin.rs): no guest code
+# of the call has run. Wasmtime checks epoch deadlines in every wasm function, and a store stays in
+# "trap at the deadline" mode from its creation to the end of its first call, its deadline one epoch
+# past the one it was made in. The epoch is its compiled module's, shared by every instance of it,
+# and raised by every timeout or cancel of any of them. So an instance made before another instance
+# of its module timed out or was cancelled (the pool's warm one, a spare inline one while the
+# watchdog cancels another, one a thread just made) fails its first call here, and every later one:
+# its deadline stays past, and nothing in Extism's C API sets it again.
+NOT_STARTED = "unable to clear error message"
+
+
 class ExtismInstance:
-    def __init__(self, plugin: extism.Plugin) -> None:
-        self._plugin = plugin
-        self._cancel = plugin.cancel_handle()
+    def __init__(self, compiled: CompiledPlugin) -> None:
+        self._compiled = compiled
+        # (the Extism plugin, its cancel handle), swapped as one: the handle points into the plugin,
+        # so ``cancel`` from another thread holds both while it uses the handle.
+        self._live = self._fresh()
         # The per-call keys the instance holds now (the last call's): the next call sends only what differs.
         self._call_config: dict[str, str] = {}
 
+    def _fresh(self) -> tuple[extism.Plugin, CancelHandle]:
+        plugin = extism.Plugin(self._compiled, functions=None)
+        return plugin, plugin.cancel_handle()
+
+    @property
+    def _plugin(self) -> extism.Plugin:
+        return self._live[0]
+
     def call(self, handler: str, data: bytes, context: CallContext) -> bytes:
-        if context.call_config is not None or self._call_config:
-            self._set_call_config(context.call_config or {})
         try:
-            return bytes(self._plugin.call(handler, data, parse=None, host_context=context))
+            return self._call(handler, data, context)
+        except extism.Error as exc:
+            if str(exc) != NOT_STARTED:
+                raise _fault(exc) from exc
+            stale = exc
+        # No guest code of the call ran and this plugin can never run one again: the same call, once,
+        # on a new plugin of the same module (made now: its deadline is one past the current epoch).
+        logger.info("plugin instance could not start a call (%s): replaced by a new one", stale)
+        try:
+            self._live = self._fresh()
+            self._call_config = {}  # the new plugin holds its module's config only
+            return self._call(handler, data, context)
         except extism.Error as exc:
             raise _fault(exc) from exc
+
+    def _call(self, handler: str, data: bytes, context: CallContext) -> bytes:
+        if context.call_config is not None or self._call_config:
+            self._set_call_config(context.call_config or {})
+        return bytes(self._plugin.call(handler, data, parse=None, host_context=context))
 
     def _set_call_config(self, values: dict[str, str]) -> None:
         """Make ``values`` this call's config keys on the live instance, and the last call's others gone.
@@ -122,7 +158,8 @@ class ExtismInstance:
         self._call_config = dict(values)
 
     def cancel(self) -> None:
-        self._cancel.cancel()
+        live = self._live  # holds the plugin alive while its handle is used
+        live[1].cancel()
 
 
 class ExtismCompiled:
@@ -139,7 +176,7 @@ class ExtismCompiled:
 
     def instantiate(self) -> ExtismInstance:
         try:
-            return ExtismInstance(extism.Plugin(self._compiled, functions=None))
+            return ExtismInstance(self._compiled)
         except extism.Error as exc:
             raise ModuleRejected(f"cannot instantiate: {exc}") from exc
 
