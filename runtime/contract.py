@@ -29,7 +29,7 @@ import jsonschema
 from jsonschema.exceptions import SchemaError
 
 from arcana.descriptors import DescriptorSet
-from arcana.envelopes import is_json_type
+from arcana.envelopes import UNPARSED, is_json_type
 from arcana.errors import DescriptorError, FieldProblem, Problem, ValidationFailed
 from arcana.jsonio import client_json
 from arcana.manifest import Manifest, QueryParam, Route, SchemaRef
@@ -87,7 +87,9 @@ class CompiledSchema:
     def compile(cls, schema: dict[str, Any]) -> CompiledSchema:
         full_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
         checker = full_cls.FORMAT_CHECKER
-        return cls(schema, fastjsonschema.compile(schema), full_cls(schema, format_checker=checker))
+        # use_default=False: the gate must not write a schema's defaults into the body, which the envelope
+        # reuses as parsed (the plugin sees what the client sent).
+        return cls(schema, fastjsonschema.compile(schema, use_default=False), full_cls(schema, format_checker=checker))
 
     def errors(self, value: Any, prefix: str) -> list[FieldProblem]:
         """The field errors of ``value`` (pointers under ``prefix``); [] when it conforms."""
@@ -204,6 +206,17 @@ class RouteContract:
         content_encoding: str = "",
     ) -> list[FieldProblem]:
         """Every field error of a request; ``query(name)`` gives the values of a query parameter."""
+        return self.check_request_parsed(params, query, body, content_type, content_encoding)[0]
+
+    def check_request_parsed(
+        self,
+        params: Mapping[str, str],
+        query: Callable[[str], list[str]],
+        body: bytes,
+        content_type: str = "application/json",
+        content_encoding: str = "",
+    ) -> tuple[list[FieldProblem], Any]:
+        """``check_request``, and the body as parsed for its check (``UNPARSED`` when none was)."""
         found: list[FieldProblem] = []
         for name, kind in self.route.params.items():
             reason = _param_error(kind, params.get(name, ""))
@@ -217,23 +230,28 @@ class RouteContract:
                 reason = _param_error(spec.type, value)
                 if reason:
                     found.append(FieldProblem(f"/query/{pointer_token(name)}", reason))
+        parsed: Any = UNPARSED
         if self.request is not None:
-            found += self.check_body(body, content_type, content_encoding)
-        return found[:MAX_FIELD_ERRORS]
+            problems, parsed = self._check_body(body, content_type, content_encoding)
+            found += problems
+        return found[:MAX_FIELD_ERRORS], parsed
 
     def check_body(self, body: bytes, content_type: str, content_encoding: str) -> list[FieldProblem]:
         """The body against the request schema, parsed as the envelope will parse it (arcana.jsonio)."""
+        return self._check_body(body, content_type, content_encoding)[0]
+
+    def _check_body(self, body: bytes, content_type: str, content_encoding: str) -> tuple[list[FieldProblem], Any]:
         assert self.request is not None
         if not body.strip():
-            return [FieldProblem("/body", "is required: send a JSON body")]
+            return [FieldProblem("/body", "is required: send a JSON body")], UNPARSED
         # A json-ABI plugin gets a body of another type as base64 bytes, which no schema describes.
         if self.route.abi == "json" and not is_json_type(content_type):
-            return [FieldProblem("/body", "must be JSON: send it with content-type: application/json")]
+            return [FieldProblem("/body", "must be JSON: send it with content-type: application/json")], UNPARSED
         try:
             value = client_json(body, content_encoding)
         except ValidationFailed as exc:
-            return [FieldProblem("/body", exc.message)]
-        return self.request.errors(value, "/body")
+            return [FieldProblem("/body", exc.message)], UNPARSED
+        return self.request.errors(value, "/body"), value
 
     def check_response(self, status: int, body: bytes) -> list[FieldProblem] | None:
         """The answer's mismatches with its declared schema; None when the status declares none."""

@@ -32,6 +32,7 @@ from arcana.auth.limits import address_key
 from arcana.contract import RouteContract
 from arcana.descriptors import RpcMethod
 from arcana.envelopes import (
+    UNPARSED,
     HttpRequest,
     HttpResponse,
     grpc_envelope,
@@ -121,10 +122,11 @@ def check_message(method: RpcMethod, data: bytes) -> None:
         raise ValidationFailed(f"request is not a valid {method.input_type.DESCRIPTOR.full_name}") from exc
 
 
-def check_request(contract: RouteContract, params: dict[str, str], req: HttpRequest) -> None:
-    """VALIDATION_FAILED listing each field of the request that breaks the route's schema."""
+def check_request(contract: RouteContract, params: dict[str, str], req: HttpRequest) -> Any:
+    """VALIDATION_FAILED listing each field of the request that breaks the route's schema; else the body as
+    parsed for the check (``UNPARSED`` when none was), for the envelope to reuse."""
     headers = req.headers
-    found = contract.check_request(
+    found, parsed = contract.check_request_parsed(
         params,
         lambda name: req.query.get(name, []),
         req.body,
@@ -133,6 +135,7 @@ def check_request(contract: RouteContract, params: dict[str, str], req: HttpRequ
     )
     if found:
         raise ValidationFailed(VALIDATION_MESSAGE, fields=tuple(found))
+    return parsed
 
 
 def check_answer(contract: RouteContract, plugin: LoadedPlugin, response: HttpResponse, rid: str) -> None:
@@ -218,8 +221,9 @@ class RequestCore:
             where = f"{plugin.name} {route.method} {route.path.raw}"
             limited = await self._limit_call(route.rate_limit, where, principal, req.client, "route")
             contract = plugin.contract.route(route)
+            body_value: Any = UNPARSED
             if contract is not None and contract.checks_request:  # before an instance is borrowed
-                check_request(contract, match.params, req)
+                body_value = check_request(contract, match.params, req)
             context = self._context(plugin, route.handler, req.request_id, req.traceparent, principal)
             if route.abi == "raw":
                 context.call_config = http_call_config(
@@ -228,7 +232,9 @@ class RequestCore:
                 output = await plugin.pool.call(route.handler, req.body, context)
                 response = HttpResponse(200, output, {"content-type": route.content_type})
             else:
-                envelope = http_envelope(req, route.path.raw, match.params, context.principal, context.traceparent)
+                envelope = http_envelope(
+                    req, route.path.raw, match.params, context.principal, context.traceparent, body_value
+                )
                 response = parse_http_output(plugin.name, await plugin.pool.call(route.handler, envelope, context))
             if contract is not None and self.validate_responses:
                 check_answer(contract, plugin, response, req.request_id)

@@ -151,6 +151,20 @@ def test_a_good_request_reaches_the_plugin_with_its_values_still_strings(kernels
     )
 
 
+def test_the_checked_body_reaches_the_plugin_as_sent_without_the_schemas_defaults(kernels: Kernels) -> None:
+    # The envelope reuses the body the check parsed: the check must not have written into it.
+    with_default = {
+        **NOTE_INPUT,
+        "properties": {**NOTE_INPUT["properties"], "tags": {"type": "array", "default": ["x"]}},
+    }
+    plugin = install(kernels, module({**SCHEMAS, "schemas/note-input.json": with_default}))
+    kernel = started(kernels)
+    r = rest(kernel, "POST", "/api/notes/7", json={"title": "t", "n": 1.5, "deep": {"a": [None, True]}})
+    assert r.status_code == 201
+    [call] = plugin.calls
+    assert call.input["body"] == {"title": "t", "n": 1.5, "deep": {"a": [None, True]}}
+
+
 def test_a_route_without_a_schema_is_not_checked(kernels: Kernels) -> None:
     plugin = install(kernels, module(SCHEMAS))
     kernel = started(kernels)
